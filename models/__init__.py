@@ -1,0 +1,1 @@
+"""Neural-network code only (no stage or launcher imports): `graphlm`, `memxlnet`."""

@@ -1,0 +1,28 @@
+"""GraphLM: a RoPE/RMSNorm/SwiGLU decoder with document- and graph-aware attention masks.
+
+Three tiers: `Backbone` (layer stack), `GraphLMForTraining` (batch in, loss out) and
+`GraphLMInference` (plain object: logits, perplexity, graph-aware generation).
+"""
+
+from .config import MASK_MODES, MODEL_PRESETS, GraphLMConfig
+from .inference import GraphLMInference, doc_index_from_spans, pack_with_context
+from .layers import Backbone
+from .loss import chunked_cross_entropy, token_losses
+from .masks import (
+    AttentionMask,
+    build_attention_mask,
+    causal_mask_mod,
+    dense_mask,
+    doc_adjacency,
+    document_mask_mod,
+    graph_mask_mod,
+    make_mask_mod,
+)
+from .training import GraphLMForTraining, LMOutput
+
+__all__ = [
+    "MASK_MODES", "MODEL_PRESETS", "GraphLMConfig", "GraphLMInference", "doc_index_from_spans",
+    "pack_with_context", "Backbone", "chunked_cross_entropy", "token_losses", "AttentionMask",
+    "build_attention_mask", "causal_mask_mod", "dense_mask", "doc_adjacency", "document_mask_mod",
+    "graph_mask_mod", "make_mask_mod", "GraphLMForTraining", "LMOutput",
+]

@@ -1,0 +1,149 @@
+"""Attention masks over packed documents, as FlexAttention `mask_mod` factories.
+
+A pack holds several documents back to back. `doc_index[b, t]` is the index of the document that
+token t of pack b belongs to (-1 = padding). Modes:
+
+* causal: token q sees every earlier token of the pack.
+* doc:    token q sees earlier tokens of its own document only.
+* graph:  doc, plus every token of an EARLIER document of the pack that shares a link with q's
+          document (either direction), from the pack's edge list rows (b, i, j).
+
+Padding tokens form their own "document" so no query row is ever empty (SDPA would return NaN).
+The mask is built once per batch (`build_attention_mask`) and shared by all layers: a FlexAttention
+`BlockMask` for the flex kernel, or a dense boolean tensor evaluated from the very same mask_mod
+for SDPA (FlexAttention has no backward on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+
+MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def causal_mask_mod() -> MaskMod:
+    """Plain causal attention across the whole pack."""
+
+    def causal(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return q_idx >= kv_idx
+
+    return causal
+
+
+def document_mask_mod(doc_index: Tensor) -> MaskMod:
+    """Document-causal attention: same document and not in the future."""
+
+    def document_causal(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return (doc_index[b, q_idx] == doc_index[b, kv_idx]) & (q_idx >= kv_idx)
+
+    return document_causal
+
+
+def doc_adjacency(edges: Tensor, batch_size: int, n_docs: int) -> Tensor:
+    """Symmetric per-pack document adjacency, bool [B, n_docs + 1, n_docs + 1].
+
+    Slot 0 stands for padding (doc_index -1) and links to nothing; document i lives in slot i + 1.
+    `edges` is int64 [E, 3] with rows (b, i, j): in pack b, doc i links to doc j.
+    """
+    adjacency = torch.zeros(batch_size, n_docs + 1, n_docs + 1, dtype=torch.bool, device=edges.device)
+    if edges.numel():
+        if edges.dim() != 2 or edges.shape[1] != 3:
+            raise ValueError(f"edges: expected shape [E, 3] of (b, i, j) rows, got {tuple(edges.shape)}")
+        b, i, j = edges[:, 0], edges[:, 1] + 1, edges[:, 2] + 1
+        if int(edges[:, 1:].max()) >= n_docs or int(edges[:, 1:].min()) < 0:
+            raise ValueError(f"edges: document index out of range [0, {n_docs}) in the edge list")
+        adjacency[b, i, j] = True
+        adjacency[b, j, i] = True
+    return adjacency
+
+
+def graph_mask_mod(doc_index: Tensor, adjacency: Tensor) -> MaskMod:
+    """Document-causal plus attention to earlier linked documents of the pack.
+
+    `adjacency` comes from `doc_adjacency` (slot = doc index + 1). Because documents are laid out
+    in order, "earlier document" is `doc(kv) < doc(q)`; padding (-1) never qualifies because q is
+    a real document only when doc(q) >= 0 and then slot 0 has no links.
+    """
+    slots = doc_index + 1
+
+    def graph_causal(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        q_doc = slots[b, q_idx]
+        kv_doc = slots[b, kv_idx]
+        same_doc = (q_doc == kv_doc) & (q_idx >= kv_idx)
+        linked_earlier = (kv_doc < q_doc) & adjacency[b, q_doc, kv_doc]
+        return same_doc | linked_earlier
+
+    return graph_causal
+
+
+def make_mask_mod(mode: str, doc_index: Tensor, edges: Tensor | None = None) -> MaskMod:
+    """The mask_mod for `mode` over one batch's document layout (and edges for `graph`)."""
+    if mode == "causal":
+        return causal_mask_mod()
+    if mode == "doc":
+        return document_mask_mod(doc_index)
+    if mode == "graph":
+        n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
+        if edges is not None and edges.numel():
+            n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
+        empty = torch.zeros(0, 3, dtype=torch.long, device=doc_index.device)
+        adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0], max(n_docs, 1))
+        return graph_mask_mod(doc_index, adjacency)
+    raise ValueError(f"mask: {mode!r} is not one of ('causal', 'doc', 'graph')")
+
+
+def dense_mask(mask_mod: MaskMod, batch_size: int, q_positions: Tensor, kv_len: int) -> Tensor:
+    """Evaluate a mask_mod densely by broadcasting: bool [B, 1, len(q_positions), kv_len]."""
+    device = q_positions.device
+    b = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
+    h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
+    q = q_positions.view(1, 1, -1, 1)
+    kv = torch.arange(kv_len, device=device).view(1, 1, 1, -1)
+    return mask_mod(b, h, q, kv).expand(batch_size, 1, q_positions.numel(), kv_len)
+
+
+@dataclass
+class AttentionMask:
+    """One batch's attention pattern, shared by all layers.
+
+    Exactly one representation is set, or none for plain causal (SDPA `is_causal`).
+    """
+
+    mode: str
+    block_mask: BlockMask | None = None
+    dense: Tensor | None = None
+
+    @property
+    def kernel(self) -> str:
+        if self.block_mask is not None:
+            return "flex"
+        return "sdpa-dense" if self.dense is not None else "sdpa-causal"
+
+
+def resolve_attention_impl(impl: str, device: torch.device) -> str:
+    """`auto` -> flex on CUDA, sdpa elsewhere (FlexAttention cannot run backward on CPU)."""
+    if impl == "auto":
+        return "flex" if device.type == "cuda" else "sdpa"
+    return impl
+
+
+def build_attention_mask(
+    mode: str, doc_index: Tensor, edges: Tensor | None = None, impl: str = "auto"
+) -> AttentionMask:
+    """Build the mask for one batch; `doc_index` is int64 [B, T], `edges` int64 [E, 3]."""
+    if doc_index.dim() != 2:
+        raise ValueError(f"doc_index: expected [B, T], got shape {tuple(doc_index.shape)}")
+    if mode == "causal":
+        return AttentionMask(mode)
+    batch_size, seq_len = doc_index.shape
+    mask_mod = make_mask_mod(mode, doc_index, edges)
+    if resolve_attention_impl(impl, doc_index.device) == "flex":
+        block = create_block_mask(mask_mod, batch_size, None, seq_len, seq_len, device=doc_index.device)
+        return AttentionMask(mode, block_mask=block)
+    positions = torch.arange(seq_len, device=doc_index.device)
+    return AttentionMask(mode, dense=dense_mask(mask_mod, batch_size, positions, seq_len))

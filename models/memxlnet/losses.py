@@ -1,0 +1,57 @@
+"""Span losses over the segments of a document batch (outputs of TimeStepMajorRunner)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def segment_local_loss(outputs: list[dict], steps: list[dict]) -> torch.Tensor:
+    """Per-segment softmax: each segment targets its own answer span, or its CLS when it has none."""
+    total, count = 0.0, 0
+    for out, step in zip(outputs, steps):
+        for side in ("start", "end"):
+            total = total + F.cross_entropy(out[f"{side}_logits"], step[f"{side}_positions"], reduction="sum") / 2
+        count += step["input_ids"].shape[0]
+    return total / max(count, 1)
+
+
+def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, any_positive: bool) -> torch.Tensor:
+    """Bool [B, T, L]: the positions whose probability mass counts as correct for each document."""
+    n_steps = len(steps)
+    answer = torch.zeros(n_docs, n_steps, seq_len, dtype=torch.bool)
+    cls = torch.zeros(n_docs, n_steps, seq_len, dtype=torch.bool)
+    for t, step in enumerate(steps):
+        rows = step["doc_index"]
+        has = step["has_answer"]
+        answer[rows[has], t, step[f"{side}_positions"][has]] = True
+        cls[rows, t, step["cls_index"]] = True
+    doc_has_answer = answer.flatten(1).any(1)
+    if not any_positive:
+        # Single target: the first segment that holds the answer, else the first segment's CLS.
+        answer = answer & (answer.flatten(2).any(2).cumsum(1) == 1).unsqueeze(-1) & (
+            answer.flatten(2).any(2).long().cumsum(1).cumsum(1) == 1).unsqueeze(-1)
+        cls = cls & (torch.arange(n_steps) == 0).view(1, -1, 1)
+    return torch.where(doc_has_answer.view(-1, 1, 1), answer, cls)
+
+
+def global_softmax_loss(outputs: list[dict], steps: list[dict], n_docs: int, any_positive: bool) -> torch.Tensor:
+    """Softmax across all segments of a document; the loss is -log of the mass on the positives.
+
+    ``any_positive`` counts every occurrence of the answer (overlapping windows put it in several
+    segments; for unanswerable documents every segment's CLS); otherwise only the first one.
+    """
+    seq_len = outputs[0]["start_logits"].shape[1]
+    device = outputs[0]["start_logits"].device
+    loss = 0.0
+    for side in ("start", "end"):
+        columns = []
+        for out in outputs:
+            full = torch.full((n_docs, seq_len), float("-inf"), device=device, dtype=out[f"{side}_logits"].dtype)
+            columns.append(full.index_copy(0, out["doc_index"], out[f"{side}_logits"]))
+        logits = torch.stack(columns, dim=1)  # [B, T, L]; absent segments are -inf
+        positives = _positive_mask(steps, n_docs, seq_len, side, any_positive).to(device)
+        flat = logits.flatten(1)
+        doc_loss = torch.logsumexp(flat, 1) - torch.logsumexp(flat.masked_fill(~positives.flatten(1), float("-inf")), 1)
+        loss = loss + doc_loss.mean() / 2
+    return loss

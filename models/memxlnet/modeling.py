@@ -1,0 +1,166 @@
+"""MemXLNetForQA: a transformers XLNet with memory tokens carried from segment to segment."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import XLNetConfig, XLNetModel
+
+from models.memxlnet.config import TINY_XLNET, MemoryConfig
+from models.memxlnet.memory import DifferentiableMemory, MemoryState, TokenMemory
+
+MEMORY_CONFIG_NAME = "memxlnet_config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Logit for positions that can never be an answer (question, separators, padding, memory tokens).
+# Finite so that a document-wide softmax stays defined; exp(-1e4) is exactly 0 in float32.
+MASKED_LOGIT = -1e4
+
+
+@dataclass
+class SegmentOutput:
+    """What one segment's forward returns. ``memory_state`` is None when memory is off."""
+
+    start_logits: torch.Tensor
+    end_logits: torch.Tensor
+    memory_state: MemoryState | None
+    memory_info: dict = field(default_factory=dict)
+
+
+class MemXLNetForQA(nn.Module):
+    """Span-extraction QA on XLNet with N read/write memory tokens per segment.
+
+    Per segment: the embeddings of the ``[MEM_READ_i]`` tokens are replaced by the memory state, the
+    sequence runs through XLNet, start/end logits come from a linear head, and the final hidden states
+    of the ``[MEM_WRITE_i]`` tokens update the memory for the next segment of the same document.
+    Token positions are found by id, so the feature layout decides where the tokens go; the CLS
+    position likewise comes from the features (XLNet puts CLS last, not first).
+    """
+
+    def __init__(self, xlnet_config: XLNetConfig, memory: MemoryConfig, transformer: XLNetModel | None = None):
+        super().__init__()
+        memory.validate()
+        self.memory_config = memory
+        self.transformer = transformer if transformer is not None else XLNetModel(xlnet_config)
+        d_model = self.transformer.config.d_model
+        self.qa_outputs = nn.Linear(d_model, 2)
+        if memory.num_tokens == 0:
+            self.memory = None
+        elif memory.differentiable:
+            self.memory = DifferentiableMemory(memory, d_model)
+        else:
+            self.memory = TokenMemory(memory, d_model)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def tiny(cls, vocab_size: int, memory: MemoryConfig, **overrides) -> MemXLNetForQA:
+        """A small random-init model (see TINY_XLNET) for CPU runs and tests."""
+        settings = {**TINY_XLNET, **overrides}
+        config = XLNetConfig(vocab_size=vocab_size, **settings)
+        return cls(config, memory)
+
+    @classmethod
+    def from_base(cls, name_or_path: str, memory: MemoryConfig) -> MemXLNetForQA:
+        """Pretrained XLNet weights (an HF id such as ``xlnet-base-cased`` or a local folder) plus a fresh head."""
+        transformer = XLNetModel.from_pretrained(name_or_path)
+        return cls(transformer.config, memory, transformer=transformer)
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow the word embeddings after memory tokens were added to the tokenizer."""
+        self.transformer.resize_token_embeddings(vocab_size, mean_resizing=False)
+
+    @property
+    def config(self) -> XLNetConfig:
+        return self.transformer.config
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The pretrained backbone (frozen during ``warmup_freeze_base_epochs``)."""
+        return list(self.transformer.parameters())
+
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """Everything trained during base-freeze warmup: the memory module and the fresh QA head."""
+        params = list(self.qa_outputs.parameters())
+        if self.memory is not None:
+            params += list(self.memory.parameters())
+        return params
+
+    # ----------------------------------------------------------------- forward
+    def init_memory(self, batch_size: int) -> MemoryState | None:
+        """The memory state before a document's first segment."""
+        return None if self.memory is None else self.memory.init_state(batch_size)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        p_mask: torch.Tensor | None = None,
+        memory_state: MemoryState | None = None,
+    ) -> SegmentOutput:
+        """One segment for a batch of documents.
+
+        p_mask: bool [B, L], True where a position can never start or end an answer.
+        memory_state: rows aligned with ``input_ids``; None starts fresh documents.
+        """
+        embeds = self.transformer.word_embedding(input_ids)
+        info: dict = {}
+        read_info: dict = {}
+        if self.memory is not None:
+            if memory_state is None:
+                memory_state = self.init_memory(input_ids.shape[0])
+            read_emb, read_info = self.memory.read(memory_state)
+            info.update(read_info)
+            for i, token_id in enumerate(self.memory_config.read_token_ids):
+                at_token = (input_ids == token_id).unsqueeze(-1)
+                embeds = torch.where(at_token, read_emb[:, i : i + 1, :].to(embeds.dtype), embeds)
+        hidden = self.transformer(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask.to(embeds.dtype),
+            token_type_ids=token_type_ids,
+            use_mems=False,
+        ).last_hidden_state
+        logits = self.qa_outputs(hidden)
+        start, end = logits[..., 0], logits[..., 1]
+        if p_mask is not None:
+            start = start.masked_fill(p_mask, MASKED_LOGIT)
+            end = end.masked_fill(p_mask, MASKED_LOGIT)
+        new_state = None
+        if self.memory is not None:
+            written = self._gather_write_states(input_ids, hidden)
+            new_state, write_info = self.memory.write(memory_state, written, read_info)
+            info.update(write_info)
+        return SegmentOutput(start, end, new_state, info)
+
+    def _gather_write_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        ids = torch.tensor(self.memory_config.write_token_ids, device=input_ids.device)
+        hits = input_ids.unsqueeze(1) == ids.view(1, -1, 1)  # [B, N, L]
+        if not bool(hits.any(-1).all()):
+            raise ValueError("input_ids: a segment lacks its [MEM_WRITE_i] tokens; build features with the same memory_num_tokens")
+        positions = hits.to(torch.long).argmax(-1)  # [B, N]
+        return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+    # ----------------------------------------------------------------- persistence
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write XLNet config, memory config (incl. memory token ids) and all weights to a folder."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.transformer.config.save_pretrained(path)
+        (path / MEMORY_CONFIG_NAME).write_text(json.dumps(self.memory_config.to_dict(), indent=2))
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> MemXLNetForQA:
+        """Load a folder written by ``save_pretrained``."""
+        path = Path(path)
+        if not (path / MEMORY_CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{path}: no {MEMORY_CONFIG_NAME}; pass a folder written by MemXLNetForQA.save_pretrained")
+        config = XLNetConfig.from_pretrained(path)
+        memory = MemoryConfig.from_dict(json.loads((path / MEMORY_CONFIG_NAME).read_text()))
+        model = cls(config, memory)
+        model.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
+        return model

@@ -1,0 +1,56 @@
+"""Time-step-major execution of documents: step t runs segment t of every document still active."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from models.memxlnet.memory import scatter_rows, select_rows
+from models.memxlnet.modeling import MemXLNetForQA
+
+STEP_KEYS = ("input_ids", "attention_mask", "token_type_ids", "p_mask")
+
+
+class TimeStepMajorRunner(nn.Module):
+    """Runs a document batch through MemXLNetForQA, carrying memory from segment t to t+1.
+
+    ``steps[t]`` holds segment t of the documents listed in ``steps[t]["doc_index"]`` (positions in
+    the document batch). Documents that have no segment t are simply absent from step t: they are
+    not computed and their memory rows are left untouched.
+
+    What is kept for backprop through time: by default every segment's activation graph lives until
+    the loss is computed, because gradients flow through the memory into earlier segments and the
+    global softmax couples all segments of a document. With ``checkpoint_segments=True`` only each
+    segment's inputs, logits and memory state are kept; a segment's activations are recomputed
+    during backward, so peak activation memory is one segment's instead of ``max_n_segs``'.
+    Gradients are identical either way.
+    """
+
+    def __init__(self, model: MemXLNetForQA, checkpoint_segments: bool = False):
+        super().__init__()
+        self.model = model
+        self.checkpoint_segments = checkpoint_segments
+
+    def _segment(self, input_ids, attention_mask, token_type_ids, p_mask, state):
+        out = self.model(input_ids, attention_mask, token_type_ids, p_mask, state)
+        return out.start_logits, out.end_logits, out.memory_state
+
+    def forward(self, steps: list[dict], n_docs: int) -> list[dict]:
+        """Per step: ``start_logits``/``end_logits`` [b_t, L], ``doc_index`` and ``memory_info``."""
+        state = self.model.init_memory(n_docs)
+        outputs = []
+        for step in steps:
+            rows = step["doc_index"]
+            sub = None if state is None else select_rows(state, rows)
+            args = [step[k] for k in STEP_KEYS]
+            if self.checkpoint_segments and torch.is_grad_enabled():
+                start, end, new_sub = checkpoint(self._segment, *args, sub, use_reentrant=False)
+                info = {}
+            else:
+                out = self.model(*args, sub)
+                start, end, new_sub, info = out.start_logits, out.end_logits, out.memory_state, out.memory_info
+            if state is not None:
+                state = scatter_rows(state, rows, new_sub)
+            outputs.append({"start_logits": start, "end_logits": end, "doc_index": rows, "memory_info": info})
+        return outputs
