@@ -29,8 +29,9 @@ def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, any_
     doc_has_answer = answer.flatten(1).any(1)
     if not any_positive:
         # Single target: the first segment that holds the answer, else the first segment's CLS.
-        answer = answer & (answer.flatten(2).any(2).cumsum(1) == 1).unsqueeze(-1) & (
-            answer.flatten(2).any(2).long().cumsum(1).cumsum(1) == 1).unsqueeze(-1)
+        segment_has = answer.any(2)
+        first = segment_has & (segment_has.long().cumsum(1) == 1)
+        answer = answer & first.unsqueeze(-1)
         cls = cls & (torch.arange(n_steps) == 0).view(1, -1, 1)
     return torch.where(doc_has_answer.view(-1, 1, 1), answer, cls)
 
