@@ -21,8 +21,23 @@ from .masks import (
 from .training import GraphLMForTraining, LMOutput
 
 __all__ = [
-    "MASK_MODES", "MODEL_PRESETS", "GraphLMConfig", "GraphLMInference", "doc_index_from_spans",
-    "pack_with_context", "Backbone", "chunked_cross_entropy", "token_losses", "AttentionMask",
-    "build_attention_mask", "causal_mask_mod", "dense_mask", "doc_adjacency", "document_mask_mod",
-    "graph_mask_mod", "make_mask_mod", "GraphLMForTraining", "LMOutput",
+    "MASK_MODES",
+    "MODEL_PRESETS",
+    "AttentionMask",
+    "Backbone",
+    "GraphLMConfig",
+    "GraphLMForTraining",
+    "GraphLMInference",
+    "LMOutput",
+    "build_attention_mask",
+    "causal_mask_mod",
+    "chunked_cross_entropy",
+    "dense_mask",
+    "doc_adjacency",
+    "doc_index_from_spans",
+    "document_mask_mod",
+    "graph_mask_mod",
+    "make_mask_mod",
+    "pack_with_context",
+    "token_losses",
 ]

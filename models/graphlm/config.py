@@ -9,10 +9,10 @@ ATTENTION_IMPLS = ("auto", "flex", "sdpa")
 
 # Presets fix the shape of the network; vocab_size comes from the tokenizer.
 MODEL_PRESETS: dict[str, dict] = {
-    "tiny": dict(n_layers=2, d_model=128, n_heads=4, d_ff=384),
-    "small": dict(n_layers=6, d_model=384, n_heads=6, d_ff=1024),
+    "tiny": {"n_layers": 2, "d_model": 128, "n_heads": 4, "d_ff": 384},
+    "small": {"n_layers": 6, "d_model": 384, "n_heads": 6, "d_ff": 1024},
     # GPT-2 small shape (124M parameters with the 50257-token GPT-2 vocabulary, tied embeddings).
-    "gpt2-small": dict(n_layers=12, d_model=768, n_heads=12, d_ff=2048),
+    "gpt2-small": {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ff": 2048},
 }
 
 

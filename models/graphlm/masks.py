@@ -16,8 +16,8 @@ for SDPA (FlexAttention has no backward on CPU).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

@@ -18,11 +18,9 @@ def brute_force_allowed(doc_index: torch.Tensor, edges: torch.Tensor, mode: str)
         for q in range(seq):
             for k in range(q + 1):
                 dq, dk = int(doc_index[b, q]), int(doc_index[b, k])
-                if mode == "causal" or dq == dk:
-                    allowed[b, q, k] = True
-                elif mode == "graph" and dq >= 0 and 0 <= dk < dq and (
-                        (b, dq, dk) in links or (b, dk, dq) in links):
-                    allowed[b, q, k] = True
+                linked = (b, dq, dk) in links or (b, dk, dq) in links
+                earlier_linked = mode == "graph" and dq >= 0 and 0 <= dk < dq and linked
+                allowed[b, q, k] = mode == "causal" or dq == dk or earlier_linked
     return allowed
 
 
