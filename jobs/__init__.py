@@ -1,0 +1,1 @@
+"""How WikiGraph work is launched: the CLI, planning, executors, results and run bookkeeping."""

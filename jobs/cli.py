@@ -1,0 +1,157 @@
+"""`python jobs/submit.py`: plan, validate and launch stages; status, logs, cancel, collect.
+
+All validation happens before anything runs or is submitted; a bad argument exits with
+status 2 and a single line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jobs import results
+from jobs.args import GLOBAL_KEYS, ParsedArgs, parse_args
+from jobs.launcher import LauncherConfig, check_local
+from jobs.plan import Plan, Planner
+from jobs.runs import RunDir
+from stages.core import config as config_lib
+from stages.core import registry
+from stages.core.config import ConfigError
+
+EXECUTORS = ("inline", "local", "slurm")
+COMMANDS = ("run", "status", "logs", "cancel", "collect")
+LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
+
+EXAMPLES = """\
+examples:
+  python jobs/submit.py stage=all                                   # whole pipeline, local executor, sample corpus
+  python jobs/submit.py stage=pretrain strategy=random,random_walk,bfs,dfs steps=200
+  python jobs/submit.py stage=pretrain executor=slurm nodes=4 gpus_per_node=8 preset=gpt2-small
+  python jobs/submit.py stage=extract dump=/data/enwiki-latest-pages-articles.xml.bz2 dry_run=true
+  python jobs/submit.py stage=pretrain pretokenize.from=3f9a0c21be77   # read a specific upstream artifact
+  python jobs/submit.py status | logs run=<id> | cancel run=<id> | collect
+"""
+
+
+def help_text() -> str:
+    lines = ["usage: python jobs/submit.py [command] key=value ...", "",
+             f"commands: {', '.join(COMMANDS)} (default: run)", "",
+             "arguments are key=value; `stage.key=value` targets one stage; `key=a,b,c` sweeps a key",
+             "(swept keys form a cartesian product, submitted as one job array).", "", "global keys:"]
+    lines += [f"  {k:<18} {v}" for k, v in GLOBAL_KEYS.items()]
+    lines += ["", "launcher keys (never part of a signature; slurm.extra.<flag>=v passes sbatch flags):"]
+    lines += [_field_line(f) for f in config_lib.describe(LauncherConfig)]
+    for name, spec in registry.all_stages().items():
+        upstream = spec.upstream if not callable(spec.upstream) else "depends on config"
+        lines += ["", f"stage `{name}`: {spec.description} (upstream: {upstream or 'none'})"]
+        lines += [_field_line(f) for f in config_lib.describe(spec.config_cls)]
+    return "\n".join(lines + ["", EXAMPLES])
+
+
+def _field_line(info: config_lib.FieldInfo) -> str:
+    choices = f" [{'|'.join(map(str, info.choices))}]" if info.choices else ""
+    flag = "" if info.signature else " (not in signature)"
+    return f"  {info.name:<18} {info.type_name:<10} default={info.default!r}{choices}  {info.help}{flag}"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("WIKIGRAPH_ROOT", "artifacts")).absolute()
+
+
+def _bool(parsed: ParsedArgs, key: str) -> bool:
+    value = parsed.globals.get(key, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+    return value in ("true", "1", "yes")
+
+
+def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
+    lines = [f"plan: {len(plan.to_run)} job(s) to run on executor={executor}, "
+             f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s), "
+             f"{launcher.gpus_per_node} GPU(s)/node, {launcher.cpus_per_task} CPU(s)/task, time={launcher.time}min"]
+    for node in plan.nodes:
+        if node in plan.to_run:
+            state = "run (forced)" if node.cached else "run"
+        else:
+            state = "cache hit" if node.requested else "upstream (exists)"
+        sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())
+        lines.append(f"  {node.stage:<12} {node.signature}  {state:<18} {sweep}")
+    groups = plan.groups()
+    arrays = [g for g in groups if len(g) > 1]
+    if arrays:
+        lines.append(f"  job arrays: {', '.join(f'{g[0].stage}[{len(g)}]' for g in arrays)}")
+    return "\n".join(lines)
+
+
+def run_command(parsed: ParsedArgs) -> int:
+    executor = parsed.globals.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"`executor={executor}` is unknown; choose one of {', '.join(EXECUTORS)}")
+    root = Path(parsed.globals.get("root") or default_root()).absolute()
+    results_dir = Path(parsed.globals.get("results", "results")).absolute()
+    launcher_values = dict(parsed.launcher)
+    if parsed.globals.get("profile"):
+        from jobs.slurm import load_profile
+
+        launcher_values = {**load_profile(parsed.globals["profile"]), **launcher_values}
+    launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
+    check_local(launcher, executor)
+    plan = Planner(parsed, root, LAUNCHER_KEYS).build()
+    dry_run = _bool(parsed, "dry_run")
+    if executor == "slurm":
+        from jobs import slurm
+
+        return slurm.submit(plan, launcher, parsed.slurm_extra, root, results_dir, dry_run=dry_run)
+    print(describe_plan(plan, launcher, executor), flush=True)
+    if dry_run or not plan.to_run:
+        if not plan.to_run:
+            print("nothing to run: every requested artifact exists (force=true reruns)")
+        return 0
+    return launch_local(plan, launcher, root, results_dir, inline=executor == "inline")
+
+
+def launch_local(plan: Plan, launcher: LauncherConfig, root: Path, results_dir: Path, inline: bool) -> int:
+    from jobs.executors import make_job, node_key, run_local
+    from jobs.offline import offline_env, prepare_offline
+    from stages.core.runner import discard_partial
+
+    run = RunDir.create(root, plan.to_run[-1].stage if len(plan.groups()) == 1 else "all")
+    env = offline_env(root)
+    prepare_offline(plan, root)
+    jobs = {}
+    for node in plan.to_run:
+        if plan.force:
+            discard_partial(root, node.stage, node.signature)
+        run.write_config(node.stage, node.signature, node.cfg)
+        jobs[node_key(node)] = make_job(node, plan, root, results_dir, run, env)
+    run.write({"run_id": run.run_id, "executor": "inline" if inline else "local", "root": str(root),
+               "pid": os.getpid(),
+               "jobs": {node_key(n): {"stage": n.stage, "signature": n.signature, "sweep": n.sweep,
+                                      "state": "PENDING"} for n in plan.to_run}})
+    print(f"run {run.run_id}: logs in {run.logs}", flush=True)
+    code = run_local(plan, jobs, launcher, run, inline=inline)
+    if any(n.stage for n in plan.to_run):
+        try:
+            print(results.collect(results_dir).split("\n## ")[0] + f"\n(collected into {results_dir})")
+        except FileNotFoundError:
+            pass
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(help_text())
+        return 0
+    command = argv[0] if argv[0] in COMMANDS else "run"
+    rest = argv[1:] if argv[0] in COMMANDS else argv
+    try:
+        if command == "run":
+            return run_command(parse_args(rest, LAUNCHER_KEYS))
+        from jobs import status
+
+        return status.dispatch(command, rest, default_root())
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

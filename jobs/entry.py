@@ -1,0 +1,108 @@
+"""The callable every executor runs: one stage run, with launcher concerns kept here.
+
+Under submitit, it exports the torch distributed variables (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT) before the stage starts; the stage itself only reads them. When a
+training stage raises `Preempted` under Slurm, rank 0 requeues the job; the relaunch runs this
+same pickled callable, which finds the partial artifact and resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobs import results
+from stages.core import registry
+from stages.core.artifacts import load_artifact
+from stages.core.preemption import Preempted
+from stages.core.runner import execute
+
+
+@dataclasses.dataclass
+class StageJob:
+    """One node of a plan, picklable for submitit."""
+
+    stage: str
+    cfg: Any
+    root: str
+    upstream: dict[str, str]
+    direct: tuple[str, ...]
+    force: bool
+    results_dir: str
+    sweep: dict[str, str]
+    run_id: str
+    log_dir: str
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __call__(self) -> dict:
+        os.environ.update(self.env)
+        _export_distributed_env()
+        _setup_logging()
+        spec = registry.get(self.stage)
+        upstream = {}
+        for name, signature in self.upstream.items():
+            artifact = load_artifact(Path(self.root), name, signature)
+            if artifact is None:
+                raise FileNotFoundError(
+                    f"upstream artifact {name}/{signature} is missing under {self.root}: "
+                    "its job failed or was cancelled; see `python jobs/submit.py status`"
+                )
+            upstream[name] = artifact
+        try:
+            outcome = execute(spec, self.cfg, Path(self.root), upstream, direct_upstream=self.direct, force=self.force)
+        except Preempted as stop:
+            return _requeue_or_report(stop)
+        summary = {"stage": self.stage, "signature": outcome.signature, "cache_hit": outcome.cache_hit,
+                   "artifact": str(outcome.artifact) if outcome.artifact else None, "metrics": outcome.metrics}
+        if outcome.rank == 0 and not outcome.cache_hit:
+            record = results.write_record(
+                Path(self.results_dir), stage=self.stage, signature=outcome.signature, sweep=self.sweep,
+                metrics=outcome.metrics, artifact=outcome.artifact, logs=self.log_dir, run_id=self.run_id,
+                upstream=self.upstream, extra=outcome.record,
+            )
+            summary["record"] = str(record)
+        return summary
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit calls this on a timeout signal it handles itself: requeue the same job;
+        the stage resumes from its last checkpoint in the partial artifact."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def _export_distributed_env() -> None:
+    """Translate the submitit/Slurm task environment into torch's variables."""
+    if "SUBMITIT_EXECUTOR" not in os.environ and "SUBMITIT_LOCAL_JOB_ID" not in os.environ \
+            and "SLURM_JOB_ID" not in os.environ:
+        return
+    try:
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    except RuntimeError:
+        # Not inside a submitit job (e.g. `executor=inline` from an interactive Slurm shell).
+        pass
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(name)s %(levelname)s: %(message)s",
+    )
+
+
+def _requeue_or_report(stop: Preempted) -> dict:
+    """Under Slurm, rank 0 requeues this job (same id, same pickled callable)."""
+    job_id = os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID") and \
+        f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    job_id = job_id or os.environ.get("SLURM_JOB_ID")
+    if job_id and int(os.environ.get("RANK", "0")) == 0:
+        logging.getLogger("wikigraph").warning("%s; requeueing Slurm job %s", stop, job_id)
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+    return {"status": "preempted", "step": stop.step, "message": str(stop)}

@@ -1,0 +1,214 @@
+"""From parsed arguments to a plan: the stage runs needed, their signatures and cache hits.
+
+Every sweep point resolves its own configs; runs that resolve to the same (stage, signature)
+are one node, so a sweep over a pretrain key shares one extract/graph/pretokenize. Upstream
+artifacts outside the requested stages must already exist: missing ones fail here, before
+anything is submitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from jobs.args import GLOBAL_KEYS, ParsedArgs
+from stages.core import config as config_lib
+from stages.core import registry
+from stages.core.artifacts import Artifact, find_latest, load_artifact
+from stages.core.config import ConfigError, did_you_mean
+from stages.core.runner import stage_signature
+
+
+@dataclasses.dataclass
+class Node:
+    """One stage run (or an existing artifact it would reuse)."""
+
+    stage: str
+    cfg: Any
+    signature: str
+    direct: tuple[str, ...]
+    upstream: dict[str, str]  # every transitive upstream stage -> signature
+    sweep: dict[str, str] = dataclasses.field(default_factory=dict)
+    existing: Artifact | None = None
+    requested: bool = False  # part of the requested stages (vs an upstream it only reads)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.stage, self.signature)
+
+    @property
+    def cached(self) -> bool:
+        return self.existing is not None
+
+
+@dataclasses.dataclass
+class Plan:
+    """Nodes in dependency order; `to_run` are those without a usable artifact."""
+
+    nodes: list[Node]
+    sweep_keys: list[str]
+    force: bool
+
+    @property
+    def to_run(self) -> list[Node]:
+        return [n for n in self.nodes if n.requested and (self.force or not n.cached)]
+
+    def groups(self) -> list[list[Node]]:
+        """Runs grouped per stage variant, in dependency order: each group is one job array."""
+        groups: dict[tuple, list[Node]] = {}
+        for node in self.to_run:
+            groups.setdefault((node.stage, node.direct), []).append(node)
+        return list(groups.values())
+
+
+class Planner:
+    """Resolves configs and upstream artifacts for one command line."""
+
+    def __init__(self, parsed: ParsedArgs, root: Path, launcher_keys: list[str]):
+        self.parsed = parsed
+        self.root = Path(root)
+        self.launcher_keys = launcher_keys
+        self.stages = registry.all_stages()
+        self.stage_name = parsed.globals.get("stage", "")
+        if not self.stage_name:
+            raise ConfigError("missing `stage=<name>`; choose one of: " + ", ".join([*self.stages, "all"]))
+        if self.stage_name != "all":
+            registry.get(self.stage_name)  # unknown stage -> did-you-mean error
+        self.force = str(parsed.globals.get("force", "false")).lower() in ("1", "true", "yes")
+        self._nodes: dict[tuple[str, str], Node] = {}
+        self._route_keys()
+
+    # --- key routing -------------------------------------------------------------------
+    def _requested(self) -> list[tuple[str, dict]]:
+        """(stage, variant overrides) the command asks to run."""
+        if self.stage_name != "all":
+            return [(self.stage_name, {})]
+        chain = []
+        for name, spec in self.stages.items():
+            for variant in spec.variants or ({},):
+                chain.append((name, dict(variant)))
+        return chain
+
+    def _route_keys(self) -> None:
+        """Map every stage key on the command line to the stage(s) it configures."""
+        self.routes: dict[str, list[tuple[str, str]]] = {}
+        requested = {name for name, _ in self._requested()}
+        for key in self.parsed.stage_values:
+            prefix, dot, rest = key.partition(".")
+            if dot:
+                if prefix not in self.stages:
+                    raise ConfigError(f"unknown stage `{prefix}` in key `{key}`{did_you_mean(prefix, list(self.stages))}")
+                if rest not in config_lib.field_names(self.stages[prefix].config_cls):
+                    raise config_lib.unknown_key_error(rest, f"stage `{prefix}`",
+                                                       config_lib.field_names(self.stages[prefix].config_cls))
+                self.routes[key] = [(prefix, rest)]
+                continue
+            owners = [n for n in requested if key in config_lib.field_names(self.stages[n].config_cls)]
+            if not owners:
+                self._raise_unknown(key, requested)
+            self.routes[key] = [(n, key) for n in owners]
+
+    def _raise_unknown(self, key: str, requested: set[str]) -> None:
+        others = [n for n, s in self.stages.items() if key in config_lib.field_names(s.config_cls)]
+        if others:
+            raise ConfigError(f"key `{key}` belongs to stage `{others[0]}`, not `{self.stage_name}`; "
+                              f"write `{others[0]}.{key}=...` to configure that upstream")
+        candidates = list(GLOBAL_KEYS) + self.launcher_keys
+        for name in requested:
+            candidates += config_lib.field_names(self.stages[name].config_cls)
+        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
+        raise config_lib.unknown_key_error(key, where, candidates)
+
+    def _overrides(self, stage: str, point: dict[str, str]) -> dict[str, str]:
+        values = {**self.parsed.fixed_values(), **point}
+        out = {}
+        for key, value in values.items():
+            for owner, field in self.routes[key]:
+                if owner == stage:
+                    out[field] = value
+        return out
+
+    # --- node resolution ---------------------------------------------------------------
+    def _resolve(self, stage: str, point: dict[str, str], variant: dict, in_chain: bool) -> Node:
+        spec = self.stages[stage]
+        overrides = {**variant, **self._overrides(stage, point)}
+        cfg = config_lib.resolve(spec.config_cls, overrides, where=f"stage `{stage}`")
+        direct = spec.upstream_of(cfg)
+        upstream: dict[str, str] = {}
+        for name in direct:
+            up = self._upstream_node(name, point, in_chain)
+            upstream.update(up.upstream)
+            upstream[name] = up.signature
+        signature = stage_signature(spec, cfg, {name: upstream[name] for name in direct})
+        node = self._nodes.get((stage, signature))
+        if node is None:
+            node = Node(stage, cfg, signature, direct, upstream,
+                        existing=load_artifact(self.root, stage, signature))
+            self._nodes[node.key] = node
+        return node
+
+    def _upstream_node(self, name: str, point: dict[str, str], in_chain: bool) -> Node:
+        explicit = self.parsed.upstream_from.get(name)
+        if explicit is None and "" in self.parsed.upstream_from and not in_chain:
+            explicit = self.parsed.upstream_from[""]
+        if explicit:
+            artifact = load_artifact(self.root, name, explicit)
+            if artifact is None:
+                raise ConfigError(f"`{name}.from={explicit}`: no complete artifact {self.root / name / explicit}")
+            node = Node(name, None, artifact.signature, tuple(artifact.manifest.get("upstream", {})),
+                        dict(artifact.manifest.get("upstream_all", {})), existing=artifact)
+            self._nodes.setdefault(node.key, node)
+            return node
+        node = self._resolve(name, point, {}, in_chain)
+        if in_chain or node.cached:
+            return node
+        latest = find_latest(self.root, name, config_lib.signature_dict(node.cfg))
+        if latest is None:
+            raise ConfigError(
+                f"missing upstream artifact: stage `{name}` (signature {node.signature}) under {self.root}; "
+                f"run `python jobs/submit.py stage={name} root={self.root}` first, or pass `{name}.from=<signature>`"
+            )
+        reused = Node(name, node.cfg, latest.signature, node.direct,
+                      dict(latest.manifest.get("upstream_all", {})), existing=latest)
+        self._nodes.setdefault(reused.key, reused)
+        return reused
+
+    def build(self) -> Plan:
+        if "" in self.parsed.upstream_from and self.stage_name != "all":
+            direct = self.stages[self.stage_name].upstream
+            if callable(direct) or len(direct) != 1:
+                raise ConfigError(f"`from=` is ambiguous for stage `{self.stage_name}`; write `<upstream>.from=<signature>`")
+        in_chain = self.stage_name == "all"
+        seen_points: dict[tuple[str, str], list[dict]] = {}
+        for point in self.parsed.sweep_points():
+            for stage, variant in self._requested():
+                node = self._resolve(stage, point, variant, in_chain)
+                node.requested = True
+                seen_points.setdefault(node.key, []).append(point)
+        for key, points in seen_points.items():
+            first = points[0]
+            self._nodes[key].sweep = {k: v for k, v in first.items() if all(p.get(k) == v for p in points)}
+        ordered = _topological(list(self._nodes.values()))
+        return Plan(ordered, self.parsed.sweep_keys, self.force)
+
+
+def _topological(nodes: list[Node]) -> list[Node]:
+    """Upstream before downstream; stable otherwise."""
+    by_key = {n.key: n for n in nodes}
+    done: set[tuple[str, str]] = set()
+    order: list[Node] = []
+
+    def visit(node: Node) -> None:
+        if node.key in done:
+            return
+        for name in node.direct:
+            up = by_key.get((name, node.upstream[name]))
+            if up is not None:
+                visit(up)
+        done.add(node.key)
+        order.append(node)
+
+    for node in nodes:
+        visit(node)
+    return order

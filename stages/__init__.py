@@ -1,0 +1,1 @@
+"""What each WikiGraph stage does. Stages never import `jobs` (the launcher layer)."""

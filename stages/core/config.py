@@ -1,0 +1,169 @@
+"""Typed stage configs: defaults, then preset, then `key=value` overrides, then validation.
+
+A stage config is a plain `@dataclass`. Each field is declared with `knob`, which records
+its help text, whether it changes the stage's output (and so belongs in the artifact
+signature), and its allowed values. OmegaConf does the parsing and type checking; this
+module turns its errors into one-line messages that name the key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import typing
+from dataclasses import field
+from typing import Any, Mapping
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad user-supplied config value or key; its message is one line, fit for a CLI."""
+
+
+def knob(default: Any, help: str = "", *, signature: bool = True, choices: tuple | None = None):
+    """Declare a config field.
+
+    `signature=False` marks fields that do not change the stage's output (worker counts,
+    logging, paths): they are left out of the artifact signature so a rerun is a cache hit.
+    """
+    metadata = {"help": help, "signature": signature, "choices": tuple(choices) if choices else None}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """What `--help` shows about one config key."""
+
+    name: str
+    type_name: str
+    default: Any
+    help: str
+    choices: tuple | None
+    signature: bool
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def describe(cls: type) -> list[FieldInfo]:
+    """List a config class's keys with type, default, help and choices."""
+    hints = typing.get_type_hints(cls)
+    infos = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        infos.append(
+            FieldInfo(
+                name=f.name,
+                type_name=_type_name(hints.get(f.name, f.type)),
+                default=default,
+                help=f.metadata.get("help", ""),
+                choices=f.metadata.get("choices"),
+                signature=f.metadata.get("signature", True),
+            )
+        )
+    return infos
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """' (did you mean `x`?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def unknown_key_error(key: str, where: str, candidates: list[str]) -> ConfigError:
+    hint = did_you_mean(key, candidates)
+    if not hint:
+        shown = ", ".join(sorted(candidates)[:40])
+        hint = f"; valid keys: {shown}"
+    return ConfigError(f"unknown key `{key}` for {where}{hint}")
+
+
+def _merge_one(base, key: str, value: Any, where: str):
+    """Merge one override, parsing CLI strings the way OmegaConf's dotlist does."""
+    try:
+        if isinstance(value, str):
+            patch = OmegaConf.from_dotlist([f"{key}={value}"])
+        else:
+            patch = OmegaConf.create({key: value})
+        return OmegaConf.merge(base, patch)
+    except OmegaConfBaseException as err:
+        expected = OmegaConf.get_type(base, key)
+        expected_name = _type_name(expected) if expected is not None else "another type"
+        detail = str(err).splitlines()[0]
+        raise ConfigError(
+            f"{where} key `{key}`: cannot use {value!r} (expected {expected_name}): {detail}"
+        ) from None
+
+
+def resolve(cls: type, overrides: Mapping[str, Any] | None = None, where: str | None = None):
+    """Build a validated config instance: defaults -> preset -> overrides -> validation."""
+    overrides = dict(overrides or {})
+    where = where or cls.__name__
+    names = field_names(cls)
+    for key in overrides:
+        if key not in names:
+            raise unknown_key_error(key, where, names)
+    base = OmegaConf.structured(cls)
+    presets: dict[str, dict] = getattr(cls, "PRESETS", {}) or {}
+    if presets and "preset" in names:
+        preset = str(overrides.get("preset", base.preset))
+        if preset not in presets:
+            raise ConfigError(f"{where} key `preset`: unknown preset {preset!r}; choose one of {sorted(presets)}")
+        for key, value in presets[preset].items():
+            base = _merge_one(base, key, value, where)
+    for key, value in overrides.items():
+        base = _merge_one(base, key, value, where)
+    cfg = OmegaConf.to_object(base)
+    check_choices(cfg, where)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}: {err}") from None
+    return cfg
+
+
+def check_choices(cfg: Any, where: str) -> None:
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        if not choices:
+            continue
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v not in choices:
+                raise ConfigError(
+                    f"{where} key `{f.name}`: {v!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+                )
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain JSON-serialisable dict of a config instance."""
+    return dataclasses.asdict(cfg)
+
+
+def signature_dict(cfg: Any) -> dict:
+    """The fields that change the stage's output, for the artifact signature."""
+    return {
+        f.name: getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if f.metadata.get("signature", True)
+    }

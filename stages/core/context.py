@@ -1,0 +1,92 @@
+"""What a running stage sees: where to write, its upstream artifacts, its rank, and counters."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from stages.core.artifacts import SHARD_MARKERS, Artifact
+
+#: How many example details (offsets, titles) to keep per skip reason.
+SKIP_DETAILS_KEPT = 5
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from the torch launcher variables."""
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+@dataclasses.dataclass
+class StageContext:
+    """Runtime context of one stage run. See DESIGN.md, "Stage contract"."""
+
+    stage: str
+    signature: str
+    root: Path
+    out_dir: Path
+    upstream: dict[str, Artifact]
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("wikigraph"))
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    skipped_examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    record: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Shared cache for offline resources (tokenizer files, HF files)."""
+        path = Path(self.root) / "cache"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def skip(self, reason: str, detail: str | None = None, count: int = 1) -> None:
+        """Count a dropped input; the first few details go into the manifest."""
+        self.skipped[reason] += count
+        if detail is not None:
+            examples = self.skipped_examples.setdefault(reason, [])
+            if len(examples) < SKIP_DETAILS_KEPT:
+                examples.append(str(detail))
+
+    def _marker(self, key: str) -> Path:
+        safe = key.replace("/", "_")
+        return self.out_dir / SHARD_MARKERS / f"{safe}.done"
+
+    def shard_done(self, key: str) -> bool:
+        """True if a previous (possibly crashed) launch finished this shard."""
+        return self._marker(key).is_file()
+
+    def mark_shard_done(self, key: str, payload: dict | None = None) -> None:
+        """Mark a shard complete; call only after its outputs are fully written.
+
+        `payload` (e.g. the shard's counts and skips) is kept in the marker, so a relaunch
+        that does not redo this shard can still report it.
+        """
+        marker = self._marker(key)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload or {}, default=str))
+        os.replace(tmp, marker)
+
+    def shard_payload(self, key: str) -> dict:
+        """The payload stored by `mark_shard_done` for a finished shard."""
+        return json.loads(self._marker(key).read_text())
+
+    def progress(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "", **kwargs):
+        """A tqdm progress bar on rank 0, a silent one elsewhere."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, disable=not self.is_main, dynamic_ncols=True, **kwargs)

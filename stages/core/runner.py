@@ -1,0 +1,121 @@
+"""Run one stage under the artifact contract: cache hit, partial directory, atomic commit.
+
+`execute` is what every launcher calls (inline, local subprocess or Slurm task). It knows
+nothing about the launcher: it reads the torch distributed variables for the rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from stages.core import config as config_lib
+from stages.core.artifacts import (
+    Artifact,
+    commit_artifact,
+    code_version,
+    compute_signature,
+    final_dir,
+    load_artifact,
+    partial_dir,
+)
+from stages.core.context import StageContext, dist_env
+from stages.core.registry import StageSpec
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a stage run produced, as seen by the launcher."""
+
+    stage: str
+    signature: str
+    metrics: dict
+    artifact: Path | None
+    cache_hit: bool
+    record: dict
+    rank: int
+
+
+def stage_signature(spec: StageSpec, cfg: Any, upstream: dict[str, Artifact | str]) -> str:
+    """Signature from the output-relevant config and the direct upstream signatures."""
+    up = {name: (a if isinstance(a, str) else a.signature) for name, a in upstream.items()}
+    return compute_signature(spec.name, spec.version, config_lib.signature_dict(cfg), up)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def discard_partial(root: Path, stage: str, signature: str) -> None:
+    """Remove leftover partial work (a forced rerun starts clean)."""
+    shutil.rmtree(partial_dir(root, stage, signature), ignore_errors=True)
+
+
+def execute(
+    spec: StageSpec,
+    cfg: Any,
+    root: Path,
+    upstream: dict[str, Artifact],
+    *,
+    direct_upstream: tuple[str, ...] | None = None,
+    force: bool = False,
+) -> Outcome:
+    """Run `spec` unless its artifact exists; commit the result atomically on rank 0.
+
+    `upstream` holds every transitive upstream artifact; the signature uses the direct ones.
+    """
+    root = Path(root)
+    direct = direct_upstream if direct_upstream is not None else spec.upstream_of(cfg)
+    missing = [name for name in direct if name not in upstream]
+    if missing:
+        raise FileNotFoundError(
+            f"stage `{spec.name}` needs upstream artifact(s) {missing}; run those stages first"
+        )
+    signature = stage_signature(spec, cfg, {name: upstream[name] for name in direct})
+    rank, world_size, local_rank = dist_env()
+    log = logging.getLogger(f"wikigraph.{spec.name}")
+
+    existing = load_artifact(root, spec.name, signature)
+    if existing is not None and not force:
+        log.info("cache hit: %s/%s", spec.name, signature)
+        return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
+                       True, existing.manifest.get("record", {}), rank)
+
+    out_dir = partial_dir(root, spec.name, signature)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(
+        stage=spec.name, signature=signature, root=root, out_dir=out_dir, upstream=dict(upstream),
+        rank=rank, world_size=world_size, local_rank=local_rank, log=log,
+    )
+    start, t0 = _now(), time.time()
+    metrics = spec.load_run()(cfg, ctx) or {}
+    if rank != 0:
+        return Outcome(spec.name, signature, metrics, None, False, ctx.record, rank)
+
+    manifest = {
+        "stage": spec.name,
+        "signature": signature,
+        "stage_version": spec.version,
+        "config": config_lib.to_dict(cfg),
+        "signature_config": config_lib.signature_dict(cfg),
+        "upstream": {name: upstream[name].signature for name in direct},
+        "upstream_all": {name: a.signature for name, a in upstream.items()},
+        "upstream_paths": {name: str(a.path) for name, a in upstream.items()},
+        "code": code_version(),
+        "world_size": world_size,
+        "start_time": start,
+        "end_time": _now(),
+        "elapsed_s": round(time.time() - t0, 3),
+        "metrics": metrics,
+        "skipped": dict(ctx.skipped),
+        "skipped_examples": ctx.skipped_examples,
+        "record": ctx.record,
+    }
+    artifact = commit_artifact(out_dir, final_dir(root, spec.name, signature), manifest)
+    log.info("committed %s", artifact.path)
+    return Outcome(spec.name, signature, metrics, artifact.path, False, ctx.record, rank)
