@@ -1,0 +1,52 @@
+"""Packing configuration, shared by the pretrain and evaluate stages and the inspector."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from stages.core.config import knob
+
+OVERFLOW_POLICIES = ("truncate", "skip", "split")
+ORDER_MODES = ("as_traversed", "prefer_targets_first")
+LAYOUTS = ("none", "bos_eos")
+DIRECTIONS = ("out", "in", "both")
+
+
+@dataclasses.dataclass
+class PackingConfig:
+    """How documents are chosen and laid out in fixed-length training sequences (packs).
+
+    `strategy` is a registered strategy name (`random`, `random_walk`, `bfs`, `dfs`) or a
+    weighted mix `composite:random_walk=0.7,random=0.3`.
+    """
+
+    strategy: str = knob("random_walk", "document traversal: random|random_walk|bfs|dfs|composite:name=w,...")
+    token_budget: int = knob(512, "pack length in tokens, decoration (BOS/EOS) tokens included")
+    doc_budget: int = knob(0, "cap on content tokens taken from one document (0 = no cap)")
+    overflow: str = knob("truncate", "document longer than the room left", choices=OVERFLOW_POLICIES)
+    order_mode: str = knob("as_traversed", "document order inside a pack", choices=ORDER_MODES)
+    layout: str = knob("bos_eos", "decoration around each document", choices=LAYOUTS)
+    reset_positions: bool = knob(True, "position ids restart at 0 for each document")
+    restart_prob: float = knob(0.15, "random_walk: probability of jumping back to the pack's root")
+    walk_direction: str = knob("both", "graph edges followed by walks and searches", choices=DIRECTIONS)
+    batch_size: int = knob(8, "packs per batch (per data-parallel rank)")
+    seed: int = knob(0, "seed of the start-point permutation and the traversal RNG")
+    # The stream partition depends on the worker count, so it changes the data order: it is
+    # part of the signature on purpose.
+    num_workers: int = knob(0, "DataLoader worker processes per rank (0 = in-process)")
+
+    def validate(self) -> None:
+        from stages.packing.strategies import parse_strategy
+
+        parse_strategy(self.strategy)
+        minimum = 3 if self.layout == "bos_eos" else 2
+        if self.token_budget < minimum:
+            raise ValueError(f"token_budget: {self.token_budget} is too small; use at least {minimum}")
+        if self.doc_budget < 0:
+            raise ValueError(f"doc_budget: {self.doc_budget} is negative; use 0 (no cap) or a positive cap")
+        if not 0.0 <= self.restart_prob < 1.0:
+            raise ValueError(f"restart_prob: {self.restart_prob} is outside [0, 1); use e.g. 0.15")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers: {self.num_workers} must be >= 0")
