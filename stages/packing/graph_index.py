@@ -65,7 +65,7 @@ class GraphIndex:
         self._title_to_id: dict[str, int] | None = None
 
     @classmethod
-    def open(cls, path) -> "GraphIndex":
+    def open(cls, path) -> GraphIndex:
         """Open a `graph` stage artifact directory (CSR arrays memory-mapped)."""
         path = Path(path)
         if not path.is_dir():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -38,7 +38,7 @@ def _identity(batch):
 class _PackStreams(IterableDataset):
     """The rank's streams; each iterator (one per worker) runs one stream forever."""
 
-    def __init__(self, loader: "PackLoader", states: list, slot_offset: int):
+    def __init__(self, loader: PackLoader, states: list, slot_offset: int):
         self.loader = loader
         self.states = states
         self.slot_offset = slot_offset
@@ -94,7 +94,7 @@ class PackLoader:
         self.batches = 0
 
     @classmethod
-    def from_paths(cls, graph_path, tokens_path, cfg: PackingConfig, **kwargs) -> "PackLoader":
+    def from_paths(cls, graph_path, tokens_path, cfg: PackingConfig, **kwargs) -> PackLoader:
         return cls(GraphIndex.open(graph_path), TokenStore.open(tokens_path), cfg, **kwargs)
 
     def make_sampler(self, slot: int) -> PackSampler:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from stages.packing.graph_index import GraphIndex
 

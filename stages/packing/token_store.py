@@ -37,7 +37,7 @@ class TokenStore:
         self.offset_of[ids] = index["offset"]
 
     @classmethod
-    def open(cls, path) -> "TokenStore":
+    def open(cls, path) -> TokenStore:
         """Open a `pretokenize` artifact directory; validates the index against the shards."""
         path = Path(path)
         meta_file, index_file = path / "tokenizer.json", path / "index.npy"
