@@ -1,0 +1,51 @@
+"""Bad input fails before any work, with one line that names the key and the fix."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_core_runner import submit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_stages_keys_and_examples():
+    out = submit("--help").stdout
+    assert "stage `toy_numbers`" in out and "shards" in out and "default=4" in out
+    assert "examples:" in out and "array_parallelism" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["stage=nope"], "unknown stage `nope`"),
+    (["stage=toy_numbers", "no_such_key=1"], "unknown key `no_such_key`"),
+    (["stage=toy_numbers", "shard=1"], "did you mean `shards`"),
+    (["stage=toy_numbers", "shards=lots"], "key `shards`"),
+    (["stage=toy_numbers", "executor=cloud"], "`executor=cloud` is unknown"),
+    (["stage=toy_numbers", "nodes=2"], "needs executor=slurm"),
+    (["stage=toy_numbers", "nodes=0"], "`nodes` must be >= 1"),
+    (["stage=toy_sum", "shards=2"], "belongs to stage `toy_numbers`"),
+    (["stage=toy_sum", "toy_numbers.from=abc"], "no complete artifact"),
+    (["stage=toy_numbers", "oops"], "cannot parse `oops`"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
+    proc = submit(*args, f"root={tmp_path}", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing was launched
+
+
+def test_dry_run_shows_plan_and_cache_hits(tmp_path):
+    submit("stage=toy_numbers", "executor=inline", f"root={tmp_path}", f"results={tmp_path / 'r'}", "shards=1")
+    out = submit("stage=toy_sum", f"root={tmp_path}", "dry_run=true", "offset=1,2", "toy_numbers.shards=1").stdout
+    assert "2 job(s) to run" in out and "upstream (exists)" in out and "job arrays: toy_sum[2]" in out
+    assert not (tmp_path / "toy_sum").exists()
+
+
+def test_submit_script_runs_from_any_directory(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage:" in proc.stdout

@@ -1,0 +1,96 @@
+"""The artifact contract through the real CLI: crash safety, resume by shard, cache hits, sweeps."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import results
+from stages.core.artifacts import load_artifact
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def submit(*args, check=True):
+    env = {**os.environ, "WIKIGRAPH_EXTRA_STAGES": "tests.toy_stages", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), *args], capture_output=True,
+                          text=True, env=env, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def only_artifact(root: Path, stage: str) -> Path:
+    dirs = [p for p in (root / stage).iterdir() if not p.name.startswith(".")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_killed_stage_leaves_nothing_visible_and_rerun_redoes_only_missing_shards(tmp_path):
+    root, res = tmp_path / "art", tmp_path / "res"
+    killed = submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}", "kill_in_shard=2",
+                    check=False)
+    assert killed.returncode == -9
+    visible = [p for p in (root / "toy_numbers").iterdir() if not p.name.startswith(".")]
+    assert visible == []
+    partial = next((root / "toy_numbers").glob(".*.partial"))
+    assert sorted(p.name for p in (partial / ".shards").iterdir()) == ["shard-000.done", "shard-001.done"]
+    # Downstream cannot see the half-written artifact.
+    blocked = submit("stage=toy_sum", "executor=inline", f"root={root}", f"results={res}", check=False)
+    assert blocked.returncode == 2
+    assert "missing upstream artifact: stage `toy_numbers`" in blocked.stderr
+    assert "Traceback" not in blocked.stderr
+    submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}")
+    artifact = only_artifact(root, "toy_numbers")
+    assert (artifact / "launches.log").read_text() == "computed 2\n"  # shards 2 and 3 only
+    numbers = [int(x) for p in sorted(artifact.glob("shard-*.txt")) for x in p.read_text().split()]
+    assert numbers == list(range(4000))
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert {f["path"] for f in manifest["files"]} >= {"shard-000.txt", "shard-003.txt"}
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+    assert manifest["code"]["commit"] is None or len(manifest["code"]["commit"]) == 40
+    submit("stage=toy_sum", "executor=inline", f"root={root}", f"results={res}")
+    total = load_artifact(root, "toy_sum", only_artifact(root, "toy_sum").name).manifest["metrics"]["total"]
+    assert total == sum(range(4000))
+
+
+def test_cache_hit_does_not_rerun_and_force_does(tmp_path):
+    root, res = tmp_path / "art", tmp_path / "res"
+    submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}", "shards=2")
+    log = only_artifact(root, "toy_numbers") / "launches.log"
+    second = submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}", "shards=2",
+                    "workers=5")
+    assert "cache hit" in second.stdout
+    assert log.read_text() == "computed 2\n"
+    assert len(list((res / "records").glob("*.json"))) == 1
+    submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}", "shards=2", "force=true")
+    assert (only_artifact(root, "toy_numbers") / "launches.log").read_text() == "computed 2\n"
+    assert len(list((res / "records").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_sweep_of_three_values_gives_three_records_and_one_table(tmp_path, executor):
+    root, res = tmp_path / "art", tmp_path / "res"
+    submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={res}", "shards=1", "per_shard=10")
+    out = submit("stage=toy_sum", f"executor={executor}", f"root={root}", f"results={res}", "offset=1,2,3",
+                 "toy_numbers.shards=1", "toy_numbers.per_shard=10")
+    assert "3 job(s) to run" in out.stdout
+    records = [r for r in results.load_records(res) if r["stage"] == "toy_sum"]
+    assert sorted(r["sweep"]["offset"] for r in records) == ["1", "2", "3"]
+    assert sorted(r["metrics"]["total"] for r in records) == [46, 47, 48]
+    table = (res / "toy_sum.csv").read_text().strip().splitlines()
+    assert table[0].split(",")[:2] == ["signature", "offset"] and len(table) == 4
+    assert "## toy_sum" in (res / "summary.md").read_text()
+
+
+def test_concurrent_record_writers_never_clobber(tmp_path):
+    code = ("import sys; from pathlib import Path; from jobs.results import write_record\n"
+            "for i in range(50): write_record(Path(sys.argv[1]), stage='s', signature=f'{sys.argv[2]}-{i}', "
+            "sweep={}, metrics={'i': i}, artifact=None, logs='', run_id='r', upstream={}, extra={})")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(n)], cwd=REPO) for n in range(4)]
+    assert [p.wait() for p in procs] == [0, 0, 0, 0]
+    assert len(list((tmp_path / "records").glob("*.json"))) == 200
+    assert len(results.load_records(tmp_path)) == 200
