@@ -1,0 +1,93 @@
+"""The extract artifact's article shards: writing and reading.
+
+Layout of an extract artifact directory:
+- `articles-00000.jsonl.zst`, ...: one JSON object per line, `{"id", "title", "text",
+  "links", "categories"}`, ids dense 0..N-1 in title order, shards in id order;
+- `titles.json`: the list of titles (index = id);
+- `redirects.json`: alias title -> canonical article title;
+- `markdown/` (optional): one `Title_<6hex>.md` file per article for people to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Iterator
+
+import zstandard
+
+SHARD_GLOB = "articles-*.jsonl.zst"
+
+
+@dataclasses.dataclass
+class Article:
+    """One article: Markdown `text` with links as `[text](Target)`; `links` are the
+    normalized, redirect-resolved namespace-0 target titles in order of appearance."""
+
+    id: int
+    title: str
+    text: str
+    links: list[str]
+    categories: list[str]
+
+
+def shard_name(index: int) -> str:
+    return f"articles-{index:05d}.jsonl.zst"
+
+
+def _artifact_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"extract artifact {path} not found; run `stage=extract` first")
+    return path
+
+
+def shard_paths(path: str | Path) -> list[Path]:
+    """The article shards of an extract artifact, in id order."""
+    shards = sorted(_artifact_dir(path).glob(SHARD_GLOB))
+    if not shards:
+        raise FileNotFoundError(f"{path} holds no {SHARD_GLOB} shards; is it an extract artifact?")
+    return shards
+
+
+def iter_shard(shard: Path) -> Iterator[Article]:
+    """Articles of one shard, streamed."""
+    with open(shard, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+        for line in io.TextIOWrapper(reader, encoding="utf-8"):
+            yield Article(**json.loads(line))
+
+
+def iter_articles(path: str | Path) -> Iterator[Article]:
+    """All articles of an extract artifact in id order, streamed shard by shard."""
+    for shard in shard_paths(path):
+        yield from iter_shard(shard)
+
+
+def read_titles(path: str | Path) -> list[str]:
+    """Titles by article id."""
+    return json.loads((_artifact_dir(path) / "titles.json").read_text(encoding="utf-8"))
+
+
+def read_redirects(path: str | Path) -> dict[str, str]:
+    """Alias -> canonical title."""
+    return json.loads((_artifact_dir(path) / "redirects.json").read_text(encoding="utf-8"))
+
+
+class ShardWriter:
+    """Writes one `articles-NNNNN.jsonl.zst` shard through a temporary name."""
+
+    def __init__(self, path: Path, level: int = 3):
+        self.path = path
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._raw = open(self._tmp, "wb")
+        self._zst = zstandard.ZstdCompressor(level=level).stream_writer(self._raw)
+
+    def write(self, article: Article) -> None:
+        line = json.dumps(dataclasses.asdict(article), ensure_ascii=False) + "\n"
+        self._zst.write(line.encode("utf-8"))
+
+    def close(self) -> None:
+        self._zst.close()  # also closes the raw file
+        self._tmp.replace(self.path)

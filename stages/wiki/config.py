@@ -1,0 +1,56 @@
+"""Typed configs of the Wikipedia stages (light: imported by the stage specs)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from stages.core.config import knob
+
+
+@dataclasses.dataclass
+class ExtractConfig:
+    dump: str = knob("sample", "dump file (MediaWiki XML or CirrusSearch JSON, plain/bz2/gzip; "
+                     "format detected from content) or `sample` for the generated corpus")
+    sample_format: str = knob("xml", "format the generated sample is written in", choices=("xml", "cirrus"))
+    sample_articles: int = knob(300, "articles in the generated sample")
+    sample_seed: int = knob(0, "seed of the generated sample")
+    export_markdown: bool = knob(False, "also write a markdown/ tree of Title_<6hex>.md files")
+    on_error: str = knob("skip", "bad input (truncated file, invalid JSON, malformed XML): "
+                         "skip and count it, or fail with its location", choices=("skip", "fail"))
+    shards: int = knob(2, "article shards (units of parallel work and of output)")
+    workers: int = knob(2, "parallel worker processes", signature=False)
+
+    def validate(self) -> None:
+        if self.sample_articles < 10:
+            raise ValueError(f"sample_articles: {self.sample_articles} is too small; use at least 10")
+        if self.shards < 1:
+            raise ValueError(f"shards: {self.shards} must be >= 1")
+        if self.workers < 1:
+            raise ValueError(f"workers: {self.workers} must be >= 1")
+        if not self.dump:
+            raise ValueError("dump: empty; pass a dump file path or `sample`")
+
+
+@dataclasses.dataclass
+class GraphConfig:
+    percentiles: list[int] = knob([50, 90, 99], "degree percentiles reported in the stats")
+
+    def validate(self) -> None:
+        bad = [p for p in self.percentiles if not 0 <= p <= 100]
+        if bad:
+            raise ValueError(f"percentiles: {bad} outside 0..100")
+
+
+@dataclasses.dataclass
+class PretokenizeConfig:
+    encoding: str = knob("gpt2", "tiktoken encoding name (gpt2, r50k_base, cl100k_base, o200k_base, ...)")
+    title_heading: bool = knob(True, "start each document with `# Title`")
+    append_eot: bool = knob(False, "end each document with the encoding's end-of-text token")
+    shard_tokens: int = knob(100_000_000, "max tokens per tokens-NNNNN.bin shard")
+    workers: int = knob(2, "parallel worker processes", signature=False)
+
+    def validate(self) -> None:
+        if self.shard_tokens < 1024:
+            raise ValueError(f"shard_tokens: {self.shard_tokens} is too small; use at least 1024")
+        if self.workers < 1:
+            raise ValueError(f"workers: {self.workers} must be >= 1")
