@@ -93,7 +93,7 @@ def _records_for(path: Path, shards: int, wanted: set[int]) -> Iterator[tuple[in
             yield i % shards, record
 
 
-def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path) -> None:
+def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path, pool) -> None:
     mine = [s for s in range(cfg.shards) if s % ctx.world_size == ctx.rank]
     todo = [s for s in mine if not ctx.shard_done(f"convert-{s:05d}")]
     if not todo:
@@ -103,7 +103,6 @@ def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path) -> None:
     stats = {s: {"articles": 0, "redirects": 0, "other_ns": 0, "links_dropped": 0, "bad_counts": {}, "bad_examples": []}
              for s in todo}
     records = _records_for(dump, cfg.shards, set(todo))
-    pool = _mp_context().Pool(cfg.workers) if cfg.workers > 1 else None
     try:
         results = pool.imap(convert_record, records, chunksize=4) if pool else map(convert_record, records)
         for shard, result in ctx.progress(results, desc="extract: convert", unit="page"):
@@ -129,8 +128,6 @@ def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path) -> None:
                 if len(stat["bad_examples"]) < _DETAILS_KEPT:
                     stat["bad_examples"].append([result[1], result[2]])
     finally:
-        if pool:
-            pool.terminate()
         for out in outs.values():
             out.close()
     for s in todo:
@@ -181,18 +178,13 @@ def resolve_redirects(redirects: dict[str, str], articles: set[str]) -> dict[str
     return resolved
 
 
-_WRITER_STATE: dict = {}
+def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict:
+    """Worker: render links and write one output shard (and its Markdown files).
 
-
-def _init_writer(redirects: dict[str, str], raw_dir: str, out_dir: str, export_markdown: bool) -> None:
-    _WRITER_STATE.update(redirects=redirects, raw_dir=Path(raw_dir), out_dir=Path(out_dir),
-                         export_markdown=export_markdown)
-
-
-def write_shard(task: tuple[int, int, list[tuple[str, int, int]]]) -> dict:
-    """Worker: render links and write one output shard (and its Markdown files)."""
-    index, first_id, entries = task
-    state = _WRITER_STATE
+    `task` is (shard index, first id, entries, state); state holds the resolved redirects,
+    the raw and output directories and the export flag.
+    """
+    index, first_id, entries, state = task
     redirects = state["redirects"]
     resolve = lambda title: redirects.get(title, title)  # noqa: E731
     writer = ShardWriter(state["out_dir"] / shard_name(index))
@@ -219,7 +211,7 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]]]) -> dict:
     return {"articles": len(entries), "links_kept": links_kept}
 
 
-def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path) -> dict:
+def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
     entries, raw_redirects = _index_raw(raw_dir, cfg.shards, ctx)
     titles = [t for t, _, _ in entries]
     redirects = resolve_redirects(raw_redirects, set(titles))
@@ -228,15 +220,12 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path) -> dict:
     if cfg.export_markdown:
         (ctx.out_dir / "markdown").mkdir(exist_ok=True)
     per_shard = -(-len(entries) // cfg.shards) if entries else 0
-    tasks = [(k, k * per_shard, entries[k * per_shard:(k + 1) * per_shard]) for k in range(cfg.shards)]
+    state = {"redirects": redirects, "raw_dir": raw_dir, "out_dir": ctx.out_dir,
+             "export_markdown": cfg.export_markdown}
+    tasks = [(k, k * per_shard, entries[k * per_shard:(k + 1) * per_shard], state) for k in range(cfg.shards)]
     todo = [t for t in tasks if not ctx.shard_done(f"write-{t[0]:05d}")]
-    init_args = (redirects, str(raw_dir), str(ctx.out_dir), cfg.export_markdown)
-    if cfg.workers > 1 and len(todo) > 1:
-        with _mp_context().Pool(min(cfg.workers, len(todo)), _init_writer, init_args) as pool:
-            results = list(ctx.progress(pool.imap(write_shard, todo), total=len(todo), desc="extract: write"))
-    else:
-        _init_writer(*init_args)
-        results = [write_shard(t) for t in ctx.progress(todo, total=len(todo), desc="extract: write")]
+    results = list(ctx.progress(pool.imap(write_shard, todo) if pool else map(write_shard, todo),
+                                total=len(todo), desc="extract: write"))
     for task, result in zip(todo, results):
         ctx.mark_shard_done(f"write-{task[0]:05d}", result)
     links_kept = sum(ctx.shard_payload(f"write-{k:05d}")["links_kept"] for k in range(cfg.shards))
@@ -247,11 +236,17 @@ def run(cfg: ExtractConfig, ctx) -> dict:
     """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring)."""
     dump = _dump_path(cfg, ctx.out_dir)
     raw_dir = ctx.out_dir / "raw"
-    _convert_phase(cfg, ctx, dump, raw_dir)
-    if ctx.rank != 0:
-        return {}
-    _wait_for_shards(ctx, cfg.shards)
-    converted = [ctx.shard_payload(f"convert-{s:05d}") for s in range(cfg.shards)]
+    pool = _mp_context().Pool(cfg.workers) if cfg.workers > 1 else None
+    try:
+        _convert_phase(cfg, ctx, dump, raw_dir, pool)
+        if ctx.rank != 0:
+            return {}
+        _wait_for_shards(ctx, cfg.shards)
+        converted = [ctx.shard_payload(f"convert-{s:05d}") for s in range(cfg.shards)]
+        metrics = _write_phase(cfg, ctx, raw_dir, pool)
+    finally:
+        if pool:
+            pool.terminate()
     for payload in converted:
         shown: dict[str, int] = {}
         for reason, detail in payload["bad_examples"]:
@@ -260,7 +255,6 @@ def run(cfg: ExtractConfig, ctx) -> dict:
         for reason, count in payload["bad_counts"].items():
             if count > shown.get(reason, 0):
                 ctx.skip(reason, None, count=count - shown.get(reason, 0))
-    metrics = _write_phase(cfg, ctx, raw_dir)
     shutil.rmtree(raw_dir, ignore_errors=True)
     shutil.rmtree(ctx.out_dir / "_input", ignore_errors=True)
     metrics.update(

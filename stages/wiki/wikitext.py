@@ -51,14 +51,13 @@ _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>[^<]*", re.I)
 _BRACE_TOKEN = re.compile(r"\{\{|\}\}|\{\||\|\}(?!\})")
 _EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*(?:[ \t]+([^\]\n]*))?\]", re.I)
 _INTERNAL_LINK = re.compile(r"\[\[([^\[\]|\n]*)(?:\|((?:[^\[\]]|\[(?!\[)|\](?!\]))*))?\]\]([a-z]+)?")
-_HEADING = re.compile(r"^(={1,6})[ \t]*(.+?)[ \t]*\1[ \t]*$", re.M)
-_LIST_ITEM = re.compile(r"^([*#:;]+)[ \t]*", re.M)
+_HEADING_LINE = re.compile(r"(={1,6})[ \t]*(.+?)[ \t]*\1[ \t]*$")
+_LIST_MARKS = frozenset("*#:;")
+_LIST_PREFIX = re.compile(r"[*#:;]+")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
-_RULE = re.compile(r"^-{4,}[ \t]*$", re.M)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
-_TRAILING_SPACE = re.compile(r"[ \t]+$", re.M)
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)$")
 
 #: Templates whose parameters are prose: name -> how to render them.
@@ -167,18 +166,30 @@ def _link_replacer(categories: list[str], dropped: list[int]) -> Callable[[re.Ma
     return replace
 
 
-def _convert_lists(text: str) -> str:
-    def bullet(match: re.Match) -> str:
-        marks = match.group(1)
-        depth, last = len(marks), marks[-1]
-        indent = "  " * (depth - 1)
-        if last == "*":
-            return f"{indent}- "
-        if last == "#":
-            return f"{indent}1. "
-        return indent  # `:` indentation and `;` definition terms become plain lines
-
-    return _LIST_ITEM.sub(bullet, text)
+def _convert_lines(text: str) -> str:
+    """One pass over the lines: list items, headings, horizontal rules, trailing space."""
+    out = []
+    for line in text.split("\n"):
+        first = line[:1]
+        if first in _LIST_MARKS:
+            marks = _LIST_PREFIX.match(line).group()
+            depth, last = len(marks), marks[-1]
+            body = line[depth:].lstrip(" \t")
+            indent = "  " * (depth - 1)
+            if last == "*":
+                line = f"{indent}- {body}"
+            elif last == "#":
+                line = f"{indent}1. {body}"
+            else:  # `:` indentation and `;` definition terms become plain lines
+                line = indent + body
+        elif first == "=":
+            heading = _HEADING_LINE.match(line)
+            if heading:
+                line = "#" * len(heading.group(1)) + " " + heading.group(2)
+        elif first == "-" and line.startswith("----") and not line.strip("- \t"):
+            line = ""
+        out.append(line.rstrip())
+    return "\n".join(out)
 
 
 def convert(wikitext: str) -> Converted:
@@ -196,16 +207,13 @@ def convert(wikitext: str) -> Converted:
         if converted == text:
             break
         text = converted
-    # Lists first: the `#` of Markdown headings and the `*` of bold must not look like items.
-    text = _convert_lists(text)
-    text = _HEADING.sub(lambda m: "#" * len(m.group(1)) + " " + m.group(2), text)
+    # Lines before bold: the `*` of `**bold**` must not look like a list item.
+    text = _convert_lines(text)
     text = text.replace("'''''", "***").replace("'''", "**").replace("''", "*")
     text = _HTML_BREAK.sub(" ", text)
     text = _HTML_TAG.sub("", text)
     text = _MAGIC_WORD.sub("", text)
-    text = _RULE.sub("", text)
     text = html.unescape(text).replace("\u00a0", " ")
-    text = _TRAILING_SPACE.sub("", text)
     text = _BLANK_LINES.sub("\n\n", text).strip()
     return Converted(text=text, categories=list(dict.fromkeys(categories)), links_dropped=dropped[0])
 
