@@ -102,7 +102,8 @@ def run_command(parsed: ParsedArgs) -> int:
     if executor == "slurm":
         from jobs import slurm
 
-        return slurm.submit(plan, launcher, parsed.slurm_extra, root, results_dir, dry_run=dry_run)
+        return slurm.submit(plan, launcher, parsed.slurm_extra, root, results_dir, dry_run=dry_run,
+                            wait=_bool(parsed, "wait"))
     print(describe_plan(plan, launcher, executor), flush=True)
     if dry_run or not plan.to_run:
         if not plan.to_run:

@@ -1,0 +1,238 @@
+"""`executor=slurm`: a plan becomes submitit Slurm jobs, arrays and `afterok` chains.
+
+- Each plan group (one stage, several sweep points) is ONE `sbatch --array=0-N%P`, split into
+  several arrays when it exceeds the cluster's MaxArraySize.
+- Downstream groups depend on their upstream jobs with `afterok`, and are cancelled by Slurm
+  if an upstream fails (`--kill-on-invalid-dep=yes`); `status` names the failed upstream.
+- Jobs run a snapshot of the code copied into the run directory at submission, so later
+  edits to the working tree never change a queued job.
+- Validation (partition, node count, container file) happens before any `sbatch`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs.entry import StageJob
+from jobs.executors import REPO, make_job, node_key
+from jobs.launcher import LauncherConfig
+from jobs.offline import offline_env, prepare_offline
+from jobs.plan import Node, Plan
+from jobs.runs import RunDir
+from stages.core.artifacts import code_version
+from stages.core.config import ConfigError
+from stages.core.runner import discard_partial
+
+CODE_DIRS = ("jobs", "stages", "models")
+PROFILES_DIR = REPO / "slurm" / "profiles"
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
+
+
+def load_profile(name: str) -> dict:
+    """Launcher defaults of a site profile (`slurm/profiles/<name>.yaml`, or a path)."""
+    from omegaconf import OmegaConf
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ConfigError(f"`profile={name}`: no file {path}; known profiles: {', '.join(known) or 'none'}")
+    return {k: str(v) for k, v in OmegaConf.to_container(OmegaConf.load(path)).items()}
+
+
+def _slurm(*cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise ConfigError(f"executor=slurm needs `{cmd[0]}` on PATH: run on a login node, "
+                          "or start the local test cluster with `bash slurm/up.sh`") from None
+    except subprocess.CalledProcessError as err:
+        raise ConfigError(f"`{' '.join(cmd)}` failed: {err.stderr.strip()}") from None
+
+
+def validate_cluster(launcher: LauncherConfig) -> None:
+    """Fail before sbatch on resources the cluster cannot provide."""
+    partitions = {p.rstrip("*") for p in _slurm("sinfo", "-h", "-o", "%P").split()}
+    if launcher.partition and launcher.partition not in partitions:
+        raise ConfigError(f"`partition={launcher.partition}` does not exist; available: {', '.join(sorted(partitions))}")
+    args = ["sinfo", "-h", "-N", "-o", "%N"] + (["-p", launcher.partition] if launcher.partition else [])
+    available = len(set(_slurm(*args).split()))
+    if launcher.nodes > available:
+        raise ConfigError(f"`nodes={launcher.nodes}` but the {'partition' if launcher.partition else 'cluster'} "
+                          f"has only {available} node(s)")
+    if launcher.container and not Path(launcher.container).is_file():
+        raise ConfigError(f"`container={launcher.container}`: no such image file; build it with containers/build.sh")
+
+
+def max_array_size() -> int:
+    for line in _slurm("scontrol", "show", "config").splitlines():
+        if line.startswith("MaxArraySize"):
+            return int(line.split("=")[1])
+    return 1001
+
+
+def snapshot_code(run: RunDir) -> Path:
+    """Copy the code into the run directory; jobs import it from there."""
+    dest = run.path / "code"
+    for name in CODE_DIRS:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dest / ".code_version.json").write_text(json.dumps(code_version()))
+    return dest
+
+
+def _python(launcher: LauncherConfig, root: Path, code: Path) -> str:
+    if not launcher.container:
+        return sys.executable
+    from jobs.container import apptainer_python
+
+    return apptainer_python(launcher.container, root=root, repo=code, gpus=launcher.gpus_per_node > 0)
+
+
+def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -> dict:
+    params = {
+        "job_name": f"wikigraph-{stage}", "nodes": launcher.nodes, "ntasks_per_node": launcher.tasks_per_node,
+        "cpus_per_task": launcher.cpus_per_task, "time": launcher.time, "signal_delay_s": launcher.signal_delay_s,
+        "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}"],
+        "additional_parameters": {"requeue": True, **extra},
+    }
+    if launcher.array_parallelism:
+        params["array_parallelism"] = launcher.array_parallelism
+    if launcher.gpus_per_node:
+        params["gpus_per_node"] = launcher.gpus_per_node
+    for key in ("mem", "partition", "account", "qos", "constraint"):
+        if getattr(launcher, key):
+            params[key] = getattr(launcher, key)
+    if launcher.exclusive:
+        params["exclusive"] = True
+    return params
+
+
+def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, results_dir: Path,
+           dry_run: bool, wait: bool = False) -> int:
+    """Submit the plan; print the run id (and the sbatch scripts on a dry run)."""
+    import submitit
+
+    from jobs.cli import describe_plan
+
+    print(describe_plan(plan, launcher, "slurm"), flush=True)
+    if not plan.to_run:
+        print("nothing to run: every requested artifact exists (force=true reruns)")
+        return 0
+    validate_cluster(launcher)
+    run = RunDir.create(root, plan.to_run[-1].stage if len(plan.groups()) == 1 else "all")
+    code = snapshot_code(run)
+    env = offline_env(root)
+    if not dry_run:
+        prepare_offline(plan, root)
+    executor = submitit.SlurmExecutor(folder=run.logs / "%j", python=_python(launcher, root, code))
+    chunk = max_array_size()
+    job_ids: dict[str, str] = {}
+    info = {"run_id": run.run_id, "executor": "slurm", "root": str(root), "jobs": {}}
+    for group in plan.groups():
+        deps = sorted({job_ids[k].split("_")[0] for n in group for k in _upstream_keys(n) if k in job_ids})
+        params = _parameters(launcher, extra, code, group[0].stage)
+        if deps:
+            params["additional_parameters"].update({"dependency": "afterok:" + ":".join(deps),
+                                                     "kill-on-invalid-dep": "yes"})
+        executor.update_parameters(**params)
+        for start in range(0, len(group), chunk):
+            nodes = group[start:start + chunk]
+            jobs = [make_job(n, plan, root, results_dir, run, env) for n in nodes]
+            if dry_run:
+                print(_sbatch_text(executor, len(nodes)))
+                continue
+            for node in nodes:
+                if plan.force:
+                    discard_partial(root, node.stage, node.signature)
+                run.write_config(node.stage, node.signature, node.cfg)
+            submitted = _submit_group(executor, jobs)
+            for node, job in zip(nodes, submitted):
+                job_ids[node_key(node)] = job.job_id
+                info["jobs"][node_key(node)] = {"stage": node.stage, "signature": node.signature, "sweep": node.sweep,
+                                                "job_id": job.job_id, "state": "PENDING",
+                                                "upstream": _upstream_keys(node), "submitted": time.time()}
+    if dry_run:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return 0
+    run.write(info)
+    print(f"submitted run {run.run_id}: {len(job_ids)} job(s); follow with `python jobs/submit.py status` "
+          f"and `python jobs/submit.py logs run={run.run_id}`", flush=True)
+    return wait_for(run) if wait else 0
+
+
+def _upstream_keys(node: Node) -> list[str]:
+    return [f"{name}/{node.upstream[name]}" for name in node.direct]
+
+
+def _submit_group(executor, jobs: list[StageJob]):
+    if len(jobs) == 1:
+        return [executor.submit(jobs[0])]
+    with executor.batch():
+        futures = [executor.submit(job) for job in jobs]
+    return futures
+
+
+def _sbatch_text(executor, count: int) -> str:
+    """The exact sbatch script submitit would write for this group."""
+    params = dict(executor.parameters)
+    if count > 1:
+        params["map_count"] = count
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder, **params)
+    return f"--- sbatch script ({count} task(s)) ---\n{script}"
+
+
+def _query_states(job_ids: list[str]) -> dict[str, dict]:
+    """State, nodes and elapsed time per job id, from sacct (with squeue's pending reason)."""
+    if not job_ids:
+        return {}
+    out = _slurm("sacct", "-X", "-P", "-n", "-o", "JobID,State,NodeList,Elapsed", "-j", ",".join(job_ids))
+    states = {}
+    for line in out.splitlines():
+        job_id, state, nodes, elapsed = line.split("|")
+        states[job_id] = {"state": state.split()[0], "nodes": nodes, "elapsed_s": elapsed}
+    pending = _slurm("squeue", "-h", "-o", "%i|%T|%r", "-j", ",".join(job_ids)) if states else ""
+    for line in pending.splitlines():
+        job_id, state, reason = line.split("|")
+        states.setdefault(job_id, {})["reason"] = reason
+    return states
+
+
+def refresh_states(jobs: dict[str, dict]) -> dict[str, dict]:
+    """Current job states; a job cancelled because an upstream failed says which."""
+    live = _query_states([j["job_id"] for j in jobs.values()])
+    merged = {}
+    for key, job in jobs.items():
+        merged[key] = {**job, **live.get(job["job_id"], {})}
+    for key, job in merged.items():
+        failed = [u for u in job.get("upstream", []) if merged.get(u, {}).get("state") in FINAL_STATES - {"COMPLETED"}
+                  or merged.get(u, {}).get("reason", "").startswith("upstream")]
+        if failed and job.get("state") in ("CANCELLED", "PENDING"):
+            job["reason"] = f"upstream {failed[0]} failed ({merged[failed[0]].get('state')})"
+    return merged
+
+
+def wait_for(run: RunDir, poll_s: float = 3.0) -> int:
+    """Block until every job of the run is final; exit code 1 if any did not complete."""
+    while True:
+        info = run.read()
+        jobs = refresh_states(info["jobs"])
+        if all(j.get("state") in FINAL_STATES for j in jobs.values()):
+            info["jobs"] = jobs
+            run.write(info)
+            for key, job in jobs.items():
+                print(f"{job['state']:<10} {key} {job.get('reason', '')}", flush=True)
+            return 0 if all(j["state"] == "COMPLETED" for j in jobs.values()) else 1
+        time.sleep(poll_s)
+
+
+def cancel(jobs: dict[str, dict]) -> None:
+    ids = sorted({j["job_id"].split("_")[0] for j in jobs.values() if j.get("job_id")})
+    if ids:
+        _slurm("scancel", *ids)
