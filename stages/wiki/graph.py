@@ -1,0 +1,120 @@
+"""`graph`: the article link graph as CSR numpy arrays, `graph.jsonl` and stats.
+
+Node id = article id (index into `titles.json`). Edges are article -> linked article, with
+self-links, duplicates and links to titles that are not articles (dangling) dropped. Memory
+is O(edges): links stream in shard by shard as int32 arrays, and only the edge arrays and
+the title -> id map are held.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stages.core.artifacts import write_json_atomic
+from stages.wiki.articles import iter_articles, read_titles
+from stages.wiki.config import GraphConfig
+
+
+def build_csr(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr int64 [n+1], indices int32) with sorted unique neighbours, no self-loops."""
+    keep = src != dst
+    src, dst = src[keep].astype(np.int64), dst[keep].astype(np.int64)
+    keys = np.unique(src * n_nodes + dst)  # sorts and deduplicates in one go
+    rows, cols = keys // max(n_nodes, 1), keys % max(n_nodes, 1)
+    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_nodes), out=indptr[1:])
+    return indptr, cols.astype(np.int32)
+
+
+def weakly_connected_components(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Component label (smallest node id) per node: vectorized union-find.
+
+    Each round hooks the larger root of every edge under the smaller one, then compresses
+    paths fully; labels only decrease, so it terminates, in few O(edges) rounds.
+    """
+    parent = np.arange(n_nodes, dtype=np.int64)
+    while True:
+        a, b = parent[src], parent[dst]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        differ = lo != hi
+        if not differ.any():
+            return parent
+        np.minimum.at(parent, hi[differ], lo[differ])
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+
+
+def degree_stats(indptr: np.ndarray, prefix: str, percentiles: list[int]) -> dict:
+    degrees = np.diff(indptr)
+    if degrees.size == 0:
+        return {f"{prefix}_degree_max": 0, f"{prefix}_degree_mean": 0.0}
+    stats = {f"{prefix}_degree_p{p}": round(float(np.percentile(degrees, p)), 3) for p in percentiles}
+    stats[f"{prefix}_degree_max"] = int(degrees.max())
+    stats[f"{prefix}_degree_mean"] = round(float(degrees.mean()), 3)
+    return stats
+
+
+def _collect_edges(extract_dir: Path, title_to_id: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int]:
+    srcs, dsts, dangling = [], [], 0
+    for article in iter_articles(extract_dir):
+        ids = [title_to_id.get(t, -1) for t in article.links]
+        targets = np.fromiter(ids, dtype=np.int32, count=len(ids))
+        dangling += int((targets < 0).sum())
+        targets = targets[targets >= 0]
+        srcs.append(np.full(targets.size, article.id, dtype=np.int32))
+        dsts.append(targets)
+    if not srcs:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), 0
+    return np.concatenate(srcs), np.concatenate(dsts), dangling
+
+
+def write_graph_jsonl(path: Path, titles: list[str], indptr: np.ndarray, indices: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for node, title in enumerate(titles):
+            links = indices[indptr[node]:indptr[node + 1]].tolist()
+            out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def run(cfg: GraphConfig, ctx) -> dict:
+    """Build the graph of the upstream extract artifact into ctx.out_dir."""
+    extract_dir = ctx.upstream["extract"].path
+    titles = read_titles(extract_dir)
+    n = len(titles)
+    title_to_id = {t: i for i, t in enumerate(titles)}
+    src, dst, dangling = _collect_edges(extract_dir, title_to_id)
+    self_links = int((src == dst).sum())
+    out_indptr, out_indices = build_csr(n, src, dst)
+    in_indptr, in_indices = build_csr(n, dst, src)
+    out = ctx.out_dir
+    write_json_atomic(out / "titles.json", titles)
+    for name, array in (("out_indptr", out_indptr), ("out_indices", out_indices),
+                        ("in_indptr", in_indptr), ("in_indices", in_indices)):
+        np.save(out / f"{name}.npy", array)
+    write_graph_jsonl(out / "graph.jsonl", titles, out_indptr, out_indices)
+    edge_src = np.repeat(np.arange(n, dtype=np.int64), np.diff(out_indptr))
+    labels = weakly_connected_components(n, edge_src, out_indices.astype(np.int64))
+    sizes = np.bincount(np.unique(labels, return_inverse=True)[1]) if n else np.zeros(0, np.int64)
+    stats = {
+        "nodes": n,
+        "edges": int(out_indices.size),
+        "dangling": dangling,
+        "self_links": self_links,
+        "duplicate_links": int(src.size - self_links - out_indices.size),
+        "components": int(sizes.size),
+        "largest_component": int(sizes.max()) if sizes.size else 0,
+        "isolated_nodes": int(((np.diff(out_indptr) == 0) & (np.diff(in_indptr) == 0)).sum()),
+    }
+    stats.update(degree_stats(out_indptr, "out", cfg.percentiles))
+    stats.update(degree_stats(in_indptr, "in", cfg.percentiles))
+    write_json_atomic(out / "stats.json", stats)
+    ctx.record["graph_stats"] = stats
+    ctx.log.info("graph: %(nodes)d nodes, %(edges)d edges, %(components)d components", stats)
+    return stats
