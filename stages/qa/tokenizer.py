@@ -1,0 +1,128 @@
+"""XLNet SentencePiece tokenizers without a model hub.
+
+- A path to a ``spiece.model`` (e.g. the real XLNet one) or an HF folder: used as given.
+- ``auto`` with no such file: a small unigram SentencePiece model is trained on the training
+  contexts (deterministic: one thread, fixed input order) and cached under the cache dir by the
+  hash of its input, so a second run and every rank reuse the same file.
+The SentencePiece model is wrapped in transformers' XLNetTokenizer with XLNet's special tokens
+(``<sep>``, ``<cls>`` at the end, ``<pad>``, ...), which gives offsets mappings for span QA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from transformers import XLNetTokenizer
+
+XLNET_CONTROL_SYMBOLS = ("<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>")
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _length_delimited_field(buf: bytes, number: int) -> bytes | None:
+    """The first length-delimited field ``number`` of a serialized protobuf message, or None."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        field_number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            length, pos = _read_varint(buf, pos)
+            if field_number == number:
+                return buf[pos : pos + length]
+            pos += length
+        else:
+            raise ValueError(f"spiece model: unsupported protobuf wire type {wire_type}; is it a SentencePiece model?")
+    return None
+
+
+def wrap_sentencepiece(model_file: str | Path) -> XLNetTokenizer:
+    """An XLNetTokenizer over a SentencePiece unigram model file (no protobuf package needed)."""
+    import sentencepiece as spm
+
+    model_file = Path(model_file)
+    if not model_file.is_file():
+        raise FileNotFoundError(f"tokenizer: {model_file} does not exist; pass a SentencePiece .model file")
+    proto = model_file.read_bytes()
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    # ModelProto.normalizer_spec (field 3) -> NormalizerSpec.precompiled_charsmap (field 3).
+    normalizer = _length_delimited_field(proto, 3)
+    charsmap = _length_delimited_field(normalizer, 3) if normalizer else None
+    missing = [s for s in XLNET_CONTROL_SYMBOLS if sp.piece_to_id(s) == sp.unk_id()]
+    if missing:
+        raise ValueError(f"tokenizer: {model_file} lacks XLNet symbols {missing}; train it with them as control symbols")
+    return XLNetTokenizer(vocab=vocab, unk_id=sp.unk_id(), _spm_precompiled_charsmap=charsmap or None)
+
+
+def train_sentencepiece(texts: Iterable[str], out_file: Path, vocab_size: int) -> Path:
+    """Train a deterministic unigram model with XLNet's special symbols; write it atomically."""
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buffer,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        num_threads=1,
+        hard_vocab_limit=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        control_symbols=list(XLNET_CONTROL_SYMBOLS),
+        minloglevel=2,
+    )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, out_file)
+    return out_file
+
+
+def resolve_tokenizer(
+    spec: str, training_texts: Callable[[], Iterable[str]], cache_dir: Path, vocab_size: int
+) -> XLNetTokenizer:
+    """The tokenizer named by ``spec`` ('auto', a spiece.model path, an HF folder, or an HF id)."""
+    if spec != "auto":
+        path = Path(spec)
+        if path.is_file():
+            return wrap_sentencepiece(path)
+        if path.is_dir():
+            if (path / "tokenizer.json").is_file():
+                return XLNetTokenizer.from_pretrained(path)
+            if (path / "spiece.model").is_file():
+                return wrap_sentencepiece(path / "spiece.model")
+            raise FileNotFoundError(f"tokenizer: {path} has neither tokenizer.json nor spiece.model; pass an XLNet folder")
+        if spec.startswith(("/", ".")) or spec.endswith(".model"):
+            raise FileNotFoundError(f"tokenizer: {spec} does not exist; pass a spiece.model path, an HF folder or 'auto'")
+        return XLNetTokenizer.from_pretrained(spec)
+    texts = list(training_texts())
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    key = f"{digest.hexdigest()[:16]}-v{vocab_size}"
+    model_file = Path(cache_dir) / "qa_tokenizer" / key / "spiece.model"
+    if not model_file.is_file():
+        train_sentencepiece(texts, model_file, vocab_size)
+    return wrap_sentencepiece(model_file)
