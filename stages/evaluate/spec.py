@@ -1,0 +1,41 @@
+"""Spec and config of the `evaluate` stage (light: no torch import)."""
+
+import dataclasses
+
+from stages.core.config import knob
+from stages.core.registry import StageSpec
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """What to evaluate and how much of it. `task` picks the upstream: pretrain or qa."""
+
+    task: str = knob("lm", "lm: perplexity of a pretrain checkpoint; qa: SQuAD v2 scores of a qa checkpoint",
+                     choices=("lm", "qa"))
+    max_docs: int = knob(64, "lm: held-out documents scored per context")
+    generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)")
+    test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)")
+    dataset: str = knob("", "qa: dataset to score (empty: the held-out split of the qa stage's dataset)")
+    no_answer_threshold: float = knob(0.0, "qa: predict no-answer when null score - best span score > this")
+    batch_size: int = knob(8, "evaluation batch size", signature=False)
+    seed: int = knob(0, "seed for the random-context baseline and sampling")
+
+    def validate(self) -> None:
+        if self.max_docs < 1:
+            raise ValueError("`max_docs` must be >= 1")
+        if self.test_size < 0:
+            raise ValueError("`test_size` must be >= 0 (0 means all questions)")
+
+
+def _upstream(cfg: EvaluateConfig) -> tuple[str, ...]:
+    return ("pretrain",) if cfg.task == "lm" else ("qa",)
+
+
+STAGE = StageSpec(
+    name="evaluate",
+    config_cls=EvaluateConfig,
+    run="stages.evaluate.run:run",
+    upstream=_upstream,
+    description="perplexity in isolated/graph/random contexts (task=lm) or SQuAD v2 EM/F1 (task=qa)",
+    variants=({"task": "lm"}, {"task": "qa"}),
+)
