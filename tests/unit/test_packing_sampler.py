@@ -1,6 +1,7 @@
 """Pack sampler: dedup, budgets, overflow policies, order modes, layouts, epochs, held-out docs."""
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_split_continues_the_remainder_in_the_next_pack(corpus):
     continued = 0
     for _ in range(80):
         pack = s.next_pack()
-        doc, offset, n, bos, eos, truncated = prev[-1]
+        doc, offset, n, *_ = prev[-1]
         if offset + n < lengths[doc]:  # split: the next pack opens with the rest
             first = pack[0]
             assert first[0] == doc and first[1] == offset + n and first[3] == 0
@@ -207,7 +208,7 @@ def test_adjacent_documents_are_linked_for_graph_strategies(corpus, strategy, lo
     linked = pairs = 0
     for _ in range(100):
         docs = [seg[0] for seg in s.next_pack()]
-        for a, b in zip(docs, docs[1:]):
+        for a, b in itertools.pairwise(docs):
             pairs += 1
             linked += graph.has_edge(a, b) or graph.has_edge(b, a)
     assert low <= linked / pairs <= high
