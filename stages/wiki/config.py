@@ -45,12 +45,10 @@ class GraphConfig:
 class PretokenizeConfig:
     encoding: str = knob("gpt2", "tiktoken encoding name (gpt2, r50k_base, cl100k_base, o200k_base, ...)")
     title_heading: bool = knob(True, "start each document with `# Title`")
-    append_eot: bool = knob(False, "end each document with the encoding's end-of-text token")
-    shard_tokens: int = knob(100_000_000, "max tokens per tokens-NNNNN.bin shard")
+    append_eot: bool = knob(False, "end each document with the encoding's end-of-text token "
+                            "(off: packing inserts separators itself)")
     workers: int = knob(2, "parallel worker processes", signature=False)
 
     def validate(self) -> None:
-        if self.shard_tokens < 1024:
-            raise ValueError(f"shard_tokens: {self.shard_tokens} is too small; use at least 1024")
         if self.workers < 1:
             raise ValueError(f"workers: {self.workers} must be >= 1")
