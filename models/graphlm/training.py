@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
@@ -14,8 +14,7 @@ from .masks import AttentionMask, build_attention_mask
 REQUIRED_BATCH_KEYS = ("tokens", "labels", "doc_index")
 
 
-@dataclass
-class LMOutput:
+class LMOutput(NamedTuple):
     """Mean loss over the batch's scored tokens and how many tokens were scored."""
 
     loss: Tensor

@@ -1,0 +1,1 @@
+"""The `pretrain` stage: graph-LM pretraining on packed token shards with Accelerate/DeepSpeed."""

@@ -1,0 +1,60 @@
+"""Accelerate setup from the stage config and the torch launcher variables.
+
+DDP on CPU uses gloo (Accelerate's MULTI_CPU mode), on GPU nccl. DeepSpeed ZeRO on CPU is not
+wired up by Accelerate by default (it only starts DeepSpeed's process group when a GPU backend
+is found), so the gloo backend is named explicitly there.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def build_accelerator(cfg, log=None):
+    """An Accelerator for DDP (zero_stage=0) or DeepSpeed ZeRO 1/2/3, bf16 autocast on GPU."""
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+    cuda = torch.cuda.is_available()
+    world = world_size_from_env()
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
+    kwargs: dict = {"gradient_accumulation_steps": cfg.grad_accum, "mixed_precision": "bf16" if bf16 else "no"}
+    if world > 1 and "LOCAL_RANK" not in os.environ:
+        raise ValueError("WORLD_SIZE > 1 but LOCAL_RANK is unset; launch with RANK, LOCAL_RANK, WORLD_SIZE, "
+                         "MASTER_ADDR and MASTER_PORT set (as torchrun does)")
+    if cfg.zero_stage > 0 and world > 1:
+        plugin = DeepSpeedPlugin(
+            zero_stage=cfg.zero_stage,
+            gradient_accumulation_steps=cfg.grad_accum,
+            gradient_clipping=cfg.grad_clip if cfg.grad_clip > 0 else None,
+        )
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+        kwargs["deepspeed_plugin"] = plugin
+        if not cuda:
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    else:
+        if cfg.zero_stage > 0 and log is not None:
+            log.warning("zero_stage=%d ignored: a single process has nothing to shard", cfg.zero_stage)
+        kwargs["cpu"] = not cuda
+    return Accelerator(**kwargs)
+
+
+def uses_deepspeed(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def release_accelerator() -> None:
+    """Forget Accelerate's process-wide singletons so a later run in this process starts clean
+    (the torch process group itself is kept: it cannot be re-created cheaply)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -1,0 +1,93 @@
+"""Data for pretraining: the held-out split by document id, and the train/validation loaders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from stages.packing.config import PackingConfig
+from stages.packing.graph_index import GraphIndex
+from stages.packing.loader import PackLoader
+from stages.packing.token_store import TokenStore
+
+_SPLIT_SALT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fixed, well-spread hash of each uint64 value."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + _SPLIT_SALT
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def is_heldout(doc_ids: np.ndarray, fraction: float) -> np.ndarray:
+    """Deterministic held-out membership by document id alone (no seed, no corpus size).
+
+    The same id is held out in every run with the same `fraction`, so the evaluate stage can
+    recompute the split, and growing the corpus does not move existing documents.
+    """
+    threshold = np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
+    return _mix64(np.asarray(doc_ids, dtype=np.int64)) < threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Document ids (with tokens and in the graph) used for training and held out for validation."""
+
+    train: np.ndarray
+    heldout: np.ndarray
+
+
+def split_documents(graph: GraphIndex, store: TokenStore, fraction: float) -> Split:
+    """Split the usable documents; raises if either side would be empty."""
+    n = min(graph.num_nodes, len(store.lengths))
+    usable = np.flatnonzero(store.lengths[:n] > 0)
+    held = is_heldout(usable, fraction)
+    split = Split(train=usable[~held], heldout=usable[held])
+    if len(split.train) == 0 or len(split.heldout) == 0:
+        raise ValueError(
+            f"val_fraction={fraction} leaves {len(split.train)} training and {len(split.heldout)} held-out "
+            f"documents out of {len(usable)}; use a larger corpus or change val_fraction"
+        )
+    return split
+
+
+def packing_config(cfg) -> PackingConfig:
+    """The pure packing part of a stage config (the loader fingerprints only these keys)."""
+    return PackingConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(PackingConfig)})
+
+
+def train_loader(graph: GraphIndex, store: TokenStore, cfg, split: Split, rank: int, world_size: int) -> PackLoader:
+    """This rank's resumable training stream; held-out documents never enter it."""
+    return PackLoader(graph, store, packing_config(cfg), rank=rank, world_size=world_size,
+                      allowed_doc_ids=split.train)
+
+
+def validation_batches(graph: GraphIndex, store: TokenStore, cfg, split: Split, rank: int,
+                       world_size: int, n_batches: int) -> list[dict]:
+    """A fixed list of held-out batches for this rank: the same at every validation.
+
+    Packs are built with the training packing settings (so graph context is as in training) over
+    held-out documents only, in-process, with a seed of their own.
+    """
+    packing = dataclasses.replace(packing_config(cfg), num_workers=0, seed=cfg.seed + 1_000_003)
+    world_size = min(world_size, len(split.heldout))
+    if rank >= world_size:
+        return []
+    loader = PackLoader(graph, store, packing, rank=rank, world_size=world_size, allowed_doc_ids=split.heldout)
+    stream = iter(loader)
+    return [next(stream) for _ in range(n_batches)]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move the batch's tensors to `device` (non-tensor entries such as doc_spans stay)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def tokens_in(batch: dict) -> int:
+    """Positions processed by the model for this batch (B * T)."""
+    return int(batch["tokens"].numel())

@@ -1,0 +1,228 @@
+"""The `pretrain` stage: train a GraphLM on graph-packed batches, resumable bit for bit.
+
+Every rank calls `run`; rank 0 returns the metrics. A step is `grad_accum` micro-batches. At each
+step boundary the loop checks the (all-reduced) preemption flag: on SIGUSR2 it checkpoints and
+raises `Preempted`; a relaunch with the same out_dir resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import numpy as np
+import torch
+
+from models.graphlm import GraphLMConfig, GraphLMForTraining
+from stages.core.preemption import Preempted, PreemptionFlag
+from stages.packing.graph_index import GraphIndex
+from stages.packing.token_store import TokenStore
+from stages.pretrain import checkpoint as ckpt
+from stages.pretrain.accel import build_accelerator, release_accelerator, uses_deepspeed
+from stages.pretrain.data import split_documents, to_device, tokens_in, train_loader, validation_batches
+from stages.pretrain.metrics import MetricsLog, flops_per_token, peak_flops
+from stages.pretrain.schedule import adamw, set_lr, warmup_cosine
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "model_config.json"
+METRICS_LOG = "metrics.jsonl"
+
+
+def model_config(cfg, n_vocab: int) -> GraphLMConfig:
+    """The GraphLM shape for this stage config and tokenizer."""
+    return GraphLMConfig.from_preset(
+        cfg.preset, vocab_size=n_vocab, mask=cfg.mask, tie_embeddings=cfg.tie_embeddings,
+        attention_impl=cfg.attention_impl, compile=cfg.compile,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(cfg, ctx) -> dict:
+    """Train (or resume) and return final metrics on rank 0; see the module docstring."""
+    graph = GraphIndex.open(ctx.upstream["graph"].path)
+    store = TokenStore.open(ctx.upstream["pretokenize"].path)
+    accelerator = build_accelerator(cfg, ctx.log)
+    try:
+        return _Trainer(cfg, ctx, accelerator, graph, store).fit()
+    finally:
+        store.close()
+        release_accelerator()
+
+
+class _Trainer:
+    def __init__(self, cfg, ctx, accelerator, graph: GraphIndex, store: TokenStore) -> None:
+        self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.main = accelerator.is_main_process
+        seed_everything(cfg.seed)
+        split = split_documents(graph, store, cfg.val_fraction)
+        self.loader = train_loader(graph, store, cfg, split, self.rank, self.world)
+        self.val_batches = validation_batches(graph, store, cfg, split, self.rank, self.world, cfg.val_batches)
+        self.model_config = model_config(cfg, store.n_vocab)
+        model = GraphLMForTraining.from_config(self.model_config)
+        self.n_params = model.num_parameters()
+        optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.deepspeed = uses_deepspeed(accelerator)
+        self.step, self.tokens_seen, self.train_seconds = 0, 0, 0.0
+        self.loss_curve: list[list[float]] = []
+        self.val_curve: list[list[float]] = []
+        self.resumed_from = None
+        latest = ckpt.latest_checkpoint(ctx.out_dir)
+        if latest is not None:
+            loader_state, state = ckpt.load_checkpoint(accelerator, latest)
+            self.loader.load_state_dict(loader_state)
+            self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+            self.train_seconds = state["train_seconds"]
+            self.loss_curve, self.val_curve = state["loss_curve"], state["val_curve"]
+            self.resumed_from = self.step
+            ctx.log.info("resumed from %s (step %d)", latest, self.step)
+        self.metrics = MetricsLog(ctx.out_dir / METRICS_LOG, self.main, self.step)
+        self.flops_per_token = flops_per_token(self.n_params, self.model_config.n_layers,
+                                               self.model_config.d_model, cfg.token_budget)
+        self.peak = peak_flops(cfg.peak_tflops)
+        if self.main:
+            (ctx.out_dir / MODEL_CONFIG).write_text(json.dumps(self.model_config.to_dict(), indent=1))
+
+    # ---- training ------------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg, acc = self.cfg, self.acc
+        flag = PreemptionFlag.install()
+        batches = iter(self.loader)
+        bar = self.ctx.progress(total=cfg.steps, desc="pretrain", initial=self.step)
+        while self.step < cfg.steps:
+            if flag.is_set_anywhere():
+                self.save()
+                bar.close()
+                raise Preempted(self.step)
+            started = time.perf_counter()
+            lr = warmup_cosine(self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+            set_lr(self.optimizer, lr)
+            loss, grad_norm, tokens = self.train_step(batches)
+            elapsed = time.perf_counter() - started
+            self.step += 1
+            self.tokens_seen += tokens * self.world
+            self.train_seconds += elapsed
+            loss = self.mean_across_ranks(loss)
+            self.loss_curve.append([self.step, loss])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            record = None
+            if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                record = self.step_record(loss, lr, grad_norm, tokens * self.world / elapsed)
+            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
+                record = (record or {"step": self.step}) | {"val_loss": self.validate()}
+            if record:
+                self.metrics.write(record)
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save()
+        bar.close()
+        return self.finish()
+
+    def train_step(self, batches) -> tuple[float, float | None, int]:
+        """One optimizer step over grad_accum micro-batches: (mean loss, grad norm, tokens)."""
+        cfg, acc = self.cfg, self.acc
+        self.model.train()
+        losses, grad_norm, tokens = [], None, 0
+        for _ in range(cfg.grad_accum):
+            batch = to_device(next(batches), acc.device)
+            tokens += tokens_in(batch)
+            with acc.accumulate(self.model):
+                out = self.model(batch)
+                acc.backward(out.loss)
+                if acc.sync_gradients:
+                    grad_norm = self.clip_gradients()
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses.append(out.loss.detach().float())
+        return float(torch.stack(losses).mean().item()), grad_norm, tokens
+
+    def clip_gradients(self) -> float | None:
+        if self.deepspeed:  # DeepSpeed clips inside its step; this reads back the norm
+            norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        elif self.cfg.grad_clip > 0:
+            norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack(
+                [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]))
+        return None if norm is None else float(norm)
+
+    def mean_across_ranks(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], device=self.acc.device, dtype=torch.float64)
+        return float(self.acc.reduce(tensor, reduction="mean").item())
+
+    def step_record(self, loss: float, lr: float, grad_norm: float | None, tokens_per_s: float) -> dict:
+        record = {"step": self.step, "loss": round(loss, 6), "lr": lr, "tokens_per_s": round(tokens_per_s, 1),
+                  "grad_norm": grad_norm, "tokens_seen": self.tokens_seen}
+        if self.peak:
+            record["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Token-weighted mean loss over every rank's fixed held-out batches."""
+        self.model.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=self.acc.device)
+        for batch in self.val_batches:
+            out = self.model(to_device(batch, self.acc.device))
+            total += torch.tensor([out.loss.item() * out.n_tokens, out.n_tokens], dtype=torch.float64,
+                                  device=self.acc.device)
+        if self.world > 1:
+            total = self.acc.reduce(total, reduction="sum")
+        self.model.train()
+        loss = float(total[0] / total[1].clamp_min(1))
+        self.val_curve.append([self.step, loss])
+        return loss
+
+    # ---- persistence ---------------------------------------------------------------------
+    def trainer_state(self) -> dict:
+        return {"step": self.step, "tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds,
+                "loss_curve": self.loss_curve, "val_curve": self.val_curve, "world_size": self.world}
+
+    def save(self) -> None:
+        ckpt.save_checkpoint(self.acc, self.ctx.out_dir, self.step, self.loader.state_dict(),
+                             self.trainer_state(), self.cfg.keep_checkpoints)
+
+    def save_weights(self) -> None:
+        from safetensors.torch import save_file
+
+        state = self.acc.get_state_dict(self.model)  # gathers ZeRO-3 partitions on rank 0
+        if self.main:
+            save_file({k: v.detach().float().contiguous().cpu() for k, v in state.items()},
+                      str(self.ctx.out_dir / MODEL_WEIGHTS))
+
+    def finish(self) -> dict:
+        cfg = self.cfg
+        val_loss = self.validate()
+        self.save()  # a finished run is resumable too (e.g. to extend it with more steps)
+        self.save_weights()
+        self.acc.wait_for_everyone()
+        tail = [loss for _, loss in self.loss_curve[-10:]]
+        tokens_per_s = self.tokens_seen / self.train_seconds if self.train_seconds else 0.0
+        metrics = {
+            "final_train_loss": round(float(np.mean(tail)), 6) if tail else None,
+            "first_train_loss": self.loss_curve[0][1] if self.loss_curve else None,
+            "val_loss": round(val_loss, 6),
+            "val_ppl": round(float(np.exp(min(val_loss, 50.0))), 3),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "steps": self.step,
+            "tokens_seen": self.tokens_seen,
+            "params": self.n_params,
+            "world_size": self.world,
+            "resumed_from_step": self.resumed_from,
+        }
+        if self.peak:
+            metrics["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)
+        if self.main:
+            self.ctx.record["loss_curve"] = self.loss_curve
+            self.ctx.record["val_curve"] = self.val_curve
+            self.metrics.write({"step": self.step, "final": True, **metrics})
+        return metrics
