@@ -50,3 +50,12 @@ class PackingConfig:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
         if self.num_workers < 0:
             raise ValueError(f"num_workers: {self.num_workers} must be >= 0")
+
+
+def packing_config_from(source) -> PackingConfig:
+    """A validated PackingConfig from any config object (e.g. the pretrain stage's) that
+    carries fields of the same names; fields it lacks keep their defaults."""
+    names = [f.name for f in dataclasses.fields(PackingConfig)]
+    cfg = PackingConfig(**{name: getattr(source, name) for name in names if hasattr(source, name)})
+    cfg.validate()
+    return cfg

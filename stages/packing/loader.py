@@ -53,17 +53,23 @@ class _PackStreams(IterableDataset):
             sampler.load_state_dict(self.states[slot])
         cfg = loader.cfg
         while True:
-            packs = [sampler.next_pack() for _ in range(cfg.batch_size)]
+            packs = [pack for pack in (sampler.next_pack() for _ in range(cfg.batch_size)) if pack]
+            if not packs:
+                return
             batch = collate_packs(packs, loader.store, loader.graph, cfg.token_budget, cfg.reset_positions)
             batch[_STATE_KEY] = (slot, sampler.state_dict())
             yield batch
 
 
 class PackLoader:
-    """Infinite iterator of packed batches for one data-parallel rank.
+    """Iterator of packed batches for one data-parallel rank.
 
-    `for batch in loader` yields dicts (see `stages.packing.collate`). Iterating again, or
-    after `load_state_dict`, continues from the last batch handed out.
+    `for batch in loader` yields dicts (see `stages.packing.collate`); it is infinite unless
+    `max_epochs` > 0, in which case each stream stops after that many epochs of start points
+    (its last batch may hold fewer packs): e.g. `max_epochs=1` with the `random` strategy and
+    the held-out ids as `allowed_doc_ids` packs every held-out document exactly once, for
+    evaluation. Iterating again, or after `load_state_dict`, continues from the last batch
+    handed out. `pin_memory` is passed to the DataLoader (worker mode).
     """
 
     def __init__(
@@ -74,12 +80,15 @@ class PackLoader:
         rank: int = 0,
         world_size: int = 1,
         allowed_doc_ids=None,
+        max_epochs: int = 0,
+        pin_memory: bool = False,
     ):
         cfg.validate()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size})")
         self.graph, self.store, self.cfg = graph, store, cfg
         self.rank, self.world_size = rank, world_size
+        self.max_epochs, self.pin_memory = max_epochs, pin_memory
         self.streams_per_rank = max(1, cfg.num_workers)
         self.num_streams = world_size * self.streams_per_rank
         self.mask = allowed_mask(graph, store, allowed_doc_ids)
@@ -100,7 +109,7 @@ class PackLoader:
     def make_sampler(self, slot: int) -> PackSampler:
         """The sampler of this rank's stream `slot` (0 <= slot < streams_per_rank), fresh."""
         stream = self.rank * self.streams_per_rank + slot
-        return PackSampler(self.graph, self.store, self.cfg, stream, self.num_streams, self.mask)
+        return PackSampler(self.graph, self.store, self.cfg, stream, self.num_streams, self.mask, self.max_epochs)
 
     def __iter__(self) -> Iterator[dict]:
         dataset = _PackStreams(self, copy.deepcopy(self._states), self._next_slot)
@@ -114,6 +123,7 @@ class PackLoader:
                     num_workers=self.cfg.num_workers,
                     collate_fn=_identity,
                     prefetch_factor=2,
+                    pin_memory=self.pin_memory,
                 )
             )
         for batch in source:
@@ -125,7 +135,12 @@ class PackLoader:
 
     def _fingerprint(self) -> dict:
         cfg = dataclasses.asdict(self.cfg)
-        return {**cfg, "num_allowed": self.num_allowed, "allowed_sum": int(np.flatnonzero(self.mask).sum())}
+        return {
+            **cfg,
+            "max_epochs": self.max_epochs,
+            "num_allowed": self.num_allowed,
+            "allowed_sum": int(np.flatnonzero(self.mask).sum()),
+        }
 
     def state_dict(self) -> dict:
         """Versioned state of this rank: every stream's position and RNG, and the next stream."""

@@ -69,11 +69,13 @@ class PackSampler:
         stream: int = 0,
         num_streams: int = 1,
         mask: np.ndarray | None = None,
+        max_epochs: int = 0,
     ):
         if not 0 <= stream < num_streams:
             raise ValueError(f"stream {stream} is outside [0, {num_streams})")
         self.graph, self.store, self.cfg = graph, store, cfg
         self.stream, self.num_streams = stream, num_streams
+        self.max_epochs = max_epochs
         self.mask = allowed_mask(graph, store) if mask is None else mask
         self.allowed_ids = np.flatnonzero(self.mask)
         if len(self.allowed_ids) < num_streams:
@@ -99,10 +101,13 @@ class PackSampler:
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.allowed_ids)
         return order[self.stream :: self.num_streams]
 
-    def _next_start(self) -> int:
+    def _next_start(self) -> int | None:
+        """The next start point; None once `max_epochs` epochs are used up (0 = never)."""
         if self._starts is None:
             self._starts = self.epoch_starts(self.epoch)
         if self.cursor >= len(self._starts):
+            if self.max_epochs and self.epoch + 1 >= self.max_epochs:
+                return None
             self.epoch += 1
             self.cursor = 0
             self._starts = self.epoch_starts(self.epoch)
@@ -127,7 +132,7 @@ class PackSampler:
         return length, False
 
     def next_pack(self) -> list[Segment]:
-        """Build the next pack of this stream."""
+        """Build the next pack of this stream; [] when `max_epochs` is reached."""
         cfg = self.cfg
         room = cfg.token_budget
         bos_eos = self.bos_eos
@@ -141,6 +146,8 @@ class PackSampler:
             pinned_first = offset > 0
         else:
             root, offset = self._next_start(), 0
+            if root is None:
+                return segments
         room = self._place(root, offset, room, segments, force=True)
         in_pack = {root}
         strategy, mask = self.strategy, self.mask
@@ -155,6 +162,8 @@ class PackSampler:
                 candidate = strategy.propose()
             if candidate is None:
                 candidate, from_start = self._next_start(), True
+                if candidate is None:
+                    break
                 strategy.start(candidate)
             if candidate in in_pack or not mask[candidate]:
                 streak += 1

@@ -13,6 +13,7 @@ from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
 from stages.packing.stats import PackStats
 from stages.packing.synthetic import write_synthetic
+from stages.packing.token_store import TokenStore
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = {
@@ -190,3 +191,18 @@ def test_exact_resume_in_a_fresh_process_two_ranks_two_workers(art, tmp_path):
         assert_batches_equal(outputs["second"][rank]["resumed"], straight[k:])
         assert outputs["first"][rank]["state"]["next_slot"] == 1
     assert not torch.equal(outputs["first"][0]["straight"][0]["tokens"], outputs["first"][1]["straight"][0]["tokens"])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_one_epoch_packs_each_held_out_document_exactly_once(art, num_workers):
+    held_out = np.arange(0, 400, 4)
+    seen = []
+    for rank in range(2):
+        cfg = PackingConfig(strategy="random", token_budget=256, batch_size=3, num_workers=num_workers)
+        source = PackLoader.from_paths(
+            art.graph, art.tokens, cfg, rank=rank, world_size=2, allowed_doc_ids=held_out, max_epochs=1
+        )
+        for batch in source:
+            seen += [span[2] for spans in batch["doc_spans"] for span in spans]
+    lengths = TokenStore.open(art.tokens).lengths
+    assert sorted(seen) == [d for d in held_out.tolist() if lengths[d] > 0]
