@@ -67,9 +67,9 @@ def _bool(parsed: ParsedArgs, key: str) -> bool:
 
 
 def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
-    lines = [f"plan: {len(plan.to_run)} job(s) to run on executor={executor}, "
-             f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s), "
-             f"{launcher.gpus_per_node} GPU(s)/node, {launcher.cpus_per_task} CPU(s)/task, time={launcher.time}min"]
+    resources = (f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s), {launcher.gpus_per_node} GPU(s)/node, "
+                 f"{launcher.cpus_per_task} CPU(s)/task, time={launcher.time}min")
+    lines = [f"plan: {len(plan.to_run)} job(s) to run on executor={executor}, {resources}"]
     for node in plan.nodes:
         if node in plan.to_run:
             state = "run (forced)" if node.cached else "run"

@@ -29,7 +29,7 @@ class RunDir:
     path: Path
 
     @classmethod
-    def create(cls, root: Path, stage: str) -> "RunDir":
+    def create(cls, root: Path, stage: str) -> RunDir:
         path = Path(root) / "runs" / new_run_id(stage)
         (path / "logs").mkdir(parents=True, exist_ok=True)
         (path / "configs").mkdir(exist_ok=True)

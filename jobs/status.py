@@ -51,7 +51,7 @@ def status(root: Path, last: int) -> int:
             elapsed = job.get("elapsed_s")
             elapsed_text = f"{elapsed:.0f}s" if isinstance(elapsed, (int, float)) else str(elapsed or "")
             detail = job.get("reason") or job.get("artifact") or ""
-            print(f"{run.run_id:<36} {key:<32} {job.get('state', '?'):<11} {str(job.get('nodes', 'local')):<12} "
+            print(f"{run.run_id:<36} {key:<32} {job.get('state', '?'):<11} {job.get('nodes', 'local')!s:<12} "
                   f"{elapsed_text:>8}  {detail}")
     return 0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 # Runnable as a script from a checkout or a job's code snapshot, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.cli import main  # noqa: E402
+from jobs.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

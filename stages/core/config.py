@@ -12,8 +12,9 @@ import copy
 import dataclasses
 import difflib
 import typing
+from collections.abc import Mapping
 from dataclasses import field
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException

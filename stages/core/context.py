@@ -7,8 +7,8 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from stages.core.artifacts import SHARD_MARKERS, Artifact
 
@@ -19,9 +19,9 @@ SKIP_DETAILS_KEPT = 5
 def dist_env() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from the torch launcher variables."""
     return (
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("LOCAL_RANK", "0")),
     )
 
 

@@ -27,7 +27,7 @@ class PreemptionFlag:
         self._event = threading.Event()
 
     @classmethod
-    def install(cls, signum: int = signal.SIGUSR2) -> "PreemptionFlag":
+    def install(cls, signum: int = signal.SIGUSR2) -> PreemptionFlag:
         """Install a handler that only sets the flag; returns the flag."""
         flag = cls()
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: Modules that declare the built-in stages, in pipeline order. Each defines `STAGE` or `STAGES`.
 BUILTIN_SPEC_MODULES = (
@@ -78,7 +79,7 @@ def _import_spec_module(module_name: str, optional: bool) -> None:
         if optional and err.name is not None and module_name.startswith(err.name):
             return
         raise
-    specs = getattr(module, "STAGES", None) or [getattr(module, "STAGE")]
+    specs = getattr(module, "STAGES", None) or [module.STAGE]
     for spec in specs:
         register(spec)
 

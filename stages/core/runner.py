@@ -17,8 +17,8 @@ from typing import Any
 from stages.core import config as config_lib
 from stages.core.artifacts import (
     Artifact,
-    commit_artifact,
     code_version,
+    commit_artifact,
     compute_signature,
     final_dir,
     load_artifact,
