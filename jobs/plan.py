@@ -111,6 +111,8 @@ class Planner:
 
     def _raise_unknown(self, key: str, requested: set[str]) -> None:
         others = [n for n, s in self.stages.items() if key in config_lib.field_names(s.config_cls)]
+        chain = self._default_upstream_closure(requested)
+        others.sort(key=lambda n: n not in chain)  # name an upstream of the requested stage first
         if others:
             raise ConfigError(f"key `{key}` belongs to stage `{others[0]}`, not `{self.stage_name}`; "
                               f"write `{others[0]}.{key}=...` to configure that upstream")
@@ -119,6 +121,18 @@ class Planner:
             candidates += config_lib.field_names(self.stages[name].config_cls)
         where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
         raise config_lib.unknown_key_error(key, where, candidates)
+
+    def _default_upstream_closure(self, names: set[str]) -> set[str]:
+        """Every stage upstream of `names` under default configs (for error hints)."""
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            spec = self.stages[todo.pop()]
+            for up in spec.upstream_of(config_lib.resolve(spec.config_cls, {})):
+                if up not in seen:
+                    seen.add(up)
+                    todo.append(up)
+        return seen
 
     def _overrides(self, stage: str, point: dict[str, str]) -> dict[str, str]:
         values = {**self.parsed.fixed_values(), **point}
