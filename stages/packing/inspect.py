@@ -19,18 +19,16 @@ from stages.packing.stats import PackStats
 SNIPPET_TOKENS = 24
 
 
-def load_encoding(name: str):
-    """The tiktoken encoding named in tokenizer.json, resolved offline; None if unavailable."""
-    try:
-        from stages.wiki.tokenizer import resolve_encoding
-    except ImportError:
-        resolve_encoding = None
-    try:
-        if resolve_encoding is not None:
-            return resolve_encoding(name)
-        import tiktoken
+def load_encoding(name: str, tokens_path: Path | None = None):
+    """The tiktoken encoding named in tokenizer.json, resolved offline (also from the artifact
+    root's shared cache `{root}/cache` next to `{root}/pretokenize/<sig>`); None if unavailable."""
+    from stages.wiki.tokenizer import resolve_encoding
 
-        return tiktoken.get_encoding(name)
+    cache_dir = None
+    if tokens_path is not None and (Path(tokens_path).resolve().parent.parent / "cache").is_dir():
+        cache_dir = Path(tokens_path).resolve().parent.parent / "cache"
+    try:
+        return resolve_encoding(name, cache_dir)
     except Exception:  # noqa: BLE001 - any failure only means "show token ids instead"
         return None
 
@@ -74,7 +72,7 @@ def render_pack(batch: dict, b: int, graph, encoding, eot: int, width: int = 60)
 def inspect_packs(graph_path, tokens_path, cfg: PackingConfig, n_packs: int = 64, show: int = 2, allowed_doc_ids=None):
     """Render `show` packs and summarise `n_packs` packs; returns (text, summary dict)."""
     loader = PackLoader.from_paths(graph_path, tokens_path, cfg, allowed_doc_ids=allowed_doc_ids)
-    encoding = load_encoding(loader.store.name)
+    encoding = load_encoding(loader.store.name, tokens_path)
     stats = PackStats(loader.num_allowed)
     parts = []
     first = None
