@@ -132,11 +132,12 @@ def launch_local(plan: Plan, launcher: LauncherConfig, root: Path, results_dir: 
                                       "state": "PENDING"} for n in plan.to_run}})
     print(f"run {run.run_id}: logs in {run.logs}", flush=True)
     code = run_local(plan, jobs, launcher, run, inline=inline)
-    if any(n.stage for n in plan.to_run):
-        try:
-            print(results.collect(results_dir).split("\n## ")[0] + f"\n(collected into {results_dir})")
-        except FileNotFoundError:
-            pass
+    summary = results.collect(results_dir) if results.load_records(results_dir) else ""
+    for section in summary.split("\n## ")[1:]:
+        title = section.split("\n", 1)[0]
+        if title in {n.stage for n in plan.to_run} or ":" in title:  # this run's stages and headlines
+            print(f"\n## {section.rstrip()}")
+    print(f"\nresults collected into {results_dir / 'summary.md'}")
     return code
 
 
