@@ -92,7 +92,7 @@ class _Trainer:
 
     # ---- training ------------------------------------------------------------------------
     def fit(self) -> dict:
-        cfg, acc = self.cfg, self.acc
+        cfg, _acc = self.cfg, self.acc
         flag = PreemptionFlag.install()
         batches = iter(self.loader)
         bar = self.ctx.progress(total=cfg.steps, desc="pretrain", initial=self.step)
@@ -144,9 +144,7 @@ class _Trainer:
         return float(torch.stack(losses).mean().item()), grad_norm, tokens
 
     def clip_gradients(self) -> float | None:
-        if self.deepspeed:  # DeepSpeed clips inside its step; this reads back the norm
-            norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        elif self.cfg.grad_clip > 0:
+        if self.deepspeed or self.cfg.grad_clip > 0:  # DeepSpeed clips inside its step; this reads back the norm
             norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         else:
             norm = torch.linalg.vector_norm(torch.stack(
@@ -200,7 +198,6 @@ class _Trainer:
                       str(self.ctx.out_dir / MODEL_WEIGHTS))
 
     def finish(self) -> dict:
-        cfg = self.cfg
         val_loss = self.validate()
         self.save()  # a finished run is resumable too (e.g. to extend it with more steps)
         self.save_weights()
