@@ -24,7 +24,7 @@ from stages.packing.loader import PackLoader
 from stages.packing.stats import PackStats
 from stages.packing.synthetic import write_synthetic
 
-STRATEGIES = ["random", "random_walk", "bfs", "dfs", "composite:random_walk=0.7,random=0.3"]
+STRATEGIES = ["random", "random_walk", "bfs", "dfs", "composite(random_walk=0.7,random=0.3)"]
 VARIANTS = [
     {"order_mode": "prefer_targets_first"},
     {"overflow": "split"},

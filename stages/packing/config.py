@@ -17,10 +17,11 @@ class PackingConfig:
     """How documents are chosen and laid out in fixed-length training sequences (packs).
 
     `strategy` is a registered strategy name (`random`, `random_walk`, `bfs`, `dfs`) or a
-    weighted mix `composite:random_walk=0.7,random=0.3`.
+    weighted mix `composite(random_walk=0.7,random=0.3)` (also `composite:...`; on the command
+    line use the parenthesised form, since the launcher reads a bare comma as a sweep).
     """
 
-    strategy: str = knob("random_walk", "document traversal: random|random_walk|bfs|dfs|composite:name=w,...")
+    strategy: str = knob("random_walk", "document traversal: random|random_walk|bfs|dfs|composite(name=w,...)")
     token_budget: int = knob(512, "pack length in tokens, decoration (BOS/EOS) tokens included")
     doc_budget: int = knob(0, "cap on content tokens taken from one document (0 = no cap)")
     overflow: str = knob("truncate", "document longer than the room left", choices=OVERFLOW_POLICIES)

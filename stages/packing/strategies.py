@@ -201,16 +201,24 @@ class CompositeStrategy:
 
 
 def parse_strategy(spec: str) -> list[tuple[str, float]]:
-    """`name` -> [(name, 1.0)]; `composite:a=0.7,b=0.3` -> [(a, 0.7), (b, 0.3)] (weight defaults to 1)."""
+    """`name` -> [(name, 1.0)]; `composite(a=0.7,b=0.3)` or `composite:a=0.7,b=0.3` ->
+    [(a, 0.7), (b, 0.3)] (a weight defaults to 1). On the command line use the parenthesised
+    form: the launcher reads a bare comma as a sweep."""
     known = ", ".join(sorted(STRATEGIES))
     spec = spec.strip()
     if not spec.startswith("composite"):
         if spec not in STRATEGIES:
-            raise ValueError(f"strategy: unknown {spec!r}; use one of {known} or composite:name=weight,...")
+            raise ValueError(f"strategy: unknown {spec!r}; use one of {known} or composite(name=weight,...)")
         return [(spec, 1.0)]
-    _, sep, body = spec.partition(":")
-    if not sep or not body.strip():
-        raise ValueError(f"strategy: {spec!r} names no parts; write e.g. composite:random_walk=0.7,random=0.3")
+    rest = spec[len("composite") :].strip()
+    if rest.startswith("(") and rest.endswith(")"):
+        body = rest[1:-1]
+    elif rest.startswith(":"):
+        body = rest[1:]
+    else:
+        body = ""
+    if not body.strip():
+        raise ValueError(f"strategy: {spec!r} names no parts; write e.g. composite(random_walk=0.7,random=0.3)")
     parts = []
     for item in body.split(","):
         name, _, weight = item.strip().partition("=")

@@ -108,6 +108,7 @@ def test_parse_strategy_and_errors():
     assert parse_strategy("bfs") == [("bfs", 1.0)]
     assert parse_strategy("composite:random_walk=0.7, random=0.3") == [("random_walk", 0.7), ("random", 0.3)]
     assert parse_strategy("composite:bfs,dfs") == [("bfs", 1.0), ("dfs", 1.0)]
+    assert parse_strategy("composite(random_walk=0.7,random=0.3)") == [("random_walk", 0.7), ("random", 0.3)]
     with pytest.raises(ValueError, match="unknown 'walk'"):
         parse_strategy("walk")
     with pytest.raises(ValueError, match="unknown part 'nope'"):
@@ -116,6 +117,8 @@ def test_parse_strategy_and_errors():
         parse_strategy("composite:bfs=0")
     with pytest.raises(ValueError, match="names no parts"):
         parse_strategy("composite:")
+    with pytest.raises(ValueError, match="names no parts"):
+        parse_strategy("composite(bfs")
 
 
 def test_new_strategy_is_one_class_and_a_registry_entry(graph):
