@@ -134,7 +134,9 @@ class PackLoader:
             yield batch
 
     def _fingerprint(self) -> dict:
-        cfg = dataclasses.asdict(self.cfg)
+        # Only the packing fields: a subclass config (e.g. the pretrain stage's) may change
+        # optimiser keys between launches without invalidating the data stream.
+        cfg = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(PackingConfig)}
         return {
             **cfg,
             "max_epochs": self.max_epochs,
@@ -187,13 +189,19 @@ class PackLoader:
         self.batches = int(state["batches"])
 
     def stats(self) -> dict:
-        """Progress of this rank's streams: epochs, packs, start points used (from the last batch seen)."""
-        seen = [s for s in self._states if s is not None]
-        per_stream = max(1, self.num_allowed // self.num_streams)
-        return {
-            "batches": self.batches,
-            "packs": sum(s["packs"] for s in seen),
-            "min_epoch": min((s["epoch"] for s in seen), default=0),
-            "start_points_used": sum(s["starts_used"] for s in seen),
-            "epochs_completed_est": sum(s["starts_used"] for s in seen) / (per_stream * self.streams_per_rank),
-        }
+        """Progress of this rank's streams as of the last batch handed out.
+
+        `epochs` holds, per stream, completed epochs plus the used fraction of the current
+        one (start points); `start_points_used` counts every start point taken so far.
+        """
+        epochs, packs, starts = [], 0, 0
+        for slot, state in enumerate(self._states):
+            stream = self.rank * self.streams_per_rank + slot
+            per_epoch = len(range(stream, self.num_allowed, self.num_streams))
+            if state is None:
+                epochs.append(0.0)
+                continue
+            epochs.append(state["epoch"] + state["cursor"] / per_epoch)
+            packs += state["packs"]
+            starts += state["starts_used"]
+        return {"batches": self.batches, "packs": packs, "start_points_used": starts, "epochs": epochs}

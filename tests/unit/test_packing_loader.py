@@ -206,3 +206,13 @@ def test_one_epoch_packs_each_held_out_document_exactly_once(art, num_workers):
             seen += [span[2] for spans in batch["doc_spans"] for span in spans]
     lengths = TokenStore.open(art.tokens).lengths
     assert sorted(seen) == [d for d in held_out.tolist() if lengths[d] > 0]
+
+
+def test_stats_report_epoch_progress(art):
+    source = loader(art, strategy="random", token_budget=512, batch_size=4)
+    take(source, 3)
+    stats = source.stats()
+    assert stats["batches"] == 3 and stats["packs"] == 12
+    (epoch,) = stats["epochs"]
+    assert stats["start_points_used"] / source.num_allowed == pytest.approx(epoch)
+    assert 0 < epoch < 1
