@@ -89,7 +89,7 @@ def inspect_packs(graph_path, tokens_path, cfg: PackingConfig, n_packs: int = 64
             "token_budget": cfg.token_budget,
             "documents_allowed": loader.num_allowed,
             "start_points_used": loader.stats()["start_points_used"],
-            "epoch_progress": loader.stats()["epochs"][0],
+            "start_point_epochs": loader.stats()["epochs"][0],
         }
     )
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in first.items() if hasattr(v, "shape"))
