@@ -98,6 +98,8 @@ class PackLoader:
                 f"{self.num_allowed} usable documents cannot feed {self.num_streams} streams "
                 f"(world_size={world_size} x workers={self.streams_per_rank}); use fewer or a larger corpus"
             )
+        # Build the walk's CSR (the `both` union is derived) once here, so forked workers share it.
+        graph.csr(cfg.walk_direction)
         self._states: list[dict | None] = [None] * self.streams_per_rank
         self._next_slot = 0
         self.batches = 0
