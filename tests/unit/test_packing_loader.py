@@ -1,5 +1,6 @@
 """Loader: determinism, disjoint streams, state checks, and exact resume in a fresh process."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_exact_resume_in_a_fresh_process_two_ranks_two_workers(art, tmp_path):
         proc = subprocess.run(
             cmd,
             cwd=REPO,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+            env={**os.environ, "PYTHONPATH": str(REPO)},
             capture_output=True,
             check=False,
             text=True,
