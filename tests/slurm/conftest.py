@@ -78,7 +78,7 @@ def sacct_fields(job_id: str, fields: str = "JobID,State,NodeList") -> list[dict
 
 def job_state(job_id: str) -> tuple[str, str]:
     """(state, reason) of one job or array task, straight from the controller (no sacct lag)."""
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True, text=True,
                          timeout=30).stdout
     fields = dict(item.split("=", 1) for item in out.split() if "=" in item)
     return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "")
@@ -93,7 +93,7 @@ class Jobs:
 
     def sbatch(self, *args: str) -> str:
         proc = subprocess.run(["sbatch", "--parsable", f"--chdir={self.workdir}", "--job-name=wikigraph-test",
-                               *args], capture_output=True, text=True, timeout=60)
+                               *args], check=False, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"sbatch {' '.join(args)} failed: {proc.stderr}"
         job_id = proc.stdout.strip().split(";")[0]
         self.ids.append(job_id)
@@ -115,7 +115,7 @@ class Jobs:
 
     def cancel_all(self) -> None:
         if self.ids:
-            subprocess.run(["scancel", *self.ids], capture_output=True, timeout=60)
+            subprocess.run(["scancel", *self.ids], check=False, capture_output=True, timeout=60)
 
 
 @pytest.fixture
