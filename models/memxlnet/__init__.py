@@ -8,8 +8,8 @@ from models.memxlnet.tokens import add_memory_tokens, memory_token_names
 
 __all__ = [
     "TINY_XLNET",
-    "MemoryConfig",
     "MemXLNetForQA",
+    "MemoryConfig",
     "SegmentOutput",
     "TimeStepMajorRunner",
     "add_memory_tokens",

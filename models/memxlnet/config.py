@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 # A random-init XLNet small enough to train on a laptop CPU in about a minute.
-TINY_XLNET = dict(d_model=64, n_layer=2, n_head=4, d_inner=128, dropout=0.1, mem_len=None)
+TINY_XLNET = {"d_model": 64, "n_layer": 2, "n_head": 4, "d_inner": 128, "dropout": 0.1, "mem_len": None}
 
 MEMORY_UPDATES = ("gated", "none")
 MEMORY_INITS = ("learned", "zeros")

@@ -42,14 +42,17 @@ def global_softmax_loss(outputs: list[dict], steps: list[dict], n_docs: int, any
     ``any_positive`` counts every occurrence of the answer (overlapping windows put it in several
     segments; for unanswerable documents every segment's CLS); otherwise only the first one.
     """
-    seq_len = outputs[0]["start_logits"].shape[1]
+    # Steps are trimmed to their longest segment, so widths differ: pad to the widest.
+    seq_len = max(out["start_logits"].shape[1] for out in outputs)
     device = outputs[0]["start_logits"].device
     loss = 0.0
     for side in ("start", "end"):
         columns = []
         for out in outputs:
-            full = torch.full((n_docs, seq_len), float("-inf"), device=device, dtype=out[f"{side}_logits"].dtype)
-            columns.append(full.index_copy(0, out["doc_index"], out[f"{side}_logits"]))
+            step_logits = out[f"{side}_logits"]
+            step_logits = F.pad(step_logits, (0, seq_len - step_logits.shape[1]), value=float("-inf"))
+            full = torch.full((n_docs, seq_len), float("-inf"), device=device, dtype=step_logits.dtype)
+            columns.append(full.index_copy(0, out["doc_index"], step_logits))
         logits = torch.stack(columns, dim=1)  # [B, T, L]; absent segments are -inf
         positives = _positive_mask(steps, n_docs, seq_len, side, any_positive).to(device)
         flat = logits.flatten(1)

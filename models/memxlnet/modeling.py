@@ -114,9 +114,12 @@ class MemXLNetForQA(nn.Module):
                 memory_state = self.init_memory(input_ids.shape[0])
             read_emb, read_info = self.memory.read(memory_state)
             info.update(read_info)
-            for i, token_id in enumerate(self.memory_config.read_token_ids):
-                at_token = (input_ids == token_id).unsqueeze(-1)
-                embeds = torch.where(at_token, read_emb[:, i : i + 1, :].to(embeds.dtype), embeds)
+            # slot[b, l] = i where input_ids[b, l] is [MEM_READ_i], else -1: one gather + one where.
+            read_ids = torch.tensor(self.memory_config.read_token_ids, device=input_ids.device)
+            match = input_ids.unsqueeze(-1) == read_ids
+            slot = torch.where(match.any(-1), match.to(torch.long).argmax(-1), -1)
+            gathered = read_emb.to(embeds.dtype).gather(1, slot.clamp(min=0).unsqueeze(-1).expand_as(embeds))
+            embeds = torch.where((slot >= 0).unsqueeze(-1), gathered, embeds)
         hidden = self.transformer(
             inputs_embeds=embeds,
             attention_mask=attention_mask.to(embeds.dtype),

@@ -30,7 +30,7 @@ class QAConfig:
     tokenizer_vocab_size: int = knob(2000, "vocabulary of the SentencePiece model trained for tokenizer=auto")
     dataset: str = knob("sample", "training data: 'sample', a SQuAD v2 JSON path, or a `datasets` id")
     eval_dataset: str = knob("", "dev data like `dataset`; empty = held-out articles of `dataset`")
-    sample_articles: int = knob(100, "articles generated for dataset=sample")
+    sample_articles: int = knob(80, "articles generated for dataset=sample")
     sample_seed: int = knob(0, "seed of the generated sample corpus")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")

@@ -1,0 +1,90 @@
+"""Shared setup of the `qa` stage and QA evaluation: data, tokenizer, features, model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
+from stages.qa import data as qa_data
+from stages.qa.features import FeatureSpec, FeatureStore, cached_features
+from stages.qa.tokenizer import resolve_tokenizer
+
+TRAINING_CONFIG_NAME = "training_config.json"
+
+
+def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
+    """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
+    kwargs = dict(sample_articles=cfg.sample_articles, seed=cfg.sample_seed)
+    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, **kwargs)
+    if cfg.eval_dataset:
+        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, **kwargs)
+    elif cfg.dataset == qa_data.SAMPLE:
+        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, **kwargs)
+    else:
+        train, dev = qa_data.split_articles(train, "train", 0.1), qa_data.split_articles(train, "dev", 0.1)
+    train = qa_data.limit_questions(qa_data.join_paragraphs(train, cfg.long_context), cfg.train_size)
+    dev = qa_data.limit_questions(qa_data.join_paragraphs(dev, cfg.long_context), cfg.eval_size)
+    return train, dev
+
+
+def memory_config(cfg, read_ids: list[int], write_ids: list[int]) -> MemoryConfig:
+    return MemoryConfig(
+        num_tokens=cfg.memory_num_tokens, update=cfg.memory_update, init=cfg.memory_init,
+        differentiable=cfg.use_differentiable_memory, slots=cfg.memory_slots, heads=cfg.num_memory_heads,
+        sharpness=cfg.memory_sharpness, usage_tracking=cfg.enable_usage_tracking,
+        temporal_links=cfg.enable_temporal_links, read_token_ids=read_ids, write_token_ids=write_ids,
+    )
+
+
+def build_tokenizer(cfg, train: dict, cache_dir: Path):
+    """The tokenizer with the memory tokens added; returns (tokenizer, read ids, write ids)."""
+    spec = cfg.tokenizer
+    if spec == "auto" and cfg.model != "tiny" and Path(cfg.model).is_dir():
+        spec = cfg.model
+    tokenizer = resolve_tokenizer(spec, lambda: qa_data.contexts(train), cache_dir, cfg.tokenizer_vocab_size)
+    read_ids, write_ids = add_memory_tokens(tokenizer, cfg.memory_num_tokens)
+    return tokenizer, read_ids, write_ids
+
+
+def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> MemXLNetForQA:
+    memory = memory_config(cfg, read_ids, write_ids)
+    if cfg.model == "tiny":
+        return MemXLNetForQA.tiny(len(tokenizer), memory)
+    model = MemXLNetForQA.from_base(cfg.model, memory)
+    model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def feature_spec(cfg, read_ids: list[int], write_ids: list[int]) -> FeatureSpec:
+    return FeatureSpec(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
+                       tuple(read_ids), tuple(write_ids))
+
+
+def features(squad: dict, tokenizer, spec: FeatureSpec, cache_dir: Path, ctx=None) -> FeatureStore:
+    """Cached features under ``{cache}/qa_features/``; counts reuse and drops in the context."""
+    progress = (lambda it: ctx.progress(it, desc="qa features")) if ctx is not None else (lambda it: it)
+    store, reused = cached_features(squad, lambda: qa_data.iter_examples(squad), tokenizer, spec,
+                                    Path(cache_dir) / "qa_features", progress)
+    if ctx is not None:
+        ctx.log.info("qa features %s: %d questions, %d segments (%s)", store.path.name, len(store),
+                     store.meta["n_segments"], "reused" if reused else "built")
+    return store
+
+
+def save_checkpoint_model(model: MemXLNetForQA, tokenizer, cfg_dict: dict, path: Path) -> None:
+    """An HF-style folder: weights, XLNet + memory configs, tokenizer, resolved training config."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (Path(path) / TRAINING_CONFIG_NAME).write_text(json.dumps(cfg_dict, indent=2))
+
+
+def load_checkpoint_model(path: Path):
+    """(model, tokenizer, training config dict) from a folder written by ``save_checkpoint_model``."""
+    from transformers import XLNetTokenizer
+
+    path = Path(path)
+    model = MemXLNetForQA.from_pretrained(path)
+    tokenizer = XLNetTokenizer.from_pretrained(path)
+    cfg_file = path / TRAINING_CONFIG_NAME
+    return model, tokenizer, json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}

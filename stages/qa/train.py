@@ -1,0 +1,263 @@
+"""The `qa` stage: MemXLNet phase-2 training through a progressive segment curriculum.
+
+Each curriculum stage ``i`` (with up to ``progressive_segments[i]`` segments per document) trains in
+``stage_{i+1}_segs_{n}/``: a resumable ``checkpoint/`` while it runs, ``best_model/`` (best dev F1,
+HF-style folder with tokenizer and resolved training config) and ``stage_done.json`` when finished.
+The next stage starts from the previous stage's best model. Warmups count epochs across the whole
+curriculum. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
+bit for bit (model, optimizer, LR schedule, RNG, sampler position).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
+from stages.core.preemption import Preempted, PreemptionFlag
+from stages.qa import pipeline, squad_eval
+from stages.qa.batching import EpochSampler, document_batch, trainable_documents
+from stages.qa.predict import predict
+
+FINAL_MODEL_POINTER = "final_model.json"
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_schedule(total_steps: int, warmup_ratio: float):
+    """Linear warmup then linear decay to zero, as a LambdaLR factor of the step."""
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: int) -> tuple[dict, dict, dict]:
+    """(official metrics, predictions, na-probs) of a model on a feature store."""
+    preds, na_probs = predict(model, store, cfg.batch_size, max_segments, cfg.max_answer_length, cfg.no_answer_threshold)
+    return squad_eval.evaluate(gold["data"], preds, na_probs), preds, na_probs
+
+
+class StageTrainer:
+    """Trains one curriculum stage; owns its checkpoint folder."""
+
+    def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, epoch_offset: int, data: dict):
+        self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
+        self.index, self.segments, self.epoch_offset = index, segments, epoch_offset
+        self.data = data
+        self.dir = Path(ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
+        self.ckpt = self.dir / "checkpoint"
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, start_from: Path | None) -> None:
+        cfg, data = self.cfg, self.data
+        _seed_everything(cfg.seed + self.index)
+        if start_from is None:
+            self.model = pipeline.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
+        else:
+            self.model = MemXLNetForQA.from_pretrained(start_from)
+        docs = trainable_documents(data["train_store"], self.segments)
+        dropped = len(data["train_store"]) - len(docs)
+        if dropped and self.acc.is_main_process:
+            self.ctx.skip(f"answer beyond {self.segments} segments (stage {self.index + 1})", count=dropped)
+        self.sampler = EpochSampler(docs, cfg.batch_size, cfg.seed + self.index, self.acc.process_index, self.acc.num_processes)
+        self.steps_per_epoch = self.sampler.batches_per_epoch()
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size: {cfg.batch_size} x {self.acc.num_processes} ranks exceeds the "
+                             f"{len(docs)} training questions; lower batch_size or add data")
+        total = self.steps_per_epoch * cfg.epochs_per_stage
+        base_ids = {id(p) for p in self.model.base_parameters()}
+        groups = [
+            {"params": [p for p in self.model.parameters() if id(p) in base_ids]},
+            {"params": [p for p in self.model.parameters() if id(p) not in base_ids and p.requires_grad]},
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        schedule = lr_schedule(total, cfg.warmup_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [lambda s: schedule(s) * (0.0 if self.base_frozen(s) else 1.0), schedule])
+        self.runner = self.acc.prepare(TimeStepMajorRunner(self.model, cfg.checkpoint_segments))
+        self.step, self.curve, self.best_f1, self.epoch_metrics = 0, [], -1.0, []
+        if (self.ckpt / "state.pt").is_file():
+            self.load_checkpoint()
+
+    def global_epoch(self, step: int) -> int:
+        return self.epoch_offset + step // self.steps_per_epoch
+
+    def base_frozen(self, step: int) -> bool:
+        return self.global_epoch(step) < self.cfg.warmup_freeze_base_epochs
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        acc = self.acc
+        tmp = self.dir / ".checkpoint.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                   tmp / f"rng_rank{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            torch.save({
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
+                "step": self.step, "curve": self.curve, "best_f1": self.best_f1, "epoch_metrics": self.epoch_metrics,
+            }, tmp / "state.pt")
+            (tmp / pipeline.TRAINING_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
+            shutil.rmtree(self.ckpt, ignore_errors=True)
+            os.replace(tmp, self.ckpt)
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.ckpt / "state.pt", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step, self.curve = state["step"], state["curve"]
+        self.best_f1, self.epoch_metrics = state["best_f1"], state["epoch_metrics"]
+        rng = torch.load(self.ckpt / f"rng_rank{self.acc.process_index}.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.ctx.log.info("qa stage %d: resumed at step %d", self.index + 1, self.step)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, docs: np.ndarray, use_global: bool, use_any: bool) -> float:
+        batch = document_batch(self.data["train_store"], docs, self.segments)
+        steps = [{k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in s.items()} for s in batch["steps"]]
+        outputs = self.runner(steps, batch["n_docs"])
+        if use_global:
+            loss = global_softmax_loss(outputs, steps, batch["n_docs"], use_any)
+        else:
+            loss = segment_local_loss(outputs, steps)
+        self.acc.backward(loss)
+        if self.base_frozen(self.step):
+            for p in self.model.base_parameters():
+                p.grad = None
+        if self.cfg.max_grad_norm > 0:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(self.acc.reduce(loss.detach(), reduction="mean"))
+
+    def run(self, flag: PreemptionFlag) -> dict:
+        cfg = self.cfg
+        while self.sampler.epoch < cfg.epochs_per_stage:
+            epoch = self.epoch_offset + self.sampler.epoch
+            use_global = cfg.use_global_softmax and epoch >= cfg.warmup_disable_global_softmax_epochs
+            use_any = cfg.use_any_positive and epoch >= cfg.warmup_disable_any_positive_epochs
+            batches = self.sampler.epoch_batches(self.sampler.epoch)
+            while self.sampler.position < len(batches):
+                if flag.is_set_anywhere():
+                    self.save_checkpoint()
+                    raise Preempted(self.step)
+                loss = self.train_step(batches[self.sampler.position], use_global, use_any)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"qa loss is {loss} at step {self.step}; lower learning_rate")
+                self.curve.append(loss)
+                self.step += 1
+                self.sampler.position += 1
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.end_epoch(use_global, use_any)
+        return self.finish()
+
+    def end_epoch(self, use_global: bool, use_any: bool) -> None:
+        metrics = {"exact": 0.0, "f1": 0.0}
+        if self.acc.is_main_process:
+            metrics, _, _ = evaluate_model(self.model, self.data["dev_store"], self.data["dev"], self.cfg, self.cfg.max_n_segs)
+            epoch_losses = self.curve[-self.steps_per_epoch:]
+            metrics = {**metrics, "epoch": self.epoch_offset + self.sampler.epoch, "global_softmax": use_global,
+                       "any_positive": use_any, "train_loss": float(np.mean(epoch_losses))}
+            self.ctx.log.info("qa stage %d epoch %d: loss %.4f dev EM %.2f F1 %.2f", self.index + 1,
+                              metrics["epoch"], metrics["train_loss"], metrics["exact"], metrics["f1"])
+            self.epoch_metrics.append(metrics)
+            if metrics["f1"] > self.best_f1:
+                self.best_f1 = metrics["f1"]
+                pipeline.save_checkpoint_model(self.model, self.data["tokenizer"], dataclasses.asdict(self.cfg),
+                                               self.dir / "best_model")
+        self.acc.wait_for_everyone()
+        self.sampler.epoch += 1
+        self.sampler.position = 0
+        self.save_checkpoint()
+
+    def finish(self) -> dict:
+        summary = {"segments": self.segments, "steps": self.step, "best_f1": self.best_f1,
+                   "epochs": self.epoch_metrics, "loss_curve": self.curve}
+        if self.acc.is_main_process:
+            (self.dir / "stage_done.json").write_text(json.dumps(summary, indent=1))
+            shutil.rmtree(self.ckpt, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return summary
+
+
+def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
+    """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache."""
+    with accelerator.main_process_first():
+        train, dev = pipeline.load_splits(cfg, ctx.cache_dir)
+        tokenizer, read_ids, write_ids = pipeline.build_tokenizer(cfg, train, ctx.cache_dir)
+        spec = pipeline.feature_spec(cfg, read_ids, write_ids)
+        train_store = pipeline.features(train, tokenizer, spec, ctx.cache_dir, ctx)
+        dev_store = pipeline.features(dev, tokenizer, spec, ctx.cache_dir, ctx)
+    if len(train_store) == 0 or len(dev_store) == 0:
+        raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
+                         "check dataset/eval_dataset and train_size/eval_size")
+    return {"train_store": train_store, "dev_store": dev_store, "dev": dev, "tokenizer": tokenizer,
+            "read_ids": read_ids, "write_ids": write_ids}
+
+
+def run(cfg, ctx) -> dict:
+    """Train through the curriculum; metrics are the last stage's best dev scores."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    data = prepare_data(cfg, ctx, accelerator)
+    if accelerator.is_main_process:
+        (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))
+    flag = PreemptionFlag.install()
+    previous_best, stages = None, []
+    for index, segments in enumerate(cfg.progressive_segments):
+        trainer = StageTrainer(cfg, ctx, accelerator, index, segments, index * cfg.epochs_per_stage, data)
+        done = trainer.dir / "stage_done.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+        else:
+            trainer.setup(previous_best)
+            summary = trainer.run(flag)
+        stages.append(summary)
+        previous_best = trainer.dir / "best_model"
+    final = previous_best.relative_to(ctx.out_dir).as_posix()
+    metrics = {}
+    if accelerator.is_main_process:
+        model = MemXLNetForQA.from_pretrained(previous_best)
+        metrics, _, _ = evaluate_model(model, data["dev_store"], data["dev"], cfg, cfg.max_n_segs)
+        (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
+    curve = [loss for s in stages for loss in s["loss_curve"]]
+    ctx.record["loss_curve"] = curve
+    ctx.record["stages"] = [{k: v for k, v in s.items() if k != "loss_curve"} for s in stages]
+    result = {f"dev_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+    result.update({f"stage_{i + 1}_best_f1": s["best_f1"] for i, s in enumerate(stages)})
+    head, tail = curve[: max(1, len(curve) // 10)], curve[-max(1, len(curve) // 10):]
+    result.update({"train_steps": len(curve), "loss_start": float(np.mean(head)), "loss_end": float(np.mean(tail)),
+                   "final_model": final})
+    accelerator.wait_for_everyone()
+    return result
