@@ -37,6 +37,7 @@ _ATTRIBUTES = {
     "guild": ("founding year", "founder", "emblem"),
     "battle": ("year", "victor", "commander"),
 }
+_PERSON_ATTRIBUTES = frozenset({"patron", "first climber", "founder", "commander", "victor"})
 _OCCUPATIONS = ("cartographer", "weaver", "astronomer", "shipwright", "poet", "judge", "brewer")
 _EMBLEMS = ("a silver heron", "a red lantern", "two crossed oars", "a green acorn", "a golden key")
 
@@ -98,11 +99,15 @@ class _Names:
         self.used: set[str] = set()
 
     def word(self, syllables: tuple[str, ...], parts: int = 2) -> str:
+        attempts = 0
         while True:
-            name = "".join(self.rng.choice(syllables) for _ in range(parts)).capitalize()
+            # Longer names once the short ones run out (large corpora).
+            length = parts + attempts // 16
+            name = "".join(self.rng.choice(syllables) for _ in range(length)).capitalize()
             if name not in self.used:
                 self.used.add(name)
                 return name
+            attempts += 1
 
 
 def _title_for(kind: str, name: str, surname: str) -> str:
@@ -124,7 +129,7 @@ def _fact_value(rng: random.Random, kind: str, attribute: str, peers: list[str])
         return rng.choice(_OCCUPATIONS)
     if attribute == "emblem":
         return rng.choice(_EMBLEMS)
-    return rng.choice(peers) if peers else "unknown"
+    return rng.choice(peers) if peers else "unrecorded"
 
 
 def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
@@ -174,10 +179,12 @@ def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
             attrs = ("founding year", "emblem")
         else:
             attrs = _ATTRIBUTES[kind]
-        peers = [titles[j] for j in rng.sample(members[c], min(4, len(members[c])))] if c >= 0 else []
-        peers = [p for p in peers if p != title]
+        pool = [j for j in members[c] if j != i] if c >= 0 else []
+        people = [titles[j] for j in pool if kinds[j] == "person"]
+        places = [titles[j] for j in pool if kinds[j] in ("town", "river", "lake", "mountain", "region")]
         article_facts = []
         for attribute in attrs:
+            peers = people if attribute in _PERSON_ATTRIBUTES else places
             value = _fact_value(rng, kind, attribute, peers)
             article_facts.append(Fact(title, attribute, value, f"The {attribute} of {title} is {value}."))
         facts.append(article_facts)
@@ -201,11 +208,12 @@ def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
         links.append([j for j in dict.fromkeys(chosen) if j != i])
 
     redirects: dict[str, str] = {}
+    title_set = set(titles)
     for i, title in enumerate(titles):
         if rng.random() < 0.3:
             alias = title.lower() if " " not in title else title.split(" ", 1)[0] + " " + title.split(" ", 1)[1].lower()
             alias = normalize_title(alias)
-            if alias != title and alias not in titles and alias not in redirects:
+            if alias != title and alias not in title_set and alias not in redirects:
                 redirects[alias] = title
     alias_of = {target: alias for alias, target in redirects.items()}
 

@@ -146,6 +146,7 @@ def _link_replacer(categories: list[str], dropped: list[int]) -> Callable[[re.Ma
                     categories.append(name)
                 return ""
             if prefix_key in _FILE_NAMESPACES and not colon:
+                dropped[0] += (label or "").count(LINK_OPEN)  # links in the caption go too
                 return ""
             if not colon and _LANGUAGE_PREFIX.match(prefix_key):
                 return ""  # interlanguage link
