@@ -139,7 +139,8 @@ def _xml_records(stream: BinaryIO, raw: BinaryIO, compression: str) -> Iterator[
         seen_root_close = seen_root_close or _ROOT_CLOSE in buf[pos:]
         buf, base, pos = buf[keep:], base + keep, 0
         try:
-            block = stream.read(_READ_BLOCK)
+            # read1: hand over what is decompressed so far, so a cut file loses only its tail
+            block = stream.read1(_READ_BLOCK)
         except (EOFError, OSError) as err:
             yield _truncated("xml", raw, compression, f"decompressed byte {base + len(buf)}", err)
             return

@@ -224,10 +224,9 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
              "export_markdown": cfg.export_markdown}
     tasks = [(k, k * per_shard, entries[k * per_shard:(k + 1) * per_shard], state) for k in range(cfg.shards)]
     todo = [t for t in tasks if not ctx.shard_done(f"write-{t[0]:05d}")]
-    results = list(ctx.progress(pool.imap(write_shard, todo) if pool else map(write_shard, todo),
-                                total=len(todo), desc="extract: write"))
-    for task, result in zip(todo, results):
-        ctx.mark_shard_done(f"write-{task[0]:05d}", result)
+    results = pool.imap(write_shard, todo) if pool else map(write_shard, todo)
+    for task, result in zip(todo, ctx.progress(results, total=len(todo), desc="extract: write")):
+        ctx.mark_shard_done(f"write-{task[0]:05d}", result)  # as each finishes: a crash keeps it
     links_kept = sum(ctx.shard_payload(f"write-{k:05d}")["links_kept"] for k in range(cfg.shards))
     return {"articles": len(titles), "redirects": len(redirects), "links_kept": links_kept}
 
