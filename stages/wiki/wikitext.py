@@ -1,9 +1,10 @@
 """Wikitext -> Markdown, fast and dependency-free.
 
 What survives: headings, bold/italic, lists, paragraphs, internal links as `[text](Target)`
-with normalized targets, the text of external links, and the text parameters of a few
-formatting templates (`nowrap`, `lang`, `convert`, ...). What goes: comments, `<ref>`s and
-other non-prose tags, files/images, categories (returned as metadata), interlanguage links,
+with normalized targets, the text of external links, image captions (prose, often with
+links), and the text parameters of a few formatting templates (`nowrap`, `lang`,
+`convert`, ...). What goes: comments, `<ref>`s and other non-prose tags, files/images
+themselves, categories (returned as metadata), interlanguage links,
 all other templates and parser functions, and tables. Tables are dropped on purpose: their
 cells are rarely prose, and flattening them produces token soup for a language model.
 
@@ -59,6 +60,10 @@ _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)$")
+_IMAGE_OPTION = re.compile(
+    r"^(?:thumb|thumbnail|frame|framed|frameless|border|left|right|center|centre|none|baseline|middle|"
+    r"sub|super|top|text-top|bottom|text-bottom|upright(?:\s*=?\s*[\d.]*)?|\d*x?\d+\s*px|"
+    r"(?:alt|link|page|class|lang|upright)\s*=.*)?$", re.I)
 
 #: Templates whose parameters are prose: name -> how to render them.
 _KEEP_LAST_PARAM = frozenset({"nowrap", "nobr", "nobreak", "small", "big", "lang", "smallcaps",
@@ -129,6 +134,14 @@ def strip_templates_and_tables(text: str) -> str:
     return "".join(out)
 
 
+def _caption(params: str | None) -> str:
+    """A file link's caption (its last parameter that is not an image option), else ''."""
+    if not params:
+        return ""
+    caption = params.rsplit("|", 1)[-1].strip()
+    return "" if _IMAGE_OPTION.match(caption) else caption
+
+
 def _link_replacer(categories: list[str], dropped: list[int]) -> Callable[[re.Match], str]:
     def replace(match: re.Match) -> str:
         raw_target, label, trail = match.group(1), match.group(2), match.group(3) or ""
@@ -146,8 +159,7 @@ def _link_replacer(categories: list[str], dropped: list[int]) -> Callable[[re.Ma
                     categories.append(name)
                 return ""
             if prefix_key in _FILE_NAMESPACES and not colon:
-                dropped[0] += (label or "").count(LINK_OPEN)  # links in the caption go too
-                return ""
+                return _caption(label)
             if not colon and _LANGUAGE_PREFIX.match(prefix_key):
                 return ""  # interlanguage link
             return (label if label else rest) + trail

@@ -45,7 +45,7 @@ def test_refs_comments_files_templates_tables_are_removed_and_categories_collect
     wikitext = (
         "{{Infobox person|name=X|born={{birth date|1900|1|1}}}}\n"
         "Text<ref name=a>{{cite web|url=http://x}}</ref> more<ref name=a/>.<!-- hidden [[Nope]] -->\n"
-        "[[File:A.jpg|thumb|A caption with [[Inner]] link]]\n"
+        "[[File:A.jpg|thumb|left|upright=1.2|200px|alt=x]]\n"
         '{| class="wikitable"\n| cell [[InTable]]\n|}\n'
         "[[Category:Test pages]] [[Category:more_tests|sort key]] [[de:Beispiel]]"
     )
@@ -54,7 +54,13 @@ def test_refs_comments_files_templates_tables_are_removed_and_categories_collect
     assert text == "Text more."
     assert links == []
     assert converted.categories == ["Test pages", "More tests"]
-    assert converted.links_dropped == 5  # file, inner caption link, two categories, interlanguage
+    assert converted.links_dropped == 4  # file, two categories, interlanguage
+
+
+def test_image_captions_are_kept_as_prose_with_their_links():
+    text, links = md("[[File:A.jpg|thumb|200px|A caption with [[Inner]] link]] after")
+    assert text == "A caption with [Inner](Inner) link after"
+    assert links == ["Inner"]
 
 
 def test_external_links_keep_their_text_and_entities_are_decoded():
