@@ -29,20 +29,21 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_tokens):
             rows = slice(start, start + chunk_tokens)
             h = hidden[rows].to(compute_dtype)
-            target = labels[rows]
             keep = valid[rows]
-            logits = (h @ w.t()).float()
-            log_z = torch.logsumexp(logits, dim=-1)
-            safe_target = target.clamp_min(0)
-            picked = logits.gather(1, safe_target[:, None]).squeeze(1)
-            total += ((log_z - picked) * keep).sum()
-            # d(loss)/d(logits) = (softmax - onehot) / n_valid on kept rows, 0 on ignored rows.
-            grad_logits = torch.exp(logits - log_z[:, None])
-            grad_logits[torch.arange(grad_logits.shape[0], device=h.device), safe_target] -= 1.0
-            grad_logits *= (keep.float() * scale)[:, None]
+            target = labels[rows].clamp_min(0)
+            # One fused pass for log-probabilities, then exp in place: the chunk's [n, vocab]
+            # buffer is traversed as few times as possible (this loop dominates small models).
+            grad_logits = torch.log_softmax((h @ w.t()).float(), dim=-1)
+            picked = grad_logits.gather(1, target[:, None]).squeeze(1)
+            total -= (picked * keep).sum()
+            # d(loss)/d(logits) = (softmax - onehot) * row_scale, row_scale = keep / n_valid.
+            # The row scale is applied to the small [n, d] operands instead of the big buffer.
+            grad_logits.exp_()
+            grad_logits[torch.arange(grad_logits.shape[0], device=h.device), target] -= 1.0
             grad_logits = grad_logits.to(compute_dtype)
-            grad_hidden[rows] = (grad_logits @ w).to(hidden.dtype)
-            grad_weight += (grad_logits.t() @ h).float()
+            row_scale = (keep.float() * scale)[:, None]
+            grad_hidden[rows] = ((grad_logits @ w).float() * row_scale).to(hidden.dtype)
+            grad_weight += (grad_logits.t() @ (h.float() * row_scale).to(compute_dtype)).float()
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return total * scale
 
