@@ -26,7 +26,10 @@ wait_for() {
     shift 2
     deadline=$(($(date +%s) + timeout))
     until "$@" >/dev/null 2>&1; do
-        (($(date +%s) < deadline)) || die "timed out after ${timeout}s waiting for $what; logs in $STATE/log"
+        if (($(date +%s) >= deadline)); then
+            tail -n 15 "$STATE"/log/*.log >&2 2>/dev/null
+            die "timed out after ${timeout}s waiting for $what; logs in $STATE/log"
+        fi
         sleep 0.5
     done
 }
