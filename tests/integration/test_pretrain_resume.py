@@ -111,7 +111,7 @@ def main() -> None:
     from stages.pretrain.fixtures import artifact, stage_context
 
     cfg = resolve(PretrainConfig, dict(arg.split("=", 1) for arg in sys.argv[4:]))
-    rank = int(os.environ.get("RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
     ctx = stage_context(out, {"graph": artifact(data / "graph", "graph"),
                               "pretokenize": artifact(data / "tokens", "pretokenize")}, rank=rank)
     if preempt_at:
