@@ -98,11 +98,15 @@ def _setup_logging() -> None:
 
 
 def _requeue_or_report(stop: Preempted) -> dict:
-    """Under Slurm, rank 0 requeues this job (same id, same pickled callable)."""
-    job_id = os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID") and \
-        f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    job_id = job_id or os.environ.get("SLURM_JOB_ID")
-    if job_id and int(os.environ.get("RANK", "0")) == 0:
+    """Under Slurm, rank 0 requeues this job (same id, same pickled callable) and every rank
+    exits without a result, so submitit reruns the callable, which resumes from the checkpoint.
+    Elsewhere, report the preemption: rerunning the same command resumes."""
+    array_task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{array_task}" if array_task else os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return {"status": "preempted", "step": stop.step, "message": str(stop)}
+    if int(os.environ.get("RANK", "0")) == 0:
         logging.getLogger("wikigraph").warning("%s; requeueing Slurm job %s", stop, job_id)
         subprocess.run(["scontrol", "requeue", job_id], check=True)
-    return {"status": "preempted", "step": stop.step, "message": str(stop)}
+    # SystemExit (not an Exception) keeps submitit from writing a result file for this attempt.
+    raise SystemExit(0)

@@ -1,15 +1,13 @@
 """Offline compute nodes: the submit side fetches what jobs would download.
 
-Compute nodes on many clusters have no internet. Before submitting, each stage's
-`prefetch` hook resolves its downloads (tiktoken encodings, HF tokenizer/model files) into
+Compute nodes on many clusters have no internet. Before submitting, `jobs.prefetch` resolves
+each job's downloads (tiktoken encodings, HF tokenizer/model files, datasets) into
 `{root}/cache`, and jobs run with the caches pointed there and the hubs switched offline.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from stages.core import registry
 
 
 def cache_dir(root: Path) -> Path:
@@ -31,13 +29,14 @@ def offline_env(root: Path) -> dict[str, str]:
 
 
 def prepare_offline(plan, root: Path) -> None:
-    """Run the prefetch hook of every stage the plan will run (once per distinct config)."""
+    """Resolve, once per distinct config, what each job of the plan would download."""
+    from jobs.prefetch import prefetch
+
     done = set()
     for node in plan.to_run:
-        spec = registry.get(node.stage)
-        hook = spec.load_prefetch()
         key = (node.stage, repr(node.cfg))
-        if hook is None or key in done:
+        if key in done:
             continue
-        hook(node.cfg, cache_dir(root))
+        for line in prefetch(node.stage, node.cfg, cache_dir(root)):
+            print(f"offline cache: {line}", flush=True)
         done.add(key)

@@ -40,23 +40,13 @@ class StageSpec:
     version: int = 1
     #: Override sets that `stage=all` runs this stage with (e.g. evaluate for task=lm and task=qa).
     variants: tuple[dict, ...] = ()
-    #: "module:function(cfg, cache_dir)" run on the submit side to fetch what the job would
-    #: otherwise download (tokenizer files, HF models) into the shared cache: compute nodes are offline.
-    prefetch: str | None = None
 
     def upstream_of(self, cfg: Any) -> tuple[str, ...]:
         return tuple(self.upstream(cfg)) if callable(self.upstream) else tuple(self.upstream)
 
     def load_run(self) -> Callable:
-        return _load_callable(self.run)
-
-    def load_prefetch(self) -> Callable | None:
-        return _load_callable(self.prefetch) if self.prefetch else None
-
-
-def _load_callable(reference: str) -> Callable:
-    module_name, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+        module_name, _, attr = self.run.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
 
 
 _REGISTRY: dict[str, StageSpec] = {}
