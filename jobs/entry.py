@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ class StageJob:
 
     def __call__(self) -> dict:
         os.environ.update(self.env)
+        _restore_sigterm_in_forked_children()
         _export_distributed_env()
         _setup_logging()
         spec = registry.get(self.stage)
@@ -74,6 +76,23 @@ class StageJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_FORK_HOOK_INSTALLED = False
+
+
+def _restore_sigterm_in_forked_children() -> None:
+    """submitit makes the job process ignore SIGTERM (it waits for USR2 and requeues itself).
+    Forked pool workers (extract, pretokenize) would inherit that, and `Pool.terminate()`,
+    which stops them with SIGTERM, would then hang the job forever."""
+    global _FORK_HOOK_INSTALLED
+    if not _FORK_HOOK_INSTALLED:
+        os.register_at_fork(after_in_child=_default_sigterm)
+        _FORK_HOOK_INSTALLED = True
 
 
 def _export_distributed_env() -> None:

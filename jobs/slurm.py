@@ -97,7 +97,9 @@ def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -
     params = {
         "job_name": f"wikigraph-{stage}", "nodes": launcher.nodes, "ntasks_per_node": launcher.tasks_per_node,
         "cpus_per_task": launcher.cpus_per_task, "time": launcher.time, "signal_delay_s": launcher.signal_delay_s,
-        "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}"],
+        # PYTHONSAFEPATH: `python -m submitit...` would otherwise put the submit directory (often
+        # the working tree) first on sys.path, ahead of the snapshot.
+        "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONSAFEPATH=1"],
         "additional_parameters": {"requeue": True, **extra},
     }
     if launcher.array_parallelism:
@@ -145,6 +147,8 @@ def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, result
             jobs = [make_job(n, plan, root, results_dir, run, env) for n in nodes]
             if dry_run:
                 print(_sbatch_text(executor, len(nodes)))
+                # No job ids exist yet: dependants' scripts name their upstream by a placeholder.
+                job_ids.update({node_key(n): f"<job id of {node_key(n)}>" for n in nodes})
                 continue
             for node in nodes:
                 if plan.force:
@@ -210,11 +214,15 @@ def refresh_states(jobs: dict[str, dict]) -> dict[str, dict]:
     merged = {}
     for key, job in jobs.items():
         merged[key] = {**job, **live.get(job["job_id"], {})}
-    for key, job in merged.items():
+    for key, job in merged.items():  # plan order: a job's upstreams come before it
         failed = [u for u in job.get("upstream", []) if merged.get(u, {}).get("state") in FINAL_STATES - {"COMPLETED"}
                   or merged.get(u, {}).get("reason", "").startswith("upstream")]
         if failed and job.get("state") in ("CANCELLED", "PENDING"):
-            job["reason"] = f"upstream {failed[0]} failed ({merged[failed[0]].get('state')})"
+            blocker = merged[failed[0]]
+            if blocker.get("reason", "").startswith("upstream"):  # name the job that actually failed
+                job["reason"] = f"{blocker['reason']} (via {failed[0]})"
+            else:
+                job["reason"] = f"upstream {failed[0]} failed ({blocker.get('state')})"
     return merged
 
 
