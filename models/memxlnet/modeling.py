@@ -46,6 +46,9 @@ class MemXLNetForQA(nn.Module):
         memory.validate()
         self.memory_config = memory
         self.transformer = transformer if transformer is not None else XLNetModel(xlnet_config)
+        # mask_emb only serves permutation-LM pretraining (target_mapping); QA never uses it, and a
+        # trainable parameter without gradient would stall DistributedDataParallel.
+        self.transformer.mask_emb.requires_grad_(False)
         d_model = self.transformer.config.d_model
         self.qa_outputs = nn.Linear(d_model, 2)
         if memory.num_tokens == 0:

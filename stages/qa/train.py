@@ -252,12 +252,16 @@ def run(cfg, ctx) -> dict:
         metrics, _, _ = evaluate_model(model, data["dev_store"], data["dev"], cfg, cfg.max_n_segs)
         (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
     curve = [loss for s in stages for loss in s["loss_curve"]]
-    ctx.record["loss_curve"] = curve
+    ctx.record["loss_curve"] = [[step, loss] for step, loss in enumerate(curve)]
     ctx.record["stages"] = [{k: v for k, v in s.items() if k != "loss_curve"} for s in stages]
     result = {f"dev_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
-    result.update({f"stage_{i + 1}_best_f1": s["best_f1"] for i, s in enumerate(stages)})
-    head, tail = curve[: max(1, len(curve) // 10)], curve[-max(1, len(curve) // 10):]
-    result.update({"train_steps": len(curve), "loss_start": float(np.mean(head)), "loss_end": float(np.mean(tail)),
-                   "final_model": final})
+    for i, stage in enumerate(stages):
+        # Mean loss of the first and last tenth of each stage (within a stage after its warmups the
+        # loss kind is fixed, so these are comparable).
+        losses, tenth = stage["loss_curve"], max(1, len(stage["loss_curve"]) // 10)
+        result[f"stage_{i + 1}_best_f1"] = stage["best_f1"]
+        result[f"stage_{i + 1}_loss_start"] = float(np.mean(losses[:tenth]))
+        result[f"stage_{i + 1}_loss_end"] = float(np.mean(losses[-tenth:]))
+    result.update({"train_steps": len(curve), "final_model": final})
     accelerator.wait_for_everyone()
     return result
