@@ -92,7 +92,7 @@ class _Trainer:
 
     # ---- training ------------------------------------------------------------------------
     def fit(self) -> dict:
-        cfg, _acc = self.cfg, self.acc
+        cfg = self.cfg
         flag = PreemptionFlag.install()
         batches = iter(self.loader)
         bar = self.ctx.progress(total=cfg.steps, desc="pretrain", initial=self.step)
@@ -177,6 +177,8 @@ class _Trainer:
             total = self.acc.reduce(total, reduction="sum")
         self.model.train()
         loss = float(total[0] / total[1].clamp_min(1))
+        if self.val_curve and self.val_curve[-1][0] == self.step:  # re-finishing a finished run
+            self.val_curve.pop()
         self.val_curve.append([self.step, loss])
         return loss
 

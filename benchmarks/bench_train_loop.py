@@ -1,0 +1,95 @@
+"""Training tokens/s of the pretrain stage's loop vs a bare PyTorch loop, same model and batch, CPU.
+
+    PYTHONPATH=. python benchmarks/bench_train_loop.py [--short 4 --long 24 --repeats 3]
+
+Stage: `stages.pretrain.train.run` end to end (packing loader, Accelerate, LR schedule, grad
+clipping, preemption check, progress bar, loss logging), validation and periodic checkpoints off.
+Its per-step cost is the marginal wall time (T(long) - T(short)) / (long - short) of two full
+runs, so setup, the final validation and the final save cancel out.
+Baseline: the same GraphLMForTraining and AdamW param groups, one packed batch from the same
+loader reused every step: forward, backward, clip_grad_norm_, step, zero_grad, nothing else.
+Runs are interleaved and the fastest of `--repeats` is kept (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from models.graphlm import GraphLMForTraining
+from stages.core.config import resolve
+from stages.packing.graph_index import GraphIndex
+from stages.packing.synthetic import write_synthetic
+from stages.packing.token_store import TokenStore
+from stages.pretrain.config import PretrainConfig
+from stages.pretrain.data import split_documents, train_loader
+from stages.pretrain.fixtures import artifact, stage_context
+from stages.pretrain.schedule import adamw
+from stages.pretrain.train import model_config, run
+
+
+def stage_seconds(cfg, upstream, out: Path) -> float:
+    ctx = stage_context(out, upstream)
+    ctx.log.setLevel("WARNING")
+    start = time.perf_counter()
+    run(cfg, ctx)
+    return time.perf_counter() - start
+
+
+def bare_seconds_per_step(cfg, graph: GraphIndex, store: TokenStore, steps: int) -> float:
+    torch.manual_seed(cfg.seed)
+    model = GraphLMForTraining.from_config(model_config(cfg, store.n_vocab)).train()
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
+    split = split_documents(graph, store, cfg.val_fraction)
+    batch = next(iter(train_loader(graph, store, cfg, split, 0, 1)))
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        model(batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return sum(times[1:]) / steps  # the first step pays one-off allocations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", type=int, default=4)
+    parser.add_argument("--long", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--set", nargs="*", default=[], help="extra pretrain key=value overrides")
+    args = parser.parse_args()
+    overrides = {"val_every": "0", "checkpoint_every": "0", "log_every": "0", **dict(s.split("=", 1) for s in args.set)}
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_synthetic(Path(tmp) / "corpus", n_docs=2000, mean_length=300)
+        upstream = {"graph": artifact(corpus.graph, "graph"), "pretokenize": artifact(corpus.tokens, "pretokenize")}
+        graph, store = GraphIndex.open(corpus.graph), TokenStore.open(corpus.tokens)
+        short = resolve(PretrainConfig, {**overrides, "steps": str(args.short)})
+        long = resolve(PretrainConfig, {**overrides, "steps": str(args.long)})
+        tokens_per_step = long.batch_size * long.token_budget * long.grad_accum
+        bare, stage = [], []
+        for repeat in range(args.repeats):
+            bare.append(bare_seconds_per_step(long, graph, store, args.long - args.short))
+            t_short = stage_seconds(short, upstream, Path(tmp) / f"short{repeat}")
+            t_long = stage_seconds(long, upstream, Path(tmp) / f"long{repeat}")
+            stage.append((t_long - t_short) / (args.long - args.short))
+        store.close()
+    result = {
+        "benchmark": "train_loop", "device": "cpu", "threads": torch.get_num_threads(),
+        "preset": long.preset, "mask": long.mask, "tokens_per_step": tokens_per_step,
+        "bare_tokens_per_s": round(tokens_per_step / min(bare), 1),
+        "stage_tokens_per_s": round(tokens_per_step / min(stage), 1),
+        "ratio_stage_over_bare": round(min(bare) / min(stage), 3),
+        "bare_s_per_step_all": [round(x, 4) for x in bare], "stage_s_per_step_all": [round(x, 4) for x in stage],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
