@@ -102,8 +102,8 @@ class _Names:
         attempts = 0
         while True:
             # Longer names once the short ones run out (large corpora).
-            length = parts + attempts // 16
-            name = "".join(self.rng.choice(syllables) for _ in range(length)).capitalize()
+            length = parts + attempts // 4
+            name = "".join(self.rng.choices(syllables, k=length)).capitalize()
             if name not in self.used:
                 self.used.add(name)
                 return name
@@ -243,7 +243,7 @@ def _link_markup(rng: random.Random, target: str, alias_of: dict[str, str]) -> s
 
 def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category) -> str:
     title, kind = titles[i], kinds[i]
-    words = lambda k: " ".join(rng.choice(vocab) for _ in range(k))  # noqa: E731
+    words = lambda k: " ".join(rng.choices(vocab, k=k))  # noqa: E731
     infobox = "\n".join(f"| {f.attribute.replace(' ', '_')} = {f.value}" for f in facts[i])
     lines = [
         f"{{{{Infobox {kind}\n| name = {title}\n{infobox}\n}}}}",
