@@ -20,12 +20,13 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 _READ_BLOCK = 1 << 20
 _PAGE_OPEN, _PAGE_CLOSE, _ROOT_CLOSE = b"<page>", b"</page>", b"</mediawiki>"
-_TITLE = re.compile(rb"<title>(.*?)</title>", re.S)
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.DOTALL)
 
 
 @dataclasses.dataclass

@@ -11,28 +11,23 @@ Two phases, both parallel over worker processes and resumable through shard mark
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import Article, ShardWriter, shard_name
 from stages.wiki.config import ExtractConfig
 from stages.wiki.dumps import RawRecord, iter_records, parse_record
+from stages.wiki.parallel import worker_pool
 from stages.wiki.titles import file_stem, normalize_title
 from stages.wiki.wikitext import convert, render_links
 
-_REDIRECT_TEXT = re.compile(r"^\s*#REDIRECT\s*:?\s*\[\[([^\]|]+)", re.I)
+_REDIRECT_TEXT = re.compile(r"^\s*#REDIRECT\s*:?\s*\[\[([^\]|]+)", re.IGNORECASE)
 _MAX_REDIRECT_HOPS = 8
 _DETAILS_KEPT = 5
-
-
-def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def convert_record(item: tuple[int, RawRecord]) -> tuple[int, tuple]:
@@ -186,7 +181,7 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict
     """
     index, first_id, entries, state = task
     redirects = state["redirects"]
-    resolve = lambda title: redirects.get(title, title)  # noqa: E731
+    resolve = lambda title: redirects.get(title, title)
     writer = ShardWriter(state["out_dir"] / shard_name(index))
     md_dir = state["out_dir"] / "markdown"
     handles: dict[int, object] = {}
@@ -235,7 +230,7 @@ def run(cfg: ExtractConfig, ctx) -> dict:
     """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring)."""
     dump = _dump_path(cfg, ctx.out_dir)
     raw_dir = ctx.out_dir / "raw"
-    pool = _mp_context().Pool(cfg.workers) if cfg.workers > 1 else None
+    pool = worker_pool(cfg.workers)
     try:
         _convert_phase(cfg, ctx, dump, raw_dir, pool)
         if ctx.rank != 0:

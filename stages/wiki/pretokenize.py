@@ -1,15 +1,14 @@
 """`pretokenize`: extract articles -> memory-mapped tiktoken shards plus a document index.
 
-One token shard per article shard, encoded in parallel worker processes (each shard is a
-unit of work with a completion marker, so a relaunch redoes only missing shards; ranks take
-shards `s % world_size == rank`). Link targets in the Markdown lose the export's hash
+One token shard per article shard (each with a completion marker, so a relaunch redoes only
+missing shards; ranks take shards `s % world_size == rank`). Within a shard, this process
+reads articles and writes tokens while worker processes clean and encode chunks of them. Link targets in the Markdown lose the export's hash
 suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import re
 import time
 from pathlib import Path
@@ -19,12 +18,14 @@ import numpy as np
 from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import iter_shard, shard_paths
 from stages.wiki.config import PretokenizeConfig
+from stages.wiki.parallel import worker_pool
 from stages.wiki.titles import strip_stem_hash
 from stages.wiki.tokenizer import resolve_encoding_info
 from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
 
 _HASHED_TARGET = re.compile(r"\]\(([^\s)]*_[0-9a-f]{6})\)")
-_BATCH_DOCS = 256
+#: Characters of Markdown per worker task: small enough to balance, large enough to amortize.
+_CHUNK_CHARS = 128 * 1024
 
 
 def clean_link_targets(text: str) -> str:
@@ -34,56 +35,91 @@ def clean_link_targets(text: str) -> str:
     return _HASHED_TARGET.sub(lambda m: f"]({strip_stem_hash(m.group(1))})", text)
 
 
-def encode_shard(task: tuple) -> dict:
-    """Worker: encode one article shard into `tokens-NNNNN.bin` and `index-NNNNN.npy`."""
-    shard, article_path, out_dir, cfg, cache_dir = task
-    encoding, info = resolve_encoding_info(cfg.encoding, cache_dir)
+def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
+    """Worker: (shard, ids, lengths, token bytes) of a chunk of (id, title, text) documents."""
+    shard, encoding_name, cache_dir, title_heading, append_eot, docs = task
+    encoding, _ = resolve_encoding_info(encoding_name, cache_dir)
     dtype = token_dtype(encoding.n_vocab)
-    out_dir = Path(out_dir)
-    bin_path = out_dir / token_shard_name(shard)
-    tmp = bin_path.with_name(bin_path.name + ".tmp")
-    digest = hashlib.sha256()
-    doc_ids, lengths = [], []
-
-    def flush(batch_ids, batch_texts, out):
-        for doc_tokens in encoding.encode_ordinary_batch(batch_texts, num_threads=1):
-            if cfg.append_eot:
-                doc_tokens.append(encoding.eot_token)
-            array = np.asarray(doc_tokens, dtype=dtype)
-            data = array.tobytes()
-            out.write(data)
-            digest.update(data)
-            lengths.append(array.size)
-        doc_ids.extend(batch_ids)
-
-    with open(tmp, "wb") as out:
-        batch_ids, batch_texts = [], []
-        for article in iter_shard(Path(article_path)):
-            text = clean_link_targets(article.text)
-            if cfg.title_heading:
-                text = f"# {article.title}\n\n{text}"
-            batch_ids.append(article.id)
-            batch_texts.append(text)
-            if len(batch_texts) >= _BATCH_DOCS:
-                flush(batch_ids, batch_texts, out)
-                batch_ids, batch_texts = [], []
-        if batch_texts:
-            flush(batch_ids, batch_texts, out)
-    tmp.replace(bin_path)
-    lengths_arr = np.asarray(lengths, dtype=np.int64)
-    index = np.zeros(len(doc_ids), dtype=INDEX_DTYPE)
-    index["doc_id"] = doc_ids
-    index["shard"] = shard
-    index["length"] = lengths_arr
-    index["offset"] = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]) if len(lengths_arr) else []
-    np.save(out_dir / f"index-{shard:05d}.npy", index)
-    return {"shard": shard, "docs": len(doc_ids), "tokens": int(lengths_arr.sum()),
-            "sha256": digest.hexdigest(), "file": bin_path.name}
+    arrays = []
+    for _, title, text in docs:
+        text = clean_link_targets(text)
+        if title_heading:
+            text = f"# {title}\n\n{text}"
+        # encode_ordinary: special-token text is plain text here (and it is tiktoken's fastest path).
+        tokens = encoding.encode_ordinary(text)
+        if append_eot:
+            tokens.append(encoding.eot_token)
+        arrays.append(np.asarray(tokens, dtype=dtype))
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    data = np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+    return shard, [doc[0] for doc in docs], lengths, data.tobytes()
 
 
-def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+def _chunks(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, cache_dir: str):
+    """Tasks of about _CHUNK_CHARS characters each, shard after shard, in article order."""
+    for shard, article_path in shards:
+        docs, size = [], 0
+        for article in iter_shard(article_path):
+            docs.append((article.id, article.title, article.text))
+            size += len(article.text)
+            if size >= _CHUNK_CHARS:
+                yield shard, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot, docs
+                docs, size = [], 0
+        # A shard always yields a task (maybe empty), so that its file gets written.
+        yield shard, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot, docs
+
+
+class _ShardOutput:
+    """Accumulates one token shard: the .bin file (through a temporary name) and its index."""
+
+    def __init__(self, shard: int, out_dir: Path):
+        self.shard, self.out_dir = shard, out_dir
+        self.path = out_dir / token_shard_name(shard)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._file = open(self._tmp, "wb")
+        self._digest = hashlib.sha256()
+        self._ids: list[int] = []
+        self._lengths: list[np.ndarray] = []
+
+    def write(self, ids: list[int], lengths: np.ndarray, data: bytes) -> None:
+        self._file.write(data)
+        self._digest.update(data)
+        self._ids.extend(ids)
+        self._lengths.append(lengths)
+
+    def finish(self) -> dict:
+        self._file.close()
+        self._tmp.replace(self.path)
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
+        index = np.zeros(len(self._ids), dtype=INDEX_DTYPE)
+        index["doc_id"] = self._ids
+        index["shard"] = self.shard
+        index["length"] = lengths
+        index["offset"] = np.cumsum(lengths) - lengths
+        np.save(self.out_dir / f"index-{self.shard:05d}.npy", index)
+        return {"shard": self.shard, "docs": len(self._ids), "tokens": int(lengths.sum()),
+                "sha256": self._digest.hexdigest(), "file": self.path.name}
+
+
+def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx) -> None:
+    """Encode article shards into token shards in one pipeline (no idle gap between shards):
+    this process reads articles and writes tokens, `cfg.workers` processes encode."""
+    tasks = _chunks(shards, cfg, str(ctx.cache_dir))
+    pool = worker_pool(cfg.workers)
+    current: _ShardOutput | None = None
+    try:
+        results = pool.imap(encode_chunk, tasks) if pool else map(encode_chunk, tasks)
+        for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
+            if current is None or current.shard != shard:
+                if current is not None:
+                    ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
+                current = _ShardOutput(shard, ctx.out_dir)
+            current.write(ids, lengths, data)
+        if current is not None:
+            ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
+    finally:
+        if pool:
+            pool.terminate()
 
 
 def run(cfg: PretokenizeConfig, ctx) -> dict:
@@ -92,18 +128,10 @@ def run(cfg: PretokenizeConfig, ctx) -> dict:
     # Resolve (and cache) the encoding once here, so workers only read the local cache.
     _, info = resolve_encoding_info(cfg.encoding, ctx.cache_dir)
     mine = [s for s in range(len(article_shards)) if s % ctx.world_size == ctx.rank]
-    todo = [(s, str(article_shards[s]), str(ctx.out_dir), cfg, str(ctx.cache_dir))
-            for s in mine if not ctx.shard_done(f"encode-{s:05d}")]
+    todo = [(s, article_shards[s]) for s in mine if not ctx.shard_done(f"encode-{s:05d}")]
     started = time.time()
-    if cfg.workers > 1 and len(todo) > 1:
-        with _mp_context().Pool(min(cfg.workers, len(todo))) as pool:
-            for result in ctx.progress(pool.imap_unordered(encode_shard, todo), total=len(todo),
-                                       desc="pretokenize", unit="shard"):
-                ctx.mark_shard_done(f"encode-{result['shard']:05d}", result)
-    else:
-        for task in ctx.progress(todo, total=len(todo), desc="pretokenize", unit="shard"):
-            result = encode_shard(task)
-            ctx.mark_shard_done(f"encode-{result['shard']:05d}", result)
+    if todo:
+        encode_shards(todo, cfg, ctx)
     if ctx.rank != 0:
         return {}
     keys = [f"encode-{s:05d}" for s in range(len(article_shards))]
@@ -121,7 +149,7 @@ def run(cfg: PretokenizeConfig, ctx) -> dict:
     write_json_atomic(ctx.out_dir / "tokenizer.json", meta)
     tokens = int(sum(r["tokens"] for r in results))
     metrics = {
-        "documents": int(len(index)),
+        "documents": len(index),
         "tokens": tokens,
         "shards": len(results),
         "encoding": cfg.encoding,

@@ -25,8 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from stages.wiki.titles import normalize_title
 
-_SYLLABLES = ("ar ba bel cor dan del dor el fen gar hal is kel lan lor mar mir nor ol or pel "
-              "quin ral ren sar sil tam tor ul val ven vor wen yor zan ith eth ost var nok").split()
+_SYLLABLES = ["ar", "ba", "bel", "cor", "dan", "del", "dor", "el", "fen", "gar", "hal", "is", "kel", "lan", "lor", "mar", "mir", "nor", "ol", "or", "pel", "quin", "ral", "ren", "sar", "sil", "tam", "tor", "ul", "val", "ven", "vor", "wen", "yor", "zan", "ith", "eth", "ost", "var", "nok"]
 _KINDS = ("town", "river", "lake", "mountain", "person", "guild", "battle")
 _ATTRIBUTES = {
     "town": ("population", "founding year", "patron"),
@@ -243,7 +242,7 @@ def _link_markup(rng: random.Random, target: str, alias_of: dict[str, str]) -> s
 
 def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category) -> str:
     title, kind = titles[i], kinds[i]
-    words = lambda k: " ".join(rng.choices(vocab, k=k))  # noqa: E731
+    words = lambda k: " ".join(rng.choices(vocab, k=k))
     infobox = "\n".join(f"| {f.attribute.replace(' ', '_')} = {f.value}" for f in facts[i])
     lines = [
         f"{{{{Infobox {kind}\n| name = {title}\n{infobox}\n}}}}",

@@ -34,7 +34,7 @@ class TokenShards:
         self._doc_ids = index["doc_id"]
 
     @classmethod
-    def open(cls, path: str | Path) -> "TokenShards":
+    def open(cls, path: str | Path) -> TokenShards:
         path = Path(path)
         meta_path = path / "tokenizer.json"
         if not meta_path.is_file():
@@ -72,7 +72,7 @@ class TokenShards:
         self._shards = None
         self.index = self._doc_ids = None
 
-    def __enter__(self) -> "TokenShards":
+    def __enter__(self) -> TokenShards:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,17 +18,14 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from stages.wiki.titles import link_target, normalize_title
 
 #: MediaWiki namespace names and common aliases/interwiki prefixes (lower case). A link whose
 #: prefix before `:` is one of these is not a namespace-0 article link.
 NAMESPACES = frozenset(
-    """media special talk user wikipedia project wp file image template help category portal
-    book draft module mediawiki timedtext gadget topic education program wikt wiktionary w
-    commons meta mw s q n b v d voy species wikisource wikiquote wikinews wikibooks
-    wikiversity wikivoyage wikidata wikispecies foundation wmf phab""".split()
+    ["media", "special", "talk", "user", "wikipedia", "project", "wp", "file", "image", "template", "help", "category", "portal", "book", "draft", "module", "mediawiki", "timedtext", "gadget", "topic", "education", "program", "wikt", "wiktionary", "w", "commons", "meta", "mw", "s", "q", "n", "b", "v", "d", "voy", "species", "wikisource", "wikiquote", "wikinews", "wikibooks", "wikiversity", "wikivoyage", "wikidata", "wikispecies", "foundation", "wmf", "phab"]
 ) | frozenset(
     {"user talk", "wikipedia talk", "file talk", "template talk", "help talk", "category talk",
      "portal talk", "book talk", "draft talk", "module talk", "mediawiki talk", "wp talk",
@@ -42,20 +39,20 @@ _LANGUAGE_PREFIX = re.compile(r"^(?:[a-z]{2,3}(?:-[a-z]{2,8})*|simple)$")
 LINK_OPEN, LINK_MID, LINK_CLOSE = "\ue000", "\ue001", "\ue002"
 _MARKED_LINK = re.compile(f"{LINK_OPEN}([^{LINK_OPEN}{LINK_MID}]*){LINK_MID}([^{LINK_CLOSE}]*){LINK_CLOSE}")
 
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _DROPPED_BLOCKS = re.compile(
     r"<(ref|gallery|math|timeline|score|syntaxhighlight|source|imagemap|hiero|chem|ce|graph|"
     r"mapframe|templatedata|references|noinclude|includeonly)\b[^>]*?(?:/>|>.*?</\1\s*>)",
-    re.S | re.I,
+    re.DOTALL | re.IGNORECASE,
 )
-_UNCLOSED_REF = re.compile(r"<ref\b[^>]*>[^<]*", re.I)
+_UNCLOSED_REF = re.compile(r"<ref\b[^>]*>[^<]*", re.IGNORECASE)
 _BRACE_TOKEN = re.compile(r"\{\{|\}\}|\{\||\|\}(?!\})")
-_EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*(?:[ \t]+([^\]\n]*))?\]", re.I)
+_EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*(?:[ \t]+([^\]\n]*))?\]", re.IGNORECASE)
 _INTERNAL_LINK = re.compile(r"\[\[([^\[\]|\n]*)(?:\|((?:[^\[\]]|\[(?!\[)|\](?!\]))*))?\]\]([a-z]+)?")
 _HEADING_LINE = re.compile(r"(={1,6})[ \t]*(.+?)[ \t]*\1[ \t]*$")
 _LIST_MARKS = frozenset("*#:;")
 _LIST_PREFIX = re.compile(r"[*#:;]+")
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
@@ -63,7 +60,7 @@ _PARENTHETICAL = re.compile(r"\s*\([^)]*\)$")
 _IMAGE_OPTION = re.compile(
     r"^(?:thumb|thumbnail|frame|framed|frameless|border|left|right|center|centre|none|baseline|middle|"
     r"sub|super|top|text-top|bottom|text-bottom|upright(?:\s*=?\s*[\d.]*)?|\d*x?\d+\s*px|"
-    r"(?:alt|link|page|class|lang|upright)\s*=.*)?$", re.I)
+    r"(?:alt|link|page|class|lang|upright)\s*=.*)?$", re.IGNORECASE)
 
 #: Templates whose parameters are prose: name -> how to render them.
 _KEEP_LAST_PARAM = frozenset({"nowrap", "nobr", "nobreak", "small", "big", "lang", "smallcaps",
