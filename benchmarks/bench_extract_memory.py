@@ -48,7 +48,8 @@ def make_dump(n_articles: int, path: Path) -> float:
 
 def measure(dump: Path, root: Path, processes: int) -> dict:
     proc = subprocess.run([sys.executable, "-c", _MEASURE, str(dump), str(root), str(processes)],
-                          capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO)})
+                          check=False, capture_output=True, text=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -81,7 +81,7 @@ class ShardWriter:
     def __init__(self, path: Path, level: int = 3):
         self.path = path
         self._tmp = path.with_name(path.name + ".tmp")
-        self._raw = open(self._tmp, "wb")
+        self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
         self._zst = zstandard.ZstdCompressor(level=level).stream_writer(self._raw)
 
     def write(self, article: Article) -> None:

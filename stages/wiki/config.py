@@ -33,7 +33,7 @@ class ExtractConfig:
 
 @dataclasses.dataclass
 class GraphConfig:
-    percentiles: list[int] = knob([50, 90, 99], "degree percentiles reported in the stats")
+    percentiles: list[int] = knob([50, 90, 99], "degree percentiles reported in the stats")  # noqa: RUF009
 
     def validate(self) -> None:
         bad = [p for p in self.percentiles if not 0 <= p <= 100]

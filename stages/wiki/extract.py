@@ -10,7 +10,9 @@ Two phases, both parallel over worker processes and resumable through shard mark
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import time
@@ -76,7 +78,7 @@ def _dump_path(cfg: ExtractConfig, out_dir: Path) -> Path:
     path = out_dir / "_input" / f"sample-{cfg.sample_articles}-{cfg.sample_seed}.{suffix}"
     if not path.is_file():
         corpus = generate_sample(cfg.sample_articles, cfg.sample_seed)
-        tmp = path.with_name(path.name + ".tmp" + path.suffix)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")  # ranks may race here
         corpus.write_xml(tmp) if suffix == "xml" else corpus.write_cirrus(tmp)
         tmp.replace(path)
     return path
@@ -88,43 +90,48 @@ def _records_for(path: Path, shards: int, wanted: set[int]) -> Iterator[tuple[in
             yield i % shards, record
 
 
+def _new_stats() -> dict:
+    return {"articles": 0, "redirects": 0, "other_ns": 0, "links_dropped": 0, "bad_counts": {}, "bad_examples": []}
+
+
+def _record_result(result: tuple, out, stat: dict, on_error: str, dump: Path) -> None:
+    """Write one converted page to its shard's raw file and count it."""
+    kind = result[0]
+    if kind == "article":
+        _, title, text, categories, links, dropped, aliases = result
+        stat["articles"] += 1
+        stat["links_dropped"] += dropped
+        out.write(json.dumps({"k": "a", "t": title, "x": text, "c": categories, "l": links}, ensure_ascii=False))
+        out.write("\n")
+        for alias in aliases:
+            out.write(json.dumps({"k": "r", "t": alias, "to": title}, ensure_ascii=False) + "\n")
+    elif kind == "redirect":
+        stat["redirects"] += 1
+        out.write(json.dumps({"k": "r", "t": result[1], "to": result[2]}, ensure_ascii=False) + "\n")
+    elif kind == "other_ns":
+        stat["other_ns"] += 1
+    elif kind == "bad":
+        if on_error == "fail":
+            raise ValueError(f"extract: bad input in {dump}: {result[2]}; fix the dump or pass on_error=skip")
+        counts = stat["bad_counts"]
+        counts[result[1]] = counts.get(result[1], 0) + 1
+        if len(stat["bad_examples"]) < _DETAILS_KEPT:
+            stat["bad_examples"].append([result[1], result[2]])
+
+
 def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path, pool) -> None:
     mine = [s for s in range(cfg.shards) if s % ctx.world_size == ctx.rank]
     todo = [s for s in mine if not ctx.shard_done(f"convert-{s:05d}")]
     if not todo:
         return
     raw_dir.mkdir(parents=True, exist_ok=True)
-    outs = {s: open(raw_dir / f"part-{s:05d}.jsonl", "w", encoding="utf-8") for s in todo}
-    stats = {s: {"articles": 0, "redirects": 0, "other_ns": 0, "links_dropped": 0, "bad_counts": {}, "bad_examples": []}
-             for s in todo}
+    stats = {s: _new_stats() for s in todo}
     records = _records_for(dump, cfg.shards, set(todo))
-    try:
+    with contextlib.ExitStack() as files:
+        outs = {s: files.enter_context(open(raw_dir / f"part-{s:05d}.jsonl", "w", encoding="utf-8")) for s in todo}
         results = pool.imap(convert_record, records, chunksize=4) if pool else map(convert_record, records)
         for shard, result in ctx.progress(results, desc="extract: convert", unit="page"):
-            kind, stat = result[0], stats[shard]
-            if kind == "article":
-                _, title, text, categories, links, dropped, aliases = result
-                stat["articles"] += 1
-                stat["links_dropped"] += dropped
-                outs[shard].write(json.dumps({"k": "a", "t": title, "x": text, "c": categories, "l": links},
-                                             ensure_ascii=False) + "\n")
-                for alias in aliases:
-                    outs[shard].write(json.dumps({"k": "r", "t": alias, "to": title}, ensure_ascii=False) + "\n")
-            elif kind == "redirect":
-                stat["redirects"] += 1
-                outs[shard].write(json.dumps({"k": "r", "t": result[1], "to": result[2]}, ensure_ascii=False) + "\n")
-            elif kind == "other_ns":
-                stat["other_ns"] += 1
-            elif kind == "bad":
-                if cfg.on_error == "fail":
-                    raise ValueError(f"extract: bad input in {dump}: {result[2]}; fix the dump or pass on_error=skip")
-                counts = stat["bad_counts"]
-                counts[result[1]] = counts.get(result[1], 0) + 1
-                if len(stat["bad_examples"]) < _DETAILS_KEPT:
-                    stat["bad_examples"].append([result[1], result[2]])
-    finally:
-        for out in outs.values():
-            out.close()
+            _record_result(result, outs[shard], stats[shard], cfg.on_error, dump)
     for s in todo:
         ctx.mark_shard_done(f"convert-{s:05d}", stats[s])
 
@@ -186,10 +193,11 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict
     md_dir = state["out_dir"] / "markdown"
     handles: dict[int, object] = {}
     links_kept = 0
-    try:
+    with contextlib.ExitStack() as files:
         for offset_in_shard, (title, part, offset) in enumerate(entries):
-            handle = handles.get(part) or handles.setdefault(
-                part, open(state["raw_dir"] / f"part-{part:05d}.jsonl", "rb"))
+            if part not in handles:
+                handles[part] = files.enter_context(open(state["raw_dir"] / f"part-{part:05d}.jsonl", "rb"))
+            handle = handles[part]
             handle.seek(offset)
             row = json.loads(handle.readline())
             text, links = render_links(row["x"], resolve)
@@ -199,9 +207,6 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict
             if state["export_markdown"]:
                 md, _ = render_links(row["x"], resolve, target_form=file_stem)
                 (md_dir / f"{file_stem(title)}.md").write_text(f"# {title}\n\n{md}\n", encoding="utf-8")
-    finally:
-        for handle in handles.values():
-            handle.close()
     writer.close()
     return {"articles": len(entries), "links_kept": links_kept}
 

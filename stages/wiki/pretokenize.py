@@ -76,7 +76,7 @@ class _ShardOutput:
         self.shard, self.out_dir = shard, out_dir
         self.path = out_dir / token_shard_name(shard)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._file = open(self._tmp, "wb")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish()
         self._digest = hashlib.sha256()
         self._ids: list[int] = []
         self._lengths: list[np.ndarray] = []

@@ -246,8 +246,8 @@ def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, ca
     infobox = "\n".join(f"| {f.attribute.replace(' ', '_')} = {f.value}" for f in facts[i])
     lines = [
         f"{{{{Infobox {kind}\n| name = {title}\n{infobox}\n}}}}",
-        f"'''{title}''' is a {kind} known for its {words(2)} and {words(1)}.<ref name=\"r{i}\">"
-        f"{{{{cite book |title={words(2)} |year=1901}}}}</ref> {facts[i][0].sentence}",
+        (f"'''{title}''' is a {kind} known for its {words(2)} and {words(1)}.<ref name=\"r{i}\">"
+         f"{{{{cite book |title={words(2)} |year=1901}}}}</ref> {facts[i][0].sentence}"),
         "<!-- editors: keep the facts below sourced -->",
         "",
         "== History ==",
@@ -263,8 +263,8 @@ def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, ca
         lines += ["", '{| class="wikitable"', "! Year !! Event", "|-", f"| 1700 || {words(3)}", "|}"]
     lines += [
         "", "== Notes ==",
-        f"Locals call it the &quot;{words(1)}&quot; &amp; the {words(1)}. See also the "
-        f"[http://example.org/{i} {words(2)} archive].",
+        (f"Locals call it the &quot;{words(1)}&quot; &amp; the {words(1)}. See also the "
+         f"[http://example.org/{i} {words(2)} archive]."),
         "<references />",
         "",
         f"[[Category:{category}]]",

@@ -72,7 +72,7 @@ class TokenShards:
         self._shards = None
         self.index = self._doc_ids = None
 
-    def __enter__(self) -> TokenShards:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

@@ -116,11 +116,10 @@ def strip_templates_and_tables(text: str) -> str:
                 if not stack:
                     out.append(_template_text(text[start + 2 : pos]))
                     emit_from = match.end()
-        elif token == "|}":
-            if stack and stack[-1][0] == "table":
-                stack.pop()
-                if not stack:
-                    emit_from = match.end()
+        elif token == "|}" and stack and stack[-1][0] == "table":
+            stack.pop()
+            if not stack:
+                emit_from = match.end()
     if stack:
         # Unclosed: drop only the line of the outermost opener, keep the rest of the page.
         line_end = text.find("\n", stack[0][1])

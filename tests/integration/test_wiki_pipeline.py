@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def submit(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), *args], capture_output=True,
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), *args], check=False,
+                          capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc

@@ -39,13 +39,13 @@ def raw_pages():
 
 def body_links(wikitext, namespaces):
     """Namespace-0 `[[...]]` links in the prose: comments, refs, templates and tables removed."""
-    text = re.sub(r"<!--.*?-->", "", wikitext, flags=re.S)
-    text = re.sub(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", "", text, flags=re.S | re.I)
+    text = re.sub(r"<!--.*?-->", "", wikitext, flags=re.DOTALL)
+    text = re.sub(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", "", text, flags=re.DOTALL | re.IGNORECASE)
     previous = None
     while previous != text:
         previous = text
         text = re.sub(r"\{\{[^{}]*\}\}", "", text)
-    text = re.sub(r"^\{\|.*?^\|\}", "", text, flags=re.S | re.M)
+    text = re.sub(r"^\{\|.*?^\|\}", "", text, flags=re.DOTALL | re.MULTILINE)
     count = 0
     for target in re.findall(r"\[\[([^\[\]|]*)", text):
         target = target.strip()

@@ -69,7 +69,8 @@ def test_facts_are_stated_by_their_subject_and_repeated_by_articles_linking_to_i
 def test_cirrus_dump_has_index_and_document_lines_with_source_text(tmp_path):
     corpus = generate_sample(40)
     path = corpus.write_cirrus(tmp_path / "dump.json.gz")
-    lines = gzip.open(path, "rt").read().splitlines()
+    with gzip.open(path, "rt") as handle:
+        lines = handle.read().splitlines()
     assert len(lines) % 2 == 0
     index, doc = json.loads(lines[0]), json.loads(lines[1])
     assert set(index) == {"index"}
