@@ -77,6 +77,9 @@ def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
             state = "cache hit" if node.requested else "upstream (exists)"
         sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())
         lines.append(f"  {node.stage:<12} {node.signature}  {state:<18} {sweep}")
+    if plan.default_sweep:
+        lines.append(f"  default comparison grid for stage=all: {', '.join(plan.default_sweep)} "
+                     "(set these keys to run fewer)")
     groups = plan.groups()
     arrays = [g for g in groups if len(g) > 1]
     if arrays:

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from jobs.args import GLOBAL_KEYS, ParsedArgs
+from jobs.args import GLOBAL_KEYS, ParsedArgs, split_top_level
 from stages.core import config as config_lib
 from stages.core import registry
 from stages.core.artifacts import Artifact, find_latest, load_artifact
@@ -49,6 +49,7 @@ class Plan:
     nodes: list[Node]
     sweep_keys: list[str]
     force: bool
+    default_sweep: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def to_run(self) -> list[Node]:
@@ -60,6 +61,26 @@ class Plan:
         for node in self.to_run:
             groups.setdefault((node.stage, node.direct), []).append(node)
         return list(groups.values())
+
+
+#: What `stage=all` compares unless the command line sets these keys: the embedded demo grid
+#: (every traversal strategy x the document-aware masks, QA with and without memory tokens).
+ALL_STAGE_DEFAULT_SWEEP = {
+    "pretrain.strategy": "random,random_walk,bfs,dfs",
+    "pretrain.mask": "doc,graph",
+    "qa.memory_num_tokens": "0,4",
+}
+
+
+def apply_default_sweep(parsed: ParsedArgs) -> list[str]:
+    """Add the `stage=all` default sweep for keys the user left alone; returns the keys added."""
+    added = []
+    for key, values in ALL_STAGE_DEFAULT_SWEEP.items():
+        field = key.split(".", 1)[1]
+        if key not in parsed.stage_values and field not in parsed.stage_values:
+            parsed.stage_values[key] = split_top_level(values)
+            added.append(key)
+    return added
 
 
 class Planner:
@@ -76,6 +97,7 @@ class Planner:
         if self.stage_name != "all":
             registry.get(self.stage_name)  # unknown stage -> did-you-mean error
         self.force = str(parsed.globals.get("force", "false")).lower() in ("1", "true", "yes")
+        self.default_sweep = apply_default_sweep(parsed) if self.stage_name == "all" else []
         self._nodes: dict[tuple[str, str], Node] = {}
         self._route_keys()
 
@@ -204,7 +226,7 @@ class Planner:
             first = points[0]
             self._nodes[key].sweep = {k: v for k, v in first.items() if all(p.get(k) == v for p in points)}
         ordered = _topological(list(self._nodes.values()))
-        return Plan(ordered, self.parsed.sweep_keys, self.force)
+        return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep)
 
 
 def _topological(nodes: list[Node]) -> list[Node]:

@@ -15,7 +15,7 @@ QA_COLUMNS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_
 def _label(record: dict, keys: tuple[str, ...] = ()) -> str:
     sweep = record.get("sweep", {})
     cfg_keys = keys or tuple(sorted(sweep))
-    parts = [f"{k}={sweep[k]}" for k in cfg_keys if k in sweep]
+    parts = [f"{k.rsplit('.', 1)[-1]}={sweep[k]}" for k in cfg_keys if k in sweep]
     return ",".join(parts) or record["signature"]
 
 

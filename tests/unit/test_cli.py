@@ -49,3 +49,11 @@ def test_submit_script_runs_from_any_directory(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "--help"], cwd=tmp_path,
                           check=False, capture_output=True, text=True)
     assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_stage_all_defaults_to_the_comparison_grid_and_explicit_keys_narrow_it(tmp_path):
+    grid = submit("stage=all", f"root={tmp_path}", "dry_run=true").stdout
+    assert "job arrays: pretrain[8], qa[2], evaluate[8], evaluate[2]" in grid
+    narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory_num_tokens=4").stdout
+    assert "job arrays: pretrain[2], evaluate[2]" in narrow
+    assert "default comparison grid for stage=all: pretrain.mask " in narrow

@@ -4,9 +4,9 @@ import pytest
 
 from jobs.args import parse_args, split_top_level
 from stages.core import config as config_lib
+from stages.core import registry
 from stages.core.config import ConfigError
 from stages.core.runner import stage_signature
-from stages.core import registry
 from tests.toy_stages import ToyNumbersConfig
 
 
