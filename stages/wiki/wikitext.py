@@ -55,6 +55,9 @@ _LIST_PREFIX = re.compile(r"[*#:;]+")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^>]*>")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
+#: What removed templates leave behind: "Einstein (; ; 14 March 1879" -> "Einstein (14 March 1879".
+_EMPTY_PARENS = re.compile(r" ?\([\s,;]*\)")
+_LEADING_SEPARATORS = re.compile(r"\((?:\s*[,;])+\s*")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)$")
 _IMAGE_OPTION = re.compile(
@@ -222,6 +225,8 @@ def convert(wikitext: str) -> Converted:
     text = _HTML_BREAK.sub(" ", text)
     text = _HTML_TAG.sub("", text)
     text = _MAGIC_WORD.sub("", text)
+    text = _EMPTY_PARENS.sub("", text)
+    text = _LEADING_SEPARATORS.sub("(", text)
     text = html.unescape(text).replace("\u00a0", " ")
     text = _BLANK_LINES.sub("\n\n", text).strip()
     return Converted(text=text, categories=list(dict.fromkeys(categories)), links_dropped=dropped[0])

@@ -93,3 +93,8 @@ def test_markdown_export_targets_are_file_stems_and_pretokenize_can_strip_them()
     assert file_stem("Apple") != file_stem("APPLE")
     assert strip_stem_hash(file_stem("Foo bar")) == "Foo_bar"
     assert strip_stem_hash("Deadbeef_cafe12") == "Deadbeef_cafe12"  # not its own hash: kept
+
+
+def test_punctuation_left_by_removed_templates_is_tidied():
+    text, _ = md("'''Einstein''' ({{IPA|x}}; {{audio|de|}}; 14 March 1879) and X ({{audio|y}}) spoke.")
+    assert text == "**Einstein** (14 March 1879) and X spoke."
