@@ -28,9 +28,10 @@ class PretrainConfig(PackingConfig):
                        "warmup_steps": 500, "val_every": 500, "checkpoint_every": 1000},
     }
 
-    # Packing defaults sized for the tiny preset on two CPU cores.
-    token_budget: int = knob(256, "pack length in tokens, decoration (BOS/EOS) tokens included")
-    batch_size: int = knob(2, "packs per micro-batch per data-parallel rank")
+    # Packing defaults sized for the tiny preset on two CPU cores; 1024 tokens hold ~3 sample
+    # articles per pack, so the traversal strategy matters (at 256 every pack is one article).
+    token_budget: int = knob(1024, "pack length in tokens, decoration (BOS/EOS) tokens included")
+    batch_size: int = knob(1, "packs per micro-batch per data-parallel rank")
 
     preset: str = knob("tiny", "model size (and run defaults for it)", choices=MODEL_SIZES)
     mask: str = knob("graph", "attention inside a pack", choices=MASKS)
@@ -39,7 +40,7 @@ class PretrainConfig(PackingConfig):
     tie_embeddings: bool = knob(True, "share the input embedding and the output projection")
     compile: bool = knob(False, "torch.compile the decoder blocks and FlexAttention", signature=False)
 
-    steps: int = knob(60, "optimizer steps")
+    steps: int = knob(40, "optimizer steps")
     lr: float = knob(3e-3, "peak learning rate")
     min_lr_ratio: float = knob(0.1, "final learning rate as a fraction of lr (cosine floor)")
     warmup_steps: int = knob(5, "linear warmup steps")
@@ -53,7 +54,7 @@ class PretrainConfig(PackingConfig):
     val_fraction: float = knob(0.05, "share of documents held out (deterministic by doc id)")
     val_every: int = knob(20, "validate every N steps (0 = only at the end)")
     val_batches: int = knob(4, "held-out batches per validation")
-    checkpoint_every: int = knob(25, "checkpoint every N steps (0 = only on preemption and at the end)",
+    checkpoint_every: int = knob(20, "checkpoint every N steps (0 = only on preemption and at the end)",
                                  signature=False)
     keep_checkpoints: int = knob(1, "checkpoints kept in the artifact (latest first)", signature=False)
     log_every: int = knob(10, "write a metrics line every N steps", signature=False)
