@@ -23,7 +23,7 @@ from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import Article, ShardWriter, shard_name
 from stages.wiki.config import ExtractConfig
 from stages.wiki.dumps import RawRecord, iter_records, parse_record
-from stages.wiki.parallel import worker_pool
+from stages.wiki.parallel import bounded_imap, worker_pool
 from stages.wiki.titles import file_stem, normalize_title
 from stages.wiki.wikitext import convert, render_links
 
@@ -129,7 +129,7 @@ def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path, pool) -> 
     records = _records_for(dump, cfg.shards, set(todo))
     with contextlib.ExitStack() as files:
         outs = {s: files.enter_context(open(raw_dir / f"part-{s:05d}.jsonl", "w", encoding="utf-8")) for s in todo}
-        results = pool.imap(convert_record, records, chunksize=4) if pool else map(convert_record, records)
+        results = bounded_imap(pool, convert_record, records, batch=4, ahead=4 * cfg.workers)
         for shard, result in ctx.progress(results, desc="extract: convert", unit="page"):
             _record_result(result, outs[shard], stats[shard], cfg.on_error, dump)
     for s in todo:
@@ -224,7 +224,7 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
              "export_markdown": cfg.export_markdown}
     tasks = [(k, k * per_shard, entries[k * per_shard:(k + 1) * per_shard], state) for k in range(cfg.shards)]
     todo = [t for t in tasks if not ctx.shard_done(f"write-{t[0]:05d}")]
-    results = pool.imap(write_shard, todo) if pool else map(write_shard, todo)
+    results = bounded_imap(pool, write_shard, todo, batch=1, ahead=cfg.workers)
     for task, result in zip(todo, ctx.progress(results, total=len(todo), desc="extract: write")):
         ctx.mark_shard_done(f"write-{task[0]:05d}", result)  # as each finishes: a crash keeps it
     links_kept = sum(ctx.shard_payload(f"write-{k:05d}")["links_kept"] for k in range(cfg.shards))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import gc
+import itertools
 import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import Pool
 
 
@@ -20,3 +23,27 @@ def worker_pool(workers: int) -> Pool | None:
         return context.Pool(workers)
     finally:
         gc.unfreeze()
+
+
+def _apply_all(func: Callable, items: list) -> list:
+    return [func(item) for item in items]
+
+
+def bounded_imap(pool: Pool | None, func: Callable, items: Iterable, batch: int = 4,
+                 ahead: int = 8) -> Iterator:
+    """Ordered `map(func, items)` on the pool that reads `items` at most `ahead` batches in
+    front of the results. (`Pool.imap` drains its input as fast as it can, so a whole dump
+    would pile up in the parent's memory.) Without a pool it is plain `map`."""
+    if pool is None:
+        yield from map(func, items)
+        return
+    iterator = iter(items)
+    pending: collections.deque = collections.deque()
+    while True:
+        chunk = list(itertools.islice(iterator, batch))
+        if chunk:
+            pending.append(pool.apply_async(_apply_all, (func, chunk)))
+        if pending and (len(pending) >= ahead or not chunk):
+            yield from pending.popleft().get()
+        elif not chunk:
+            return

@@ -18,7 +18,7 @@ import numpy as np
 from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import iter_shard, shard_paths
 from stages.wiki.config import PretokenizeConfig
-from stages.wiki.parallel import worker_pool
+from stages.wiki.parallel import bounded_imap, worker_pool
 from stages.wiki.titles import strip_stem_hash
 from stages.wiki.tokenizer import resolve_encoding_info
 from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
@@ -108,7 +108,7 @@ def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx) -
     pool = worker_pool(cfg.workers)
     current: _ShardOutput | None = None
     try:
-        results = pool.imap(encode_chunk, tasks) if pool else map(encode_chunk, tasks)
+        results = bounded_imap(pool, encode_chunk, tasks, batch=1, ahead=2 * cfg.workers)
         for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
             if current is None or current.shard != shard:
                 if current is not None:

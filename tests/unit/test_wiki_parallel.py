@@ -1,0 +1,26 @@
+"""bounded_imap: ordered results, and input read only a bounded distance ahead."""
+
+from stages.wiki.parallel import bounded_imap, worker_pool
+
+
+def square(x):
+    return x * x
+
+
+def test_bounded_imap_keeps_order_and_reads_a_bounded_window():
+    consumed = []
+
+    def items():
+        for i in range(200):
+            consumed.append(i)
+            yield i
+
+    pool = worker_pool(2)
+    try:
+        results = bounded_imap(pool, square, items(), batch=4, ahead=3)
+        first = next(results)
+        assert first == 0 and len(consumed) <= 3 * 4 + 4  # not the whole input
+        assert [first, *results] == [i * i for i in range(200)]
+    finally:
+        pool.terminate()
+    assert list(bounded_imap(None, square, range(5))) == [0, 1, 4, 9, 16]
