@@ -262,6 +262,8 @@ def run(cfg, ctx) -> dict:
         result[f"stage_{i + 1}_best_f1"] = stage["best_f1"]
         result[f"stage_{i + 1}_loss_start"] = float(np.mean(losses[:tenth]))
         result[f"stage_{i + 1}_loss_end"] = float(np.mean(losses[-tenth:]))
-    result.update({"train_steps": len(curve), "final_model": final})
+    tenth = max(1, len(curve) // 10)
+    result.update({"train_steps": len(curve), "loss_start": float(np.mean(curve[:tenth])),
+                   "loss_end": float(np.mean(curve[-tenth:])), "final_model": final})
     accelerator.wait_for_everyone()
     return result

@@ -1,0 +1,56 @@
+"""qa (progressive_segments=[2,4]) -> evaluate task=qa through the real CLI and the local executor."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from stages.core.artifacts import load_artifact
+from stages.qa import squad_eval
+
+REPO = Path(__file__).resolve().parents[2]
+QA = ("qa.sample_articles=24", "qa.progressive_segments=[2,4]", "qa.epochs_per_stage=2", "qa.eval_size=30")
+
+
+def submit(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), *args], check=False,
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def artifact(root, stage):
+    dirs = [p for p in (root / stage).iterdir() if not p.name.startswith(".")]
+    assert len(dirs) == 1, dirs
+    return load_artifact(root, stage, dirs[0].name)
+
+
+def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
+    root, results = tmp_path / "art", tmp_path / "res"
+    common = ("executor=local", f"root={root}", f"results={results}")
+    submit("stage=qa", *(a.removeprefix("qa.") for a in QA), *common)
+    qa = artifact(root, "qa")
+    stages = [json.loads((qa.path / d / "stage_done.json").read_text()) for d in ("stage_1_segs_2", "stage_2_segs_4")]
+    for d in ("stage_1_segs_2", "stage_2_segs_4"):
+        best = qa.path / d / "best_model"
+        assert (best / "model.safetensors").is_file() and (best / "memxlnet_config.json").is_file()
+        assert json.loads((best / "training_config.json").read_text())["progressive_segments"] == [2, 4]
+        assert not (qa.path / d / "checkpoint").exists()
+    assert [s["segments"] for s in stages] == [2, 4]
+    curve = stages[0]["loss_curve"] + stages[1]["loss_curve"]
+    tenth = len(curve) // 10
+    assert sum(curve[-tenth:]) / tenth < sum(curve[:tenth]) / tenth  # the loss goes down
+    assert qa.manifest["metrics"]["final_model"] == "stage_2_segs_4/best_model"
+
+    submit("stage=evaluate", "task=qa", "test_size=20", *QA, *common)
+    evaluation = artifact(root, "evaluate")
+    metrics = evaluation.manifest["metrics"]
+    assert metrics["total"] == 20 and metrics["HasAns_total"] + metrics["NoAns_total"] == 20
+    gold = json.loads((evaluation.path / "gold.json").read_text())
+    preds = json.loads((evaluation.path / "predictions.json").read_text())
+    na_probs = json.loads((evaluation.path / "na_probs.json").read_text())
+    rescored = squad_eval.evaluate(gold["data"], preds, na_probs)
+    assert json.loads((evaluation.path / "scores.json").read_text()) == rescored
+    assert all(abs(metrics[k] - v) < 1e-9 for k, v in rescored.items())
