@@ -12,7 +12,6 @@ article), which the dense title-ordered ids need.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -37,22 +36,31 @@ print(json.dumps({"seconds": time.perf_counter() - start, "articles": outcome.me
 """
 
 
-def make_dump(n_articles: int, path: Path) -> float:
-    from stages.wiki.sample import generate_sample, write_xml
+_GENERATE = """
+import gzip, sys
+from stages.wiki.sample import generate_sample, write_xml
+with gzip.open(sys.argv[2], "wt", encoding="utf-8", compresslevel=1) as out:
+    write_xml(generate_sample(int(sys.argv[1]), seed=1), out)
+"""
 
-    corpus = generate_sample(n_articles, seed=1)
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as out:
-        write_xml(corpus, out)
+
+def run_python(code: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
+                          cwd=REPO, env={"PYTHONPATH": str(REPO)})
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return proc.stdout
+
+
+def make_dump(n_articles: int, path: Path) -> float:
+    # In a subprocess: Linux carries a process's peak RSS across fork+exec, so the measured
+    # extract must not be started by a process that once held a whole corpus.
+    run_python(_GENERATE, str(n_articles), str(path))
     return path.stat().st_size / 2**20
 
 
 def measure(dump: Path, root: Path, processes: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(dump), str(root), str(processes)],
-                          check=False, capture_output=True, text=True, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO)})
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(run_python(_MEASURE, str(dump), str(root), str(processes)).strip().splitlines()[-1])
 
 
 def main() -> None:
