@@ -49,7 +49,7 @@ class QAConfig:
     memory_sharpness: float = knob(1.0, "softmax temperature factor of content addressing")
     enable_usage_tracking: bool = knob(False, "differentiable memory: prefer little-used slots when writing")
     enable_temporal_links: bool = knob(False, "differentiable memory: follow write order when reading")
-    progressive_segments: list[int] = knob([2, 4], "curriculum: max segments per document in each stage")
+    progressive_segments: list[int] = knob([2, 4], "curriculum: max segments per document in each stage")  # noqa: RUF009
     epochs_per_stage: int = knob(2, "epochs of each curriculum stage")
     batch_size: int = knob(8, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")

@@ -12,11 +12,11 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 SAMPLE = "sample"
-_MARKUP = re.compile(r"\*\*|^#+ ", re.M)
+_MARKUP = re.compile(r"\*\*|^#+ ", re.MULTILINE)
 
 
 @dataclasses.dataclass

@@ -11,13 +11,14 @@ start every ``doc_stride`` context tokens (at most the window size, so no text i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -129,10 +130,11 @@ def build_features(examples: Iterable[QAExample], tokenizer, spec: FeatureSpec, 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    seg_files = {k: open(tmp / f"{k}.bin", "wb") for k in SEGMENT_ARRAYS}
-    doc_files = {k: open(tmp / f"{k}.bin", "wb") for k in DOC_ARRAYS}
     n_segments = n_docs = 0
-    with open(tmp / "examples.jsonl", "w", encoding="utf-8") as ex_file:
+    with contextlib.ExitStack() as files:
+        seg_files = {k: files.enter_context(open(tmp / f"{k}.bin", "wb")) for k in SEGMENT_ARRAYS}
+        doc_files = {k: files.enter_context(open(tmp / f"{k}.bin", "wb")) for k in DOC_ARRAYS}
+        ex_file = files.enter_context(open(tmp / "examples.jsonl", "w", encoding="utf-8"))
         for example in progress(examples):
             arrays, answer_segment = featurize(example, tokenizer, spec)
             for k, f in seg_files.items():
@@ -143,8 +145,6 @@ def build_features(examples: Iterable[QAExample], tokenizer, spec: FeatureSpec, 
             ex_file.write(json.dumps({"id": example.qid, "context": example.context, "answers": example.answers}) + "\n")
             n_segments += count
             n_docs += 1
-    for f in (*seg_files.values(), *doc_files.values()):
-        f.close()
     meta = {"version": FEATURES_VERSION, "n_docs": n_docs, "n_segments": n_segments, **spec.__dict__}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=list))
     if out_dir.exists():  # another rank or run finished first; theirs is identical

@@ -15,7 +15,7 @@ TRAINING_CONFIG_NAME = "training_config.json"
 
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    kwargs = dict(sample_articles=cfg.sample_articles, seed=cfg.sample_seed)
+    kwargs = {"sample_articles": cfg.sample_articles, "seed": cfg.sample_seed}
     train = qa_data.load_squad(cfg.dataset, "train", cache_dir, **kwargs)
     if cfg.eval_dataset:
         dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, **kwargs)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from transformers import XLNetTokenizer
 

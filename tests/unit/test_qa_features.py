@@ -10,7 +10,7 @@ from stages.qa.batching import EpochSampler, document_batch, trainable_documents
 from stages.qa.features import FeatureSpec, build_features, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
-WORDS = "alpha beta gamma delta river lake town north south east west stone".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "river", "lake", "town", "north", "south", "east", "west", "stone"]
 
 
 @pytest.fixture(scope="module")

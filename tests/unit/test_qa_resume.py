@@ -12,9 +12,9 @@ from stages.core.preemption import Preempted, PreemptionFlag
 from stages.qa import train
 from stages.qa.config import QAConfig
 
-SMALL = dict(sample_articles=12, train_size=24, eval_size=6, progressive_segments=[2], max_n_segs=2,
-             batch_size=4, epochs_per_stage=2, max_seq_length=64, doc_stride=32, max_query_length=12,
-             tokenizer_vocab_size=300, memory_num_tokens=2, num_threads=1, warmup_disable_global_softmax_epochs=1)
+SMALL = {"sample_articles": 12, "train_size": 24, "eval_size": 6, "progressive_segments": [2], "max_n_segs": 2,
+             "batch_size": 4, "epochs_per_stage": 2, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
+             "tokenizer_vocab_size": 300, "memory_num_tokens": 2, "num_threads": 1, "warmup_disable_global_softmax_epochs": 1}
 
 
 class FlagAfter(PreemptionFlag):
