@@ -1,5 +1,7 @@
 """QA features (CLS position, answers, caching) and time-step-major batches."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from stages.qa.batching import EpochSampler, document_batch, trainable_documents
 from stages.qa.features import FeatureSpec, build_features, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
+REAL_SPIECE = Path(__file__).resolve().parents[3] / "shared" / "data" / "xlnet" / "spiece.model"
 WORDS = ["alpha", "beta", "gamma", "delta", "river", "lake", "town", "north", "south", "east", "west", "stone"]
 
 
@@ -121,3 +124,24 @@ def test_sampler_splits_ranks_evenly_and_deterministically():
 def test_too_short_segments_fail_clearly(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="max_seq_length"):
         build_features([_example("x", 5)], tokenizer, _spec(tokenizer, max_seq_length=10), tmp_path / "f")
+
+
+def test_long_context_joins_paragraphs_and_reoffsets_answers():
+    squad = {"data": [{"title": "t", "paragraphs": [
+        {"context": "First one.", "qas": []},
+        {"context": "Here is Zorbin.", "qas": [{"id": "q", "question": "?", "is_impossible": False,
+                                                "answers": [{"text": "Zorbin", "answer_start": 8}]}]}]}]}
+    joined = qa_data.join_paragraphs(squad, 0)
+    (example,) = qa_data.iter_examples(joined)
+    start = example.answers[0]["answer_start"]
+    assert example.context[start : start + 6] == "Zorbin" and example.context.startswith("First one.")
+    assert len(qa_data.join_paragraphs(squad, 1)["data"][0]["paragraphs"]) == 2
+
+
+@pytest.mark.skipif(not REAL_SPIECE.is_file(), reason="shared XLNet spiece.model not present")
+def test_real_xlnet_sentencepiece_is_wrapped_with_xlnet_special_tokens():
+    tok = resolve_tokenizer(str(REAL_SPIECE), list, Path("/nonexistent"), 0)
+    assert len(tok) == 32000 and tok.cls_token_id == 3 and tok.sep_token_id == 4 and tok.pad_token_id == 5
+    encoded = tok("What is it?", "Paris is big.")["input_ids"]
+    assert encoded[-1] == tok.cls_token_id  # XLNet: <cls> last
+    assert tok.convert_ids_to_tokens(tok("Paris", add_special_tokens=False)["input_ids"]) == ["\u2581Paris"]
