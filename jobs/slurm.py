@@ -192,16 +192,31 @@ def _sbatch_text(executor, count: int) -> str:
     return f"--- sbatch script ({count} task(s)) ---\n{script}"
 
 
+def _array_task_ids(job_id: str) -> list[str]:
+    """`108_[0-3,5%2]` (array tasks that never started share one sacct row) -> 108_0 .. 108_5."""
+    base, sep, rest = job_id.partition("_[")
+    if not sep:
+        return [job_id]
+    ids = []
+    for part in rest.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        ids += [f"{base}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return ids
+
+
 def _query_states(job_ids: list[str]) -> dict[str, dict]:
     """State, nodes and elapsed time per job id, from sacct (with squeue's pending reason)."""
     if not job_ids:
         return {}
-    out = _slurm("sacct", "-X", "-P", "-n", "-o", "JobID,State,NodeList,Elapsed", "-j", ",".join(job_ids))
+    # Ask for whole arrays: sacct does not answer `108_3` while that task has never started.
+    bases = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    out = _slurm("sacct", "-X", "-P", "-n", "-o", "JobID,State,NodeList,Elapsed", "-j", bases)
     states = {}
     for line in out.splitlines():
         job_id, state, nodes, elapsed = line.split("|")
-        states[job_id] = {"state": state.split()[0], "nodes": nodes, "elapsed_s": elapsed}
-    pending = _slurm("squeue", "-h", "-o", "%i|%T|%r", "-j", ",".join(job_ids)) if states else ""
+        for task_id in _array_task_ids(job_id):
+            states[task_id] = {"state": state.split()[0], "nodes": nodes, "elapsed_s": elapsed}
+    pending = _slurm("squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", bases) if states else ""
     for line in pending.splitlines():
         job_id, state, reason = line.split("|")
         states.setdefault(job_id, {})["reason"] = reason

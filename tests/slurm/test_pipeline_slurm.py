@@ -25,17 +25,20 @@ from jobs.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 # Tiny settings for every stage of the chain, as qualified keys (valid for any `stage=`);
-# pretrain.steps is given per test (a key may be given only once).
+# pretrain.steps is given per test (a key may be given only once). GRID pins the keys that
+# stage=all would otherwise sweep as its default comparison grid.
 TINY = ["extract.sample_articles=60", "pretrain.token_budget=128", "pretrain.val_batches=1",
         "qa.sample_articles=12", "qa.train_size=16", "qa.epochs_per_stage=1", "qa.eval_size=8", "qa.progressive_segments=[2]",
         "evaluate.max_docs=4", "evaluate.generate_tokens=4", "evaluate.test_size=8"]
+GRID = ["pretrain.mask=graph", "qa.memory_num_tokens=4"]
+CHAIN = ["stage=all", *TINY, *GRID, "pretrain.steps=4"]
 
 
-def submit(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def submit(root: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "WIKIGRAPH_EXTRA_STAGES"}  # real stages only
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), *args, "executor=slurm",
                            f"root={root}", f"results={root / 'results'}"],
-                          check=False, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+                          check=False, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -81,7 +84,7 @@ def chain(slurm_cluster, tmp_path_factory):
     """`stage=all` on the sample, submitted as one afterok chain; returns (root, run, dependencies
     seen in the queue right after submission)."""
     root = tmp_path_factory.mktemp("pipeline")
-    submit(root, "stage=all", *TINY, "pretrain.steps=4")
+    submit(root, *CHAIN, "pretrain.strategy=random_walk")
     (run,) = runs(root)
     jobs = run.read()["jobs"]
     ids = ",".join(j["job_id"] for j in jobs.values())
@@ -124,10 +127,10 @@ def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
     pretrain_id = next(j["job_id"] for j in jobs.values() if j["stage"] == "pretrain")
     assert queued_deps[evaluate_lm["job_id"]] == {pretrain_id}
 
-    again = submit(root, "stage=all", *TINY, "pretrain.steps=4")
+    again = submit(root, *CHAIN, "pretrain.strategy=random_walk")
     assert "nothing to run" in again.stdout and len(runs(root)) == 1
     # A changed evaluation reruns only the two evaluate jobs, which read the existing artifacts.
-    submit(root, "stage=all", *TINY, "pretrain.steps=4", "evaluate.seed=1", "wait=true")
+    submit(root, *CHAIN, "pretrain.strategy=random_walk", "evaluate.seed=1", "wait=true")
     new_jobs = runs(root)[-1].read()["jobs"]
     assert sorted(j["stage"] for j in new_jobs.values()) == ["evaluate", "evaluate"]
     assert all("--dependency" not in submission_script(runs(root)[-1], j["job_id"]) for j in new_jobs.values())
@@ -225,27 +228,31 @@ def test_failed_upstream_blocks_its_dependants(chain, tmp_path):
     root, _, _ = chain
     dump = tmp_path / "corrupt.xml"
     dump.write_text("<mediawiki><page><title>A</title><revision><text>cut off")
-    # Same qa/evaluate settings as the chain: those artifacts exist, so only the extract branch runs.
-    proc = submit(root, "stage=all", *TINY, "pretrain.steps=4", f"extract.dump={dump}", "extract.on_error=fail",
-                  "wait=true", check=False)
+    # Same qa settings as the chain: those artifacts exist, so only the extract branch runs; two
+    # strategies make pretrain and evaluate arrays, whose tasks Slurm cancels before they ever start.
+    proc = submit(root, *CHAIN, "pretrain.strategy=random,bfs", f"extract.dump={dump}", "extract.on_error=fail",
+                  "wait=true", check=False, timeout=180)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run = runs(root)[-1]
     jobs = run.read()["jobs"]
-    assert sorted(j["stage"] for j in jobs.values()) == ["evaluate", "extract", "graph", "pretokenize", "pretrain"]
+    assert sorted(j["stage"] for j in jobs.values()) == [
+        "evaluate", "evaluate", "extract", "graph", "pretokenize", "pretrain", "pretrain"]
     (extract_key,) = [k for k, j in jobs.items() if j["stage"] == "extract"]
-    states = {k: sacct(j["job_id"], "JobID,State,Elapsed")[0] for k, j in jobs.items()}
-    assert states[extract_key]["State"] == "FAILED"
-    for key, row in states.items():
-        if key != extract_key:  # cancelled by Slurm (kill-on-invalid-dep), never started: no log at all
-            assert row["State"] == "CANCELLED" and row["Elapsed"] == "00:00:00", (key, row)
-            assert not list((run.logs / jobs[key]["job_id"]).glob("*_log.*")), key
+    assert {k: j["state"] for k, j in jobs.items()} == {
+        k: "FAILED" if k == extract_key else "CANCELLED" for k in jobs}  # as `wait=true` saw them
+    extract_id = jobs[extract_key]["job_id"]
+    assert [r["State"] for r in sacct(extract_id)] == ["FAILED"]
+    for base in {j["job_id"].split("_")[0] for j in jobs.values()} - {extract_id}:
+        for row in sacct(base, "JobID,State,Elapsed"):  # cancelled by Slurm (kill-on-invalid-dep), never started
+            assert row["State"] == "CANCELLED" and row["Elapsed"] == "00:00:00", row
+    assert all(not list((run.logs / j["job_id"]).glob("*_log.*")) for k, j in jobs.items() if k != extract_key)
     # The job ran the code snapshot of its run directory, not the working tree.
     log = (run.logs / jobs[extract_key]["job_id"] / f"{jobs[extract_key]['job_id']}_0_log.err").read_text()
     assert f"{run.path}/code/stages/wiki" in log and f"{REPO}/stages" not in log
 
     status = submit_command("status", f"root={root}")
     lines = [line for line in status.splitlines() if line.startswith(run.run_id)]
-    assert len(lines) == 5
+    assert len(lines) == 7
     for line in lines:
         if extract_key not in line:
             assert f"upstream {extract_key} failed (FAILED)" in line, line
