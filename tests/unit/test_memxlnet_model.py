@@ -131,3 +131,16 @@ def test_missing_write_tokens_fail_clearly():
     step = _steps(0)[0]
     with pytest.raises(ValueError, match="MEM_WRITE"):
         model(step["input_ids"], step["attention_mask"], step["token_type_ids"])
+
+
+def test_from_base_loads_xlnet_weights_from_a_local_hf_folder(tmp_path):
+    from transformers import XLNetConfig, XLNetModel
+
+    torch.manual_seed(3)
+    base = XLNetModel(XLNetConfig(vocab_size=VOCAB, d_model=32, n_layer=1, n_head=2, d_inner=64))
+    base.save_pretrained(tmp_path / "xlnet")
+    model = MemXLNetForQA.from_base(str(tmp_path / "xlnet"), _memory(2))
+    model.resize_token_embeddings(VOCAB + 4)
+    assert model.transformer.word_embedding.weight.shape[0] == VOCAB + 4
+    assert torch.equal(model.transformer.word_embedding.weight[:VOCAB], base.word_embedding.weight)
+    assert torch.equal(model.transformer.layer[0].ff.layer_1.weight, base.layer[0].ff.layer_1.weight)
