@@ -2,9 +2,9 @@
 
     PYTHONPATH=. python benchmarks/bench_extract_memory.py [--articles 10000 --factor 10 --processes 2]
 
-Each dump is generated (MediaWiki XML, gzip), then extracted by the real stage in a fresh
+Each dump is generated (MediaWiki XML, gzip), then extracted by the stage's `run` in a fresh
 subprocess, which reports its own peak RSS (the reading/writing parent) and the largest
-peak RSS among its worker processes. Streaming keeps both bounded by one page plus a read
+peak RSS among its worker processes (forked children start from the parent's size). Streaming keeps both bounded by one page plus a read
 block per process; what does grow is the parent's title index (title, shard, offset per
 article), which the dense title-ordered ids need.
 """
@@ -21,16 +21,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The stage's run() with a plain context: the runner's manifest step starts a `git`
+# subprocess, which would report the parent's peak as a child's.
 _MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 from stages.core import config
-from stages.core.runner import execute
+from stages.core.context import StageContext
+from stages.wiki.extract import run
 from stages.wiki.spec import EXTRACT
 cfg = config.resolve(EXTRACT.config_cls, {"dump": sys.argv[1], "workers": int(sys.argv[3]), "shards": 8})
+root = Path(sys.argv[2])
+ctx = StageContext(stage="extract", signature="bench", root=root, out_dir=root / "out", upstream={})
+ctx.out_dir.mkdir(parents=True)
 start = time.perf_counter()
-outcome = execute(EXTRACT, cfg, Path(sys.argv[2]), {})
-print(json.dumps({"seconds": time.perf_counter() - start, "articles": outcome.metrics["articles"],
+metrics = run(cfg, ctx)
+print(json.dumps({"seconds": time.perf_counter() - start, "articles": metrics["articles"],
                   "parent_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """

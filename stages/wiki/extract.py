@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import Article, ShardWriter, shard_name
@@ -94,20 +95,38 @@ def _new_stats() -> dict:
     return {"articles": 0, "redirects": 0, "other_ns": 0, "links_dropped": 0, "bad_counts": {}, "bad_examples": []}
 
 
-def _record_result(result: tuple, out, stat: dict, on_error: str, dump: Path) -> None:
-    """Write one converted page to its shard's raw file and count it."""
+class _RawPart:
+    """One shard's converted pages (`part-NNNNN.jsonl`) plus a small side index
+    (`part-NNNNN.index.jsonl`: titles with byte offsets, and redirects), so the write
+    phase can sort and resolve without decoding the texts again."""
+
+    def __init__(self, pages: BinaryIO, index: TextIO):
+        self.pages, self.index = pages, index
+        self.offset = 0
+
+    def article(self, title: str, text: str, categories: list[str], links: list[str]) -> None:
+        line = json.dumps({"x": text, "c": categories, "l": links}, ensure_ascii=False).encode() + b"\n"
+        self.pages.write(line)
+        self.index.write(json.dumps(["a", title, self.offset], ensure_ascii=False) + "\n")
+        self.offset += len(line)
+
+    def redirect(self, alias: str, target: str) -> None:
+        self.index.write(json.dumps(["r", alias, target], ensure_ascii=False) + "\n")
+
+
+def _record_result(result: tuple, out: _RawPart, stat: dict, on_error: str, dump: Path) -> None:
+    """Write one converted page to its shard's raw part and count it."""
     kind = result[0]
     if kind == "article":
         _, title, text, categories, links, dropped, aliases = result
         stat["articles"] += 1
         stat["links_dropped"] += dropped
-        out.write(json.dumps({"k": "a", "t": title, "x": text, "c": categories, "l": links}, ensure_ascii=False))
-        out.write("\n")
+        out.article(title, text, categories, links)
         for alias in aliases:
-            out.write(json.dumps({"k": "r", "t": alias, "to": title}, ensure_ascii=False) + "\n")
+            out.redirect(alias, title)
     elif kind == "redirect":
         stat["redirects"] += 1
-        out.write(json.dumps({"k": "r", "t": result[1], "to": result[2]}, ensure_ascii=False) + "\n")
+        out.redirect(result[1], result[2])
     elif kind == "other_ns":
         stat["other_ns"] += 1
     elif kind == "bad":
@@ -128,7 +147,9 @@ def _convert_phase(cfg: ExtractConfig, ctx, dump: Path, raw_dir: Path, pool) -> 
     stats = {s: _new_stats() for s in todo}
     records = _records_for(dump, cfg.shards, set(todo))
     with contextlib.ExitStack() as files:
-        outs = {s: files.enter_context(open(raw_dir / f"part-{s:05d}.jsonl", "w", encoding="utf-8")) for s in todo}
+        outs = {s: _RawPart(files.enter_context(open(raw_dir / f"part-{s:05d}.jsonl", "wb")),
+                            files.enter_context(open(raw_dir / f"part-{s:05d}.index.jsonl", "w", encoding="utf-8")))
+                for s in todo}
         results = bounded_imap(pool, convert_record, records, batch=4, ahead=4 * cfg.workers)
         for shard, result in ctx.progress(results, desc="extract: convert", unit="page"):
             _record_result(result, outs[shard], stats[shard], cfg.on_error, dump)
@@ -142,27 +163,27 @@ def _wait_for_shards(ctx, shards: int, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def _index_raw(raw_dir: Path, shards: int, ctx) -> tuple[list[tuple[str, int, int]], dict[str, str]]:
-    """(title, part, byte offset) of every article, and the raw redirect table."""
-    entries: dict[str, tuple[int, int]] = {}
+def _index_raw(raw_dir: Path, shards: int, ctx) -> tuple[list[str], list[tuple[int, int]], dict[str, str]]:
+    """Sorted titles with their (part, byte offset), and the raw redirect table, read from
+    the parts' side indexes (compact: this is the one structure that grows with the dump)."""
+    location: dict[str, tuple[int, int]] = {}
     redirects: dict[str, str] = {}
     for part in range(shards):
-        path = raw_dir / f"part-{part:05d}.jsonl"
+        path = raw_dir / f"part-{part:05d}.index.jsonl"
         if not path.exists():
             continue
-        offset = 0
-        with open(path, "rb") as handle:
+        with open(path, encoding="utf-8") as handle:
             for line in handle:
-                row = json.loads(line)
-                if row["k"] == "a":
-                    if row["t"] in entries or not row["t"]:
-                        ctx.skip("duplicate_title", row["t"])
-                    else:
-                        entries[row["t"]] = (part, offset)
-                elif row["t"] and row["to"]:
-                    redirects.setdefault(row["t"], row["to"])
-                offset += len(line)
-    return sorted((t, p, o) for t, (p, o) in entries.items()), redirects
+                kind, title, value = json.loads(line)
+                if kind == "r":
+                    if title and value:
+                        redirects.setdefault(title, value)
+                elif not title or title in location:
+                    ctx.skip("duplicate_title", title)
+                else:
+                    location[title] = (part, value)
+    titles = sorted(location)
+    return titles, [location[t] for t in titles], redirects
 
 
 def resolve_redirects(redirects: dict[str, str], articles: set[str]) -> dict[str, str]:
@@ -208,25 +229,29 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict
                 md, _ = render_links(row["x"], resolve, target_form=file_stem)
                 (md_dir / f"{file_stem(title)}.md").write_text(f"# {title}\n\n{md}\n", encoding="utf-8")
     writer.close()
-    return {"articles": len(entries), "links_kept": links_kept}
+    return {"shard": index, "articles": len(entries), "links_kept": links_kept}
 
 
 def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
-    entries, raw_redirects = _index_raw(raw_dir, cfg.shards, ctx)
-    titles = [t for t, _, _ in entries]
+    titles, locations, raw_redirects = _index_raw(raw_dir, cfg.shards, ctx)
     redirects = resolve_redirects(raw_redirects, set(titles))
     write_json_atomic(ctx.out_dir / "titles.json", titles)
     write_json_atomic(ctx.out_dir / "redirects.json", redirects)
     if cfg.export_markdown:
         (ctx.out_dir / "markdown").mkdir(exist_ok=True)
-    per_shard = -(-len(entries) // cfg.shards) if entries else 0
+    per_shard = -(-len(titles) // cfg.shards) if titles else 0
     state = {"redirects": redirects, "raw_dir": raw_dir, "out_dir": ctx.out_dir,
              "export_markdown": cfg.export_markdown}
-    tasks = [(k, k * per_shard, entries[k * per_shard:(k + 1) * per_shard], state) for k in range(cfg.shards)]
-    todo = [t for t in tasks if not ctx.shard_done(f"write-{t[0]:05d}")]
+
+    def task(k: int) -> tuple:
+        ids = range(k * per_shard, min((k + 1) * per_shard, len(titles)))
+        return k, k * per_shard, [(titles[i], *locations[i]) for i in ids], state
+
+    # Built lazily: only the shards in flight hold their entry lists.
+    todo = (task(k) for k in range(cfg.shards) if not ctx.shard_done(f"write-{k:05d}"))
     results = bounded_imap(pool, write_shard, todo, batch=1, ahead=cfg.workers)
-    for task, result in zip(todo, ctx.progress(results, total=len(todo), desc="extract: write")):
-        ctx.mark_shard_done(f"write-{task[0]:05d}", result)  # as each finishes: a crash keeps it
+    for result in ctx.progress(results, total=cfg.shards, desc="extract: write"):
+        ctx.mark_shard_done(f"write-{result['shard']:05d}", result)  # as each finishes: a crash keeps it
     links_kept = sum(ctx.shard_payload(f"write-{k:05d}")["links_kept"] for k in range(cfg.shards))
     return {"articles": len(titles), "redirects": len(redirects), "links_kept": links_kept}
 
