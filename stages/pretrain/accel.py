@@ -33,6 +33,7 @@ def build_accelerator(cfg, log=None):
             zero_stage=cfg.zero_stage,
             gradient_accumulation_steps=cfg.grad_accum,
             gradient_clipping=cfg.grad_clip if cfg.grad_clip > 0 else None,
+            zero3_save_16bit_model=cfg.zero_stage == 3,  # lets rank 0 gather full weights at the end
         )
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
         kwargs["deepspeed_plugin"] = plugin

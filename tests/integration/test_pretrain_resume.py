@@ -1,4 +1,4 @@
-"""Exact resume of the pretrain stage in fresh processes, single-process and 2-rank ZeRO-2 (gloo).
+"""Exact resume of the pretrain stage in fresh processes: 1 rank, and 2 ranks (gloo) with DDP / ZeRO-2 / ZeRO-3.
 
 Each run is a subprocess executing this file as a script (see `main`). Preemption is real: the
 driver sends SIGUSR2 to its own process after step K; the stage's handler only sets a flag, the
@@ -88,8 +88,9 @@ def test_single_process_resume_is_bit_identical(corpus, tmp_path, mask):
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4, 5, 6]
 
 
-def test_two_rank_zero2_trains_and_resumes(corpus, tmp_path):
-    overrides = [*SMALL, "zero_stage=2", "steps=4", "val_every=2"]
+@pytest.mark.parametrize("zero_stage", [2, 0, 3])  # DeepSpeed ZeRO-2, plain DDP, ZeRO-3 (tied weights)
+def test_two_rank_run_trains_and_resumes(corpus, tmp_path, zero_stage):
+    overrides = [*SMALL, f"zero_stage={zero_stage}", "steps=4", "val_every=2"]
     reference = launch(corpus, tmp_path / "ref", overrides, world_size=2)
     losses = [loss for _, loss in reference[0]["loss_curve"]]
     assert reference[0]["metrics"]["world_size"] == 2 and losses[-1] < losses[0]
