@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -163,10 +163,13 @@ def _wait_for_shards(ctx, shards: int, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def _index_raw(raw_dir: Path, shards: int, ctx) -> tuple[list[str], list[tuple[int, int]], dict[str, str]]:
-    """Sorted titles with their (part, byte offset), and the raw redirect table, read from
-    the parts' side indexes (compact: this is the one structure that grows with the dump)."""
-    location: dict[str, tuple[int, int]] = {}
+_OFFSET_BITS = 40  # a location packs (part, byte offset) into one int: offsets up to 1 TiB
+
+
+def _index_raw(raw_dir: Path, shards: int, ctx) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """Sorted titles, title -> packed (part, byte offset), and the raw redirect table, read
+    from the parts' side indexes. Kept compact: it is what grows with the dump."""
+    location: dict[str, int] = {}
     redirects: dict[str, str] = {}
     for part in range(shards):
         path = raw_dir / f"part-{part:05d}.index.jsonl"
@@ -181,12 +184,11 @@ def _index_raw(raw_dir: Path, shards: int, ctx) -> tuple[list[str], list[tuple[i
                 elif not title or title in location:
                     ctx.skip("duplicate_title", title)
                 else:
-                    location[title] = (part, value)
-    titles = sorted(location)
-    return titles, [location[t] for t in titles], redirects
+                    location[title] = part << _OFFSET_BITS | value
+    return sorted(location), location, redirects
 
 
-def resolve_redirects(redirects: dict[str, str], articles: set[str]) -> dict[str, str]:
+def resolve_redirects(redirects: dict[str, str], articles: Container[str]) -> dict[str, str]:
     """Alias -> final title, following chains; an alias that is also an article is dropped."""
     resolved = {}
     for alias, target in redirects.items():
@@ -233,8 +235,9 @@ def write_shard(task: tuple[int, int, list[tuple[str, int, int]], dict]) -> dict
 
 
 def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
-    titles, locations, raw_redirects = _index_raw(raw_dir, cfg.shards, ctx)
-    redirects = resolve_redirects(raw_redirects, set(titles))
+    titles, location, raw_redirects = _index_raw(raw_dir, cfg.shards, ctx)
+    redirects = resolve_redirects(raw_redirects, location)
+    del raw_redirects
     write_json_atomic(ctx.out_dir / "titles.json", titles)
     write_json_atomic(ctx.out_dir / "redirects.json", redirects)
     if cfg.export_markdown:
@@ -245,7 +248,9 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, pool) -> dict:
 
     def task(k: int) -> tuple:
         ids = range(k * per_shard, min((k + 1) * per_shard, len(titles)))
-        return k, k * per_shard, [(titles[i], *locations[i]) for i in ids], state
+        mask = (1 << _OFFSET_BITS) - 1
+        entries = [(titles[i], location[titles[i]] >> _OFFSET_BITS, location[titles[i]] & mask) for i in ids]
+        return k, k * per_shard, entries, state
 
     # Built lazily: only the shards in flight hold their entry lists.
     todo = (task(k) for k in range(cfg.shards) if not ctx.shard_done(f"write-{k:05d}"))
