@@ -23,6 +23,7 @@ class GraphLMConfig:
     `mask` selects the attention pattern inside a pack (causal / doc / graph); `attention_impl`
     selects the kernel: `flex` (FlexAttention block mask), `sdpa` (dense boolean mask from the same
     mask_mod) or `auto` (flex on CUDA, sdpa elsewhere, because FlexAttention has no CPU backward).
+    `compile` compiles each decoder block; the FlexAttention kernel is always compiled on CUDA.
     """
 
     vocab_size: int = 50257

@@ -100,7 +100,9 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         if mask.block_mask is not None:
-            kernel = _compiled_flex_attention() if self.compile else flex_attention
+            # Eager FlexAttention materialises the full score matrix; on CUDA the fused kernel
+            # needs torch.compile, so it is always used there (compile=true adds the blocks).
+            kernel = _compiled_flex_attention() if (q.is_cuda or self.compile) else flex_attention
             y = kernel(q, k, v, block_mask=mask.block_mask)
         elif mask.dense is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense)

@@ -38,7 +38,8 @@ class PretrainConfig(PackingConfig):
     attention_impl: str = knob("auto", "attention kernel: flex on CUDA / dense-mask SDPA on CPU (auto)",
                                choices=("auto", "flex", "sdpa"), signature=False)
     tie_embeddings: bool = knob(True, "share the input embedding and the output projection")
-    compile: bool = knob(False, "torch.compile the decoder blocks and FlexAttention", signature=False)
+    compile: bool = knob(False, "torch.compile the decoder blocks (FlexAttention is always compiled on CUDA)",
+                          signature=False)
 
     steps: int = knob(40, "optimizer steps")
     lr: float = knob(3e-3, "peak learning rate")
