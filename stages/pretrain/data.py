@@ -75,10 +75,11 @@ def validation_batches(graph: GraphIndex, store: TokenStore, cfg, split: Split, 
     held-out documents only, in-process, with a seed of their own.
     """
     packing = dataclasses.replace(packing_config(cfg), num_workers=0, seed=cfg.seed + 1_000_003)
-    world_size = min(world_size, len(split.heldout))
-    if rank >= world_size:
-        return []
-    loader = PackLoader(graph, store, packing, rank=rank, world_size=world_size, allowed_doc_ids=split.heldout)
+    # With fewer held-out documents than ranks, ranks share streams: every rank must still run
+    # the same number of forward passes (ZeRO-3 gathers parameters collectively).
+    streams = min(world_size, len(split.heldout))
+    loader = PackLoader(graph, store, packing, rank=rank % streams, world_size=streams,
+                        allowed_doc_ids=split.heldout)
     stream = iter(loader)
     return [next(stream) for _ in range(n_batches)]
 
