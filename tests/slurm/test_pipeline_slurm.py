@@ -151,19 +151,20 @@ def test_strategy_sweep_is_one_array_with_four_records(chain):
 
 
 def test_two_node_ddp_matches_one_process_with_the_same_global_batch(chain):
-    """2 ranks x batch_size=1 vs one process with grad_accum=2: the loader's streams depend on
-    world_size x max(1, num_workers), so num_workers=2 in the single process gives it the same two
-    packing streams, one micro-batch from each per step: the same global batch, gradient averaged
-    over the same two micro-batches (DDP all-reduce vs accumulation)."""
+    """2 ranks x batch_size=1 vs one process with grad_accum=2. The loader's packing streams (start
+    points and traversal RNG) depend on world_size x max(1, num_workers), so num_workers=2 gives the
+    single process the same two streams, one micro-batch from each per step: the same global batch,
+    its gradient averaged over the same two micro-batches (DDP all-reduce vs accumulation).
+    doc_budget=32 puts several documents in each pack, so the packs depend on each stream's RNG
+    (one process with batch_size=2 and one stream would see different packs)."""
     root, _, _ = chain
-    ddp_args = ["stage=pretrain", *TINY, "pretrain.steps=6", "batch_size=1", "nodes=2", "tasks_per_node=1",
-                "cpus_per_task=1"]
+    common = ["stage=pretrain", *TINY, "pretrain.steps=6", "doc_budget=32", "batch_size=1", "cpus_per_task=1"]
+    ddp_args = [*common, "nodes=2", "tasks_per_node=1"]
     dry = submit(root, *ddp_args, "dry_run=true").stdout
     assert "#SBATCH --nodes=2" in dry and "#SBATCH --ntasks-per-node=1" in dry
     submit(root, *ddp_args)
     ddp_run = runs(root)[-1]
-    submit(root, "stage=pretrain", *TINY, "pretrain.steps=6", "batch_size=1", "grad_accum=2", "num_workers=2",
-           "cpus_per_task=1")
+    submit(root, *common, "grad_accum=2", "num_workers=2")
     single_run = runs(root)[-1]
     (ddp,), (single,) = wait(ddp_run).values(), wait(single_run).values()
 
