@@ -1,22 +1,26 @@
 """`pretokenize`: extract articles -> memory-mapped tiktoken shards plus a document index.
 
 One token shard per article shard (each with a completion marker, so a relaunch redoes only
-missing shards; ranks take shards `s % world_size == rank`). Within a shard, this process
-reads articles and writes tokens while worker processes clean and encode chunks of them. Link targets in the Markdown lose the export's hash
+missing shards; ranks take shards `s % world_size == rank`). This process only plans line
+ranges and writes tokens; worker processes read their ranges of the article shards, clean
+and encode them, so no text crosses a process boundary. Link targets in the Markdown lose the export's hash
 suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import re
 import time
 from pathlib import Path
 
 import numpy as np
+import zstandard
 
 from stages.core.artifacts import write_json_atomic
-from stages.wiki.articles import iter_shard, shard_paths
+from stages.wiki.articles import shard_paths
 from stages.wiki.config import PretokenizeConfig
 from stages.wiki.parallel import bounded_imap, worker_pool
 from stages.wiki.titles import strip_stem_hash
@@ -24,8 +28,8 @@ from stages.wiki.tokenizer import resolve_encoding_info
 from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
 
 _HASHED_TARGET = re.compile(r"\]\(([^\s)]*_[0-9a-f]{6})\)")
-#: Characters of Markdown per worker task: small enough to balance, large enough to amortize.
-_CHUNK_CHARS = 128 * 1024
+#: Bytes of article JSON per worker task: small enough to balance, large enough to amortize.
+_CHUNK_BYTES = 256 * 1024
 
 
 def clean_link_targets(text: str) -> str:
@@ -35,38 +39,75 @@ def clean_link_targets(text: str) -> str:
     return _HASHED_TARGET.sub(lambda m: f"]({strip_stem_hash(m.group(1))})", text)
 
 
+def _shard_lines(article_path: Path, first: int, count: int):
+    """Lines first..first+count-1 of an article shard; earlier lines are skipped unparsed."""
+    with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+        lines = io.BufferedReader(reader, 1 << 20)
+        for number, line in enumerate(lines):
+            if number >= first + count:
+                return
+            if number >= first:
+                yield line
+
+
+def encode_ordinary_array(encoding, text: str, dtype: np.dtype) -> np.ndarray:
+    """`encoding.encode_ordinary(text)` as a numpy array, without a Python list in between:
+    with no special token allowed and none disallowed, `<|endoftext|>` in an article is
+    plain text, exactly as in encode_ordinary."""
+    tokens = encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+    return tokens.astype(dtype, copy=False)
+
+
 def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
-    """Worker: (shard, ids, lengths, token bytes) of a chunk of (id, title, text) documents."""
-    shard, encoding_name, cache_dir, title_heading, append_eot, docs = task
+    """Worker: read lines [first, first+count) of an article shard and encode them.
+
+    Returns (shard, article ids, token counts, token bytes). Workers read the shard
+    themselves, so no text travels between processes; only tokens come back."""
+    shard, article_path, first, count, encoding_name, cache_dir, title_heading, append_eot = task
     encoding, _ = resolve_encoding_info(encoding_name, cache_dir)
     dtype = token_dtype(encoding.n_vocab)
-    arrays = []
-    for _, title, text in docs:
-        text = clean_link_targets(text)
+    ids, arrays = [], []
+    for line in _shard_lines(Path(article_path), first, count):
+        article = json.loads(line)
+        text = clean_link_targets(article["text"])
         if title_heading:
-            text = f"# {title}\n\n{text}"
-        # encode_ordinary: special-token text is plain text here (and it is tiktoken's fastest path).
-        tokens = encoding.encode_ordinary(text)
+            text = f"# {article['title']}\n\n{text}"
+        ids.append(article["id"])
+        arrays.append(encode_ordinary_array(encoding, text, dtype))
         if append_eot:
-            tokens.append(encoding.eot_token)
-        arrays.append(np.asarray(tokens, dtype=dtype))
+            arrays[-1] = np.append(arrays[-1], np.array(encoding.eot_token, dtype=dtype))
     lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
     data = np.concatenate(arrays) if arrays else np.zeros(0, dtype)
-    return shard, [doc[0] for doc in docs], lengths, data.tobytes()
+    return shard, ids, lengths, data.tobytes()
+
+
+def _line_ranges(article_path: Path) -> list[tuple[int, int]]:
+    """(first line, line count) ranges of about _CHUNK_BYTES each, from one streaming pass
+    that only counts newlines."""
+    ranges, first, line, since_cut = [], 0, 0, 0
+    with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+        while block := reader.read(1 << 20):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            previous_end = -1
+            for end in ends.tolist():
+                since_cut += end - previous_end
+                previous_end = end
+                line += 1
+                if since_cut >= _CHUNK_BYTES:
+                    ranges.append((first, line - first))
+                    first, since_cut = line, 0
+            since_cut += len(block) - 1 - previous_end
+    if line > first or not ranges:
+        ranges.append((first, line - first))  # every shard yields a task, so its file exists
+    return ranges
 
 
 def _chunks(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, cache_dir: str):
-    """Tasks of about _CHUNK_CHARS characters each, shard after shard, in article order."""
+    """Encoding tasks, shard after shard, in article order."""
     for shard, article_path in shards:
-        docs, size = [], 0
-        for article in iter_shard(article_path):
-            docs.append((article.id, article.title, article.text))
-            size += len(article.text)
-            if size >= _CHUNK_CHARS:
-                yield shard, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot, docs
-                docs, size = [], 0
-        # A shard always yields a task (maybe empty), so that its file gets written.
-        yield shard, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot, docs
+        for first, count in _line_ranges(article_path):
+            yield (shard, str(article_path), first, count, cfg.encoding, cache_dir, cfg.title_heading,
+                   cfg.append_eot)
 
 
 class _ShardOutput:

