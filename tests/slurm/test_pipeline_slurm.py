@@ -207,6 +207,8 @@ def test_usr2_requeues_and_resumes_to_the_same_weights(chain, tmp_path):
     (done,), (ref,) = wait(interrupted).values(), wait(reference).values()
 
     assert [r["State"] for r in sacct(job["job_id"], duplicates=True)] == ["REQUEUED", "COMPLETED"]
+    log = (interrupted.logs / job["job_id"] / f"{job['job_id']}_0_log.err").read_text()
+    assert f"requeueing Slurm job {job['job_id']}" in log  # the stage saved and requeued itself (jobs/entry.py)
     resumed = record_of(root, job["signature"])["metrics"]["resumed_from_step"]
     assert resumed is not None and 2 <= resumed < 10
     from safetensors.torch import load_file
