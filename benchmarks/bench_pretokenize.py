@@ -9,12 +9,15 @@ heading, link targets cleaned). The baseline encodes them from memory with
 the zstd shards, encodes in `processes` worker processes, writes the uint16/uint32 shards
 and the index, and the runner checksums everything into the manifest. Both use the same
 already-resolved encoding; runs alternate, best of `repeats` each (the machine is shared).
+CPU seconds (including the stage's worker processes) are reported too: on a loaded machine
+they compare the work done more reliably than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +31,12 @@ from stages.wiki.spec import EXTRACT, PRETOKENIZE
 from stages.wiki.tokenizer import resolve_encoding
 
 DEFAULT_DUMP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wiki" / "enwiki-2016-sample.xml.bz2"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all threads) and of its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -53,16 +62,18 @@ def main() -> None:
         encoding = resolve_encoding(args.encoding, root / "cache")
 
         cfg = config.resolve(PRETOKENIZE.config_cls, {"encoding": args.encoding, "workers": args.processes})
-        baseline_times, stage_times, tokens, stage_tokens = [], [], 0, 0
+        baseline_times, stage_times, baseline_cpu, stage_cpu, tokens, stage_tokens = [], [], [], [], 0, 0
         for _ in range(args.repeats):  # alternate, so both see the same machine load
-            start = time.perf_counter()
+            cpu, start = cpu_seconds(), time.perf_counter()
             encoded = encoding.encode_ordinary_batch(texts, num_threads=args.processes)
             baseline_times.append(time.perf_counter() - start)
+            baseline_cpu.append(cpu_seconds() - cpu)
             tokens = sum(len(t) for t in encoded)
             del encoded  # the stage's workers should not inherit the baseline's token lists
-            start = time.perf_counter()
+            cpu, start = cpu_seconds(), time.perf_counter()
             outcome = execute(PRETOKENIZE, cfg, root, {"extract": extract}, force=True)
             stage_times.append(time.perf_counter() - start)
+            stage_cpu.append(cpu_seconds() - cpu)
             stage_tokens = outcome.metrics["tokens"]
     if stage_tokens != tokens:
         raise SystemExit(f"token counts differ: stage {stage_tokens} vs baseline {tokens}")
@@ -75,6 +86,10 @@ def main() -> None:
         "pretokenize_stage": {"best_s": round(ours, 3), "tokens_per_s": round(tokens / ours),
                               "times_s": [round(t, 3) for t in stage_times]},
         "ratio_tokens_per_s": round(base / ours, 3),
+        # CPU seconds (this process and its reaped workers): insensitive to other load.
+        "baseline_cpu_s_best": round(min(baseline_cpu), 3),
+        "stage_cpu_s_best": round(min(stage_cpu), 3),
+        "ratio_tokens_per_cpu_s": round(min(baseline_cpu) / min(stage_cpu), 3),
     }, indent=2))
 
 

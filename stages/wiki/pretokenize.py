@@ -1,9 +1,9 @@
 """`pretokenize`: extract articles -> memory-mapped tiktoken shards plus a document index.
 
 One token shard per article shard (each with a completion marker, so a relaunch redoes only
-missing shards; ranks take shards `s % world_size == rank`). This process only plans line
-ranges and writes tokens; worker processes read their ranges of the article shards, clean
-and encode them, so no text crosses a process boundary. Link targets in the Markdown lose the export's hash
+missing shards; ranks take shards `s % world_size == rank`). This process only splits the
+article shards into chunks of raw lines and writes tokens; worker processes decode, clean
+and encode the chunks. Link targets in the Markdown lose the export's hash
 suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 """
 
@@ -29,7 +29,7 @@ from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
 
 _HASHED_TARGET = re.compile(r"\]\(([^\s)]*_[0-9a-f]{6})\)")
 #: Bytes of article JSON per worker task: small enough to balance, large enough to amortize.
-_CHUNK_BYTES = 256 * 1024
+_CHUNK_BYTES = 64 * 1024
 
 
 def clean_link_targets(text: str) -> str:
@@ -37,17 +37,6 @@ def clean_link_targets(text: str) -> str:
     if "_" not in text:
         return text
     return _HASHED_TARGET.sub(lambda m: f"]({strip_stem_hash(m.group(1))})", text)
-
-
-def _shard_lines(article_path: Path, first: int, count: int):
-    """Lines first..first+count-1 of an article shard; earlier lines are skipped unparsed."""
-    with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-        lines = io.BufferedReader(reader, 1 << 20)
-        for number, line in enumerate(lines):
-            if number >= first + count:
-                return
-            if number >= first:
-                yield line
 
 
 def encode_ordinary_array(encoding, text: str, dtype: np.dtype) -> np.ndarray:
@@ -59,15 +48,15 @@ def encode_ordinary_array(encoding, text: str, dtype: np.dtype) -> np.ndarray:
 
 
 def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
-    """Worker: read lines [first, first+count) of an article shard and encode them.
+    """Worker: parse, clean and encode a chunk of raw article lines.
 
-    Returns (shard, article ids, token counts, token bytes). Workers read the shard
-    themselves, so no text travels between processes; only tokens come back."""
-    shard, article_path, first, count, encoding_name, cache_dir, title_heading, append_eot = task
+    Returns (shard, article ids, token counts, token bytes). The reading process sends the
+    lines as they are (bytes, no JSON decoding there), so it stays light."""
+    shard, lines, encoding_name, cache_dir, title_heading, append_eot = task
     encoding, _ = resolve_encoding_info(encoding_name, cache_dir)
     dtype = token_dtype(encoding.n_vocab)
     ids, arrays = [], []
-    for line in _shard_lines(Path(article_path), first, count):
+    for line in lines:
         article = json.loads(line)
         text = clean_link_targets(article["text"])
         if title_heading:
@@ -81,33 +70,19 @@ def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
     return shard, ids, lengths, data.tobytes()
 
 
-def _line_ranges(article_path: Path) -> list[tuple[int, int]]:
-    """(first line, line count) ranges of about _CHUNK_BYTES each, from one streaming pass
-    that only counts newlines."""
-    ranges, first, line, since_cut = [], 0, 0, 0
-    with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-        while block := reader.read(1 << 20):
-            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
-            previous_end = -1
-            for end in ends.tolist():
-                since_cut += end - previous_end
-                previous_end = end
-                line += 1
-                if since_cut >= _CHUNK_BYTES:
-                    ranges.append((first, line - first))
-                    first, since_cut = line, 0
-            since_cut += len(block) - 1 - previous_end
-    if line > first or not ranges:
-        ranges.append((first, line - first))  # every shard yields a task, so its file exists
-    return ranges
-
-
 def _chunks(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, cache_dir: str):
-    """Encoding tasks, shard after shard, in article order."""
+    """Tasks of about _CHUNK_BYTES of raw article lines, shard after shard, in order."""
     for shard, article_path in shards:
-        for first, count in _line_ranges(article_path):
-            yield (shard, str(article_path), first, count, cfg.encoding, cache_dir, cfg.title_heading,
-                   cfg.append_eot)
+        lines, size = [], 0
+        with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            for line in io.BufferedReader(reader, 1 << 20):
+                lines.append(line)
+                size += len(line)
+                if size >= _CHUNK_BYTES:
+                    yield shard, lines, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot
+                    lines, size = [], 0
+        # Every shard ends with a task (maybe empty), so that its file gets written.
+        yield shard, lines, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot
 
 
 class _ShardOutput:
