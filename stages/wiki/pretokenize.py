@@ -29,7 +29,7 @@ from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
 
 _HASHED_TARGET = re.compile(r"\]\(([^\s)]*_[0-9a-f]{6})\)")
 #: Bytes of article JSON per worker task: small enough to balance, large enough to amortize.
-_CHUNK_BYTES = 64 * 1024
+_CHUNK_BYTES = 128 * 1024
 
 
 def clean_link_targets(text: str) -> str:
