@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from jobs.plan import Node, Plan
 from jobs.runs import RunDir
 from stages.core.artifacts import code_version
 from stages.core.config import ConfigError
+from stages.core.registry import EXTRA_MODULES_ENV
 from stages.core.runner import discard_partial
 
 CODE_DIRS = ("jobs", "stages", "models")
@@ -75,10 +77,22 @@ def max_array_size() -> int:
     return 1001
 
 
+def _code_dirs() -> list[str]:
+    """Top-level packages a job imports: the project's, plus those of extra stage modules
+    (`$WIKIGRAPH_EXTRA_STAGES`) that live in this checkout, so a site's own stages travel
+    with the snapshot like the built-in ones (the jobs unpickle their configs)."""
+    names = list(CODE_DIRS)
+    for module in filter(None, os.environ.get(EXTRA_MODULES_ENV, "").split(",")):
+        top = module.strip().split(".")[0]
+        if top not in names and (REPO / top).is_dir():
+            names.append(top)
+    return names
+
+
 def snapshot_code(run: RunDir) -> Path:
     """Copy the code into the run directory; jobs import it from there."""
     dest = run.path / "code"
-    for name in CODE_DIRS:
+    for name in _code_dirs():
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (dest / ".code_version.json").write_text(json.dumps(code_version()))
