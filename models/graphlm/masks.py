@@ -81,20 +81,30 @@ def graph_mask_mod(doc_index: Tensor, adjacency: Tensor) -> MaskMod:
     return graph_causal
 
 
+def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None) -> MaskMod:
+    n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
+    if edges is not None and edges.numel():
+        n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
+    empty = torch.zeros(0, 3, dtype=torch.long, device=doc_index.device)
+    adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0], max(n_docs, 1))
+    return graph_mask_mod(doc_index, adjacency)
+
+
+#: Mask modes by name: builder(doc_index [B, T], edges [E, 3] or None) -> mask_mod. Adding a mode
+#: is one entry here plus its name in `stages.pretrain.config.MASKS` (kept free of torch imports
+#: for `--help`; a unit test keeps the two equal).
+MASK_MODES: dict[str, Callable[[Tensor, Tensor | None], MaskMod]] = {
+    "causal": lambda doc_index, edges: causal_mask_mod(),
+    "doc": lambda doc_index, edges: document_mask_mod(doc_index),
+    "graph": _graph_mask_from_edges,
+}
+
+
 def make_mask_mod(mode: str, doc_index: Tensor, edges: Tensor | None = None) -> MaskMod:
     """The mask_mod for `mode` over one batch's document layout (and edges for `graph`)."""
-    if mode == "causal":
-        return causal_mask_mod()
-    if mode == "doc":
-        return document_mask_mod(doc_index)
-    if mode == "graph":
-        n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
-        if edges is not None and edges.numel():
-            n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
-        empty = torch.zeros(0, 3, dtype=torch.long, device=doc_index.device)
-        adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0], max(n_docs, 1))
-        return graph_mask_mod(doc_index, adjacency)
-    raise ValueError(f"mask: {mode!r} is not one of ('causal', 'doc', 'graph')")
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask: {mode!r} is not one of {tuple(MASK_MODES)}")
+    return MASK_MODES[mode](doc_index, edges)
 
 
 def dense_mask(mask_mod: MaskMod, batch_size: int, q_positions: Tensor, kv_len: int) -> Tensor:

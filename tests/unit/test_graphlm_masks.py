@@ -76,3 +76,12 @@ def test_build_attention_mask_kernels():
 def test_out_of_range_edges_are_rejected():
     with pytest.raises(ValueError, match="edges"):
         make_mask_mod("graph", torch.zeros(1, 4, dtype=torch.long), torch.tensor([[0, 0, -1]]))
+
+
+def test_every_mask_mode_is_selectable_from_the_config():
+    from models.graphlm.masks import MASK_MODES
+    from stages.pretrain.config import MASKS
+
+    assert MASKS == tuple(MASK_MODES)
+    with pytest.raises(ValueError, match="is not one of"):
+        make_mask_mod("sliding", torch.zeros(1, 4, dtype=torch.long))
