@@ -135,13 +135,18 @@ def launch_local(plan: Plan, launcher: LauncherConfig, root: Path, results_dir: 
                                       "state": "PENDING"} for n in plan.to_run}})
     print(f"run {run.run_id}: logs in {run.logs}", flush=True)
     code = run_local(plan, jobs, launcher, run, inline=inline)
+    report_results(plan, results_dir)
+    return code
+
+
+def report_results(plan: Plan, results_dir: Path) -> None:
+    """Rebuild the summary, tables and plots; print this run's stages and the headline tables."""
     summary = results.collect(results_dir) if results.load_records(results_dir) else ""
     for section in summary.split("\n## ")[1:]:
         title = section.split("\n", 1)[0]
         if title in {n.stage for n in plan.to_run} or ":" in title:  # this run's stages and headlines
             print(f"\n## {section.rstrip()}")
     print(f"\nresults collected into {results_dir / 'summary.md'}")
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:

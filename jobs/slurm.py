@@ -133,7 +133,7 @@ def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, result
     """Submit the plan; print the run id (and the sbatch scripts on a dry run)."""
     import submitit
 
-    from jobs.cli import describe_plan
+    from jobs.cli import describe_plan, report_results
 
     print(describe_plan(plan, launcher, "slurm"), flush=True)
     if not plan.to_run:
@@ -180,7 +180,11 @@ def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, result
     run.write(info)
     print(f"submitted run {run.run_id}: {len(job_ids)} job(s); follow with `python jobs/submit.py status` "
           f"and `python jobs/submit.py logs run={run.run_id}`", flush=True)
-    return wait_for(run) if wait else 0
+    if not wait:
+        return 0
+    code = wait_for(run)
+    report_results(plan, results_dir)
+    return code
 
 
 def _upstream_keys(node: Node) -> list[str]:

@@ -91,8 +91,9 @@ def did_you_mean(word: str, candidates: list[str]) -> str:
 def unknown_key_error(key: str, where: str, candidates: list[str]) -> ConfigError:
     hint = did_you_mean(key, candidates)
     if not hint:
-        shown = ", ".join(sorted(candidates)[:40])
-        hint = f"; valid keys: {shown}"
+        ordered = sorted(candidates)
+        more = f", ... ({len(ordered) - 40} more; `python jobs/submit.py --help` lists them all)"
+        hint = f"; valid keys: {', '.join(ordered[:40])}{more if len(ordered) > 40 else ''}"
     return ConfigError(f"unknown key `{key}` for {where}{hint}")
 
 
