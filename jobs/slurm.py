@@ -112,8 +112,11 @@ def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -
         "job_name": f"wikigraph-{stage}", "nodes": launcher.nodes, "ntasks_per_node": launcher.tasks_per_node,
         "cpus_per_task": launcher.cpus_per_task, "time": launcher.time, "signal_delay_s": launcher.signal_delay_s,
         # PYTHONSAFEPATH: `python -m submitit...` would otherwise put the submit directory (often
-        # the working tree) first on sys.path, ahead of the snapshot.
-        "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONSAFEPATH=1"],
+        # the working tree) first on sys.path, ahead of the snapshot. OMP_NUM_THREADS: torch would
+        # otherwise start one thread per core of the node, not per CPU the task was given, and jobs
+        # sharing a node (or an oversubscribed one) then thrash.
+        "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONSAFEPATH=1",
+                  f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launcher.cpus_per_task}}}"],
         "additional_parameters": {"requeue": True, **extra},
     }
     if launcher.array_parallelism:

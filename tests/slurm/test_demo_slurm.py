@@ -3,6 +3,10 @@
 No size overrides: the full default comparison grid (4 strategies x 2 masks, QA with and without
 memory, an evaluation of each) runs as one afterok chain of job arrays, and `wait=true` collects
 the same summary table and plots that the local demo writes.
+
+`cpus_per_task=1` is the only launcher key: the test cluster advertises 2 nodes x 2 CPUs on a
+host that may have only 2 cores, and one thread per job (OMP_NUM_THREADS follows cpus_per_task)
+keeps concurrent jobs from thrashing each other's OpenMP threads.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def test_the_demo_command_runs_as_one_chain_on_the_cluster(slurm_cluster, tmp_pa
     root, res = tmp_path / "art", tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k != "WIKIGRAPH_EXTRA_STAGES"}
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "stage=all", "executor=slurm",
-                           f"root={root}", f"results={res}", "wait=true"],
+                           "cpus_per_task=1", f"root={root}", f"results={res}", "wait=true"],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "job arrays: pretrain[8], qa[2], evaluate[8], evaluate[2]" in proc.stdout
