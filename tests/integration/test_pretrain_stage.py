@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
 
 
 def test_training_lowers_the_loss_and_writes_its_outputs(trained):
-    cfg, ctx, metrics, _ = trained
+    _cfg, ctx, metrics, _ = trained
     curve = [loss for _, loss in ctx.record["loss_curve"]]
     assert len(curve) == 24 and sum(curve[-4:]) / 4 < curve[0] - 0.5
     assert [step for step, _ in ctx.record["val_curve"]] == [8, 16, 24]

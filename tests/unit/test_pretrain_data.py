@@ -1,5 +1,6 @@
 """Held-out split, LR schedule, metrics log and loader exclusion of held-out documents."""
 
+import itertools
 import json
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_heldout_split_is_a_pure_function_of_the_id():
 def test_warmup_then_cosine_to_floor():
     lrs = [warmup_cosine(s, 1.0, 4, 20, 0.1) for s in range(20)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
 
 
