@@ -6,11 +6,11 @@
 The texts are the extract artifact's articles exactly as pretokenize encodes them (title
 heading, link targets cleaned). The baseline encodes them from memory with
 `encode_ordinary_batch(num_threads=processes)` and keeps the token lists; the stage's
-`run()` reads the zstd shards, encodes in `processes` worker processes, and writes the
+`run()` reads the zstd shards, encodes in `processes` worker threads, and writes the
 uint16/uint32 shards, the index and their checksums. The same stage through the runner
 (which adds the manifest, a `git` call and the atomic commit) is reported too. Both use the same
 already-resolved encoding; runs alternate, best of `repeats` each (the machine is shared).
-CPU seconds (including the stage's worker processes) are reported too: on a loaded machine
+CPU seconds (all threads of the process) are reported too: on a loaded machine
 they compare the work done more reliably than wall time.
 """
 

@@ -47,7 +47,7 @@ class PretokenizeConfig:
     title_heading: bool = knob(True, "start each document with `# Title`")
     append_eot: bool = knob(False, "end each document with the encoding's end-of-text token "
                             "(off: packing inserts separators itself)")
-    workers: int = knob(2, "parallel worker processes", signature=False)
+    workers: int = knob(2, "parallel encoder threads (tiktoken releases the GIL)", signature=False)
 
     def validate(self) -> None:
         if self.workers < 1:

@@ -47,3 +47,22 @@ def bounded_imap(pool: Pool | None, func: Callable, items: Iterable, batch: int 
             yield from pending.popleft().get()
         elif not chunk:
             return
+
+
+def bounded_thread_map(func: Callable, items: Iterable, workers: int, ahead: int = 8) -> Iterator:
+    """Ordered `map(func, items)` on `workers` threads, reading at most `ahead` items in front
+    of the results. For work that releases the GIL (tiktoken's encoder): no process start-up
+    and nothing pickled, which matters when the whole input takes a fraction of a second."""
+    if workers <= 1:
+        yield from map(func, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as executor:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(executor.submit(func, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

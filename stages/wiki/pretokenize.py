@@ -2,7 +2,7 @@
 
 One token shard per article shard (each with a completion marker, so a relaunch redoes only
 missing shards; ranks take shards `s % world_size == rank`). This process only splits the
-article shards into chunks of raw lines and writes tokens; worker processes decode, clean
+article shards into chunks of raw lines and writes tokens; worker threads decode, clean
 and encode the chunks. Link targets in the Markdown lose the export's hash
 suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 """
@@ -22,7 +22,7 @@ import zstandard
 from stages.core.artifacts import write_json_atomic
 from stages.wiki.articles import shard_paths
 from stages.wiki.config import PretokenizeConfig
-from stages.wiki.parallel import bounded_imap, worker_pool
+from stages.wiki.parallel import bounded_thread_map
 from stages.wiki.titles import strip_stem_hash
 from stages.wiki.tokenizer import resolve_encoding_info
 from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
@@ -50,7 +50,7 @@ def encode_ordinary_array(encoding, text: str, dtype: np.dtype) -> np.ndarray:
 def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
     """Worker: parse, clean and encode a chunk of raw article lines.
 
-    Returns (shard, article ids, token counts, token bytes). The reading process sends the
+    Returns (shard, article ids, token counts, token bytes). The reading thread passes the
     lines as they are (bytes, no JSON decoding there), so it stays light."""
     shard, lines, encoding_name, cache_dir, title_heading, append_eot = task
     encoding, _ = resolve_encoding_info(encoding_name, cache_dir)
@@ -119,23 +119,20 @@ class _ShardOutput:
 
 def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx) -> None:
     """Encode article shards into token shards in one pipeline (no idle gap between shards):
-    this process reads articles and writes tokens, `cfg.workers` processes encode."""
+    this thread reads articles and writes tokens, `cfg.workers` threads encode. tiktoken
+    releases the GIL while it encodes, so threads scale like processes without their start-up
+    and pickling (measured in benchmarks/bench_pretokenize.py)."""
     tasks = _chunks(shards, cfg, str(ctx.cache_dir))
-    pool = worker_pool(cfg.workers)
     current: _ShardOutput | None = None
-    try:
-        results = bounded_imap(pool, encode_chunk, tasks, batch=1, ahead=2 * cfg.workers)
-        for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
-            if current is None or current.shard != shard:
-                if current is not None:
-                    ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
-                current = _ShardOutput(shard, ctx.out_dir)
-            current.write(ids, lengths, data)
-        if current is not None:
-            ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
-    finally:
-        if pool:
-            pool.terminate()
+    results = bounded_thread_map(encode_chunk, tasks, cfg.workers, ahead=2 * cfg.workers)
+    for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
+        if current is None or current.shard != shard:
+            if current is not None:
+                ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
+            current = _ShardOutput(shard, ctx.out_dir)
+        current.write(ids, lengths, data)
+    if current is not None:
+        ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
 
 
 def run(cfg: PretokenizeConfig, ctx) -> dict:
