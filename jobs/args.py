@@ -21,7 +21,7 @@ GLOBAL_KEYS = {
     "results": "results directory (default ./results)",
     "dry_run": "print the plan (jobs, resources, signatures, cache hits) and exit",
     "force": "rerun the requested stage(s) even if the artifact exists",
-    "wait": "executor=slurm: block until every job is final; exit non-zero if any failed",
+    "wait": "executor=slurm: block until every job is final, then collect results; exit non-zero if any failed",
     "profile": "site profile from slurm/profiles/<name>.yaml (partition, account, ...)",
 }
 
