@@ -63,6 +63,22 @@ def stage_table(records: list[dict], stage: str) -> tuple[list[str], list[list[A
     return header, body
 
 
+def _by_input(records: list[dict], stage: str) -> dict[str, list[dict]]:
+    """A stage's records grouped by their nearest upstream stage (pipeline order), so that e.g.
+    `evaluate` of LM checkpoints and of QA checkpoints get a table each, not one with the
+    columns of both. The CSV keeps them together."""
+    from stages.core import registry
+
+    order = {name: i for i, name in enumerate(registry.all_stages())}
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        if record["stage"] != stage:
+            continue
+        upstream = sorted(record.get("upstream") or {}, key=lambda name: order.get(name, -1))
+        groups.setdefault(upstream[-1] if upstream else "", []).append(record)
+    return groups
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -93,7 +109,11 @@ def collect(results_dir: Path) -> str:
             writer = csv.writer(handle)
             writer.writerow(header)
             writer.writerows(rows)
-        sections.append(f"## {stage}\n\n{markdown_table(header, rows)}\n")
+        groups = _by_input(records, stage)
+        for title, group in groups.items():
+            header, rows = stage_table(group, stage)
+            heading = f"{stage} (of {title})" if len(groups) > 1 else stage
+            sections.append(f"## {heading}\n\n{markdown_table(header, rows)}\n")
     plots = summary.plot_all(records, results_dir)
     if plots:
         sections.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")

@@ -94,3 +94,18 @@ def test_concurrent_record_writers_never_clobber(tmp_path):
     assert [p.wait() for p in procs] == [0, 0, 0, 0]
     assert len(list((tmp_path / "records").glob("*.json"))) == 200
     assert len(results.load_records(tmp_path)) == 200
+
+
+def test_summary_splits_a_stage_by_its_input_but_the_csv_keeps_every_record(tmp_path):
+    common = {"sweep": {}, "artifact": None, "logs": "", "run_id": "r", "extra": {}}
+    results.write_record(tmp_path, stage="evaluate", signature="lm1", metrics={"ppl_graph": 9.5},
+                         upstream={"pretrain": "p", "graph": "g"}, **common)
+    results.write_record(tmp_path, stage="evaluate", signature="qa1", metrics={"f1": 50.0},
+                         upstream={"qa": "q"}, **common)
+    summary = results.collect(tmp_path)
+    lm = summary.split("## evaluate (of pretrain)")[1].split("\n## ")[0]
+    qa = summary.split("## evaluate (of qa)")[1].split("\n## ")[0]
+    assert "ppl_graph" in lm and "f1" not in lm and "lm1" in lm
+    assert "f1" in qa and "ppl_graph" not in qa and "qa1" in qa
+    header, *rows = (tmp_path / "evaluate.csv").read_text().splitlines()
+    assert header == "signature,f1,ppl_graph" and len(rows) == 2
