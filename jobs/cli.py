@@ -10,10 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import results
 from jobs.args import GLOBAL_KEYS, ParsedArgs, parse_args
 from jobs.launcher import LauncherConfig, check_local
 from jobs.plan import Plan, Planner
+from jobs.report import describe_plan, report_results
 from jobs.runs import RunDir
 from stages.core import config as config_lib
 from stages.core import registry
@@ -66,27 +66,6 @@ def _bool(parsed: ParsedArgs, key: str) -> bool:
     return value in ("true", "1", "yes")
 
 
-def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
-    resources = (f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s), {launcher.gpus_per_node} GPU(s)/node, "
-                 f"{launcher.cpus_per_task} CPU(s)/task, time={launcher.time}min")
-    lines = [f"plan: {len(plan.to_run)} job(s) to run on executor={executor}, {resources}"]
-    for node in plan.nodes:
-        if node in plan.to_run:
-            state = "run (forced)" if node.cached else "run"
-        else:
-            state = "cache hit" if node.requested else "upstream (exists)"
-        sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())
-        lines.append(f"  {node.stage:<12} {node.signature}  {state:<18} {sweep}")
-    if plan.default_sweep:
-        lines.append(f"  default comparison grid for stage=all: {', '.join(plan.default_sweep)} "
-                     "(set these keys to run fewer)")
-    groups = plan.groups()
-    arrays = [g for g in groups if len(g) > 1]
-    if arrays:
-        lines.append(f"  job arrays: {', '.join(f'{g[0].stage}[{len(g)}]' for g in arrays)}")
-    return "\n".join(lines)
-
-
 def run_command(parsed: ParsedArgs) -> int:
     executor = parsed.globals.get("executor", "local")
     if executor not in EXECUTORS:
@@ -137,16 +116,6 @@ def launch_local(plan: Plan, launcher: LauncherConfig, root: Path, results_dir: 
     code = run_local(plan, jobs, launcher, run, inline=inline)
     report_results(plan, results_dir)
     return code
-
-
-def report_results(plan: Plan, results_dir: Path) -> None:
-    """Rebuild the summary, tables and plots; print this run's stages and the headline tables."""
-    summary = results.collect(results_dir) if results.load_records(results_dir) else ""
-    for section in summary.split("\n## ")[1:]:
-        title = section.split("\n", 1)[0]
-        if title in {n.stage for n in plan.to_run} or ":" in title:  # this run's stages and headlines
-            print(f"\n## {section.rstrip()}")
-    print(f"\nresults collected into {results_dir / 'summary.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:

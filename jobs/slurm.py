@@ -24,6 +24,7 @@ from jobs.executors import REPO, make_job, node_key
 from jobs.launcher import LauncherConfig
 from jobs.offline import offline_env, prepare_offline
 from jobs.plan import Node, Plan
+from jobs.report import describe_plan, report_results
 from jobs.runs import RunDir
 from stages.core.artifacts import code_version
 from stages.core.config import ConfigError
@@ -135,8 +136,6 @@ def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, result
            dry_run: bool, wait: bool = False) -> int:
     """Submit the plan; print the run id (and the sbatch scripts on a dry run)."""
     import submitit
-
-    from jobs.cli import describe_plan, report_results
 
     print(describe_plan(plan, launcher, "slurm"), flush=True)
     if not plan.to_run:
