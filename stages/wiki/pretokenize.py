@@ -9,6 +9,7 @@ suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -47,31 +48,31 @@ def encode_ordinary_array(encoding, text: str, dtype: np.dtype) -> np.ndarray:
     return tokens.astype(dtype, copy=False)
 
 
-def encode_chunk(task: tuple) -> tuple[int, list[int], np.ndarray, bytes]:
-    """Worker: parse, clean and encode a chunk of raw article lines.
+def encode_chunk(encoding, cfg: PretokenizeConfig,
+                 task: tuple[int, list[bytes]]) -> tuple[int, list[int], np.ndarray, bytes]:
+    """Worker: parse, clean and encode a chunk `(shard, raw article lines)`.
 
     Returns (shard, article ids, token counts, token bytes). The reading thread passes the
     lines as they are (bytes, no JSON decoding there), so it stays light."""
-    shard, lines, encoding_name, cache_dir, title_heading, append_eot = task
-    encoding, _ = resolve_encoding_info(encoding_name, cache_dir)
+    shard, lines = task
     dtype = token_dtype(encoding.n_vocab)
     ids, arrays = [], []
     for line in lines:
         article = json.loads(line)
         text = clean_link_targets(article["text"])
-        if title_heading:
+        if cfg.title_heading:
             text = f"# {article['title']}\n\n{text}"
         ids.append(article["id"])
         arrays.append(encode_ordinary_array(encoding, text, dtype))
-        if append_eot:
+        if cfg.append_eot:
             arrays[-1] = np.append(arrays[-1], np.array(encoding.eot_token, dtype=dtype))
     lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
     data = np.concatenate(arrays) if arrays else np.zeros(0, dtype)
     return shard, ids, lengths, data.tobytes()
 
 
-def _chunks(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, cache_dir: str):
-    """Tasks of about _CHUNK_BYTES of raw article lines, shard after shard, in order."""
+def _chunks(shards: list[tuple[int, Path]]):
+    """`(shard, lines)` tasks of about _CHUNK_BYTES of raw article lines, shard after shard, in order."""
     for shard, article_path in shards:
         lines, size = [], 0
         with open(article_path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
@@ -79,10 +80,10 @@ def _chunks(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, cache_dir: s
                 lines.append(line)
                 size += len(line)
                 if size >= _CHUNK_BYTES:
-                    yield shard, lines, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot
+                    yield shard, lines
                     lines, size = [], 0
         # Every shard ends with a task (maybe empty), so that its file gets written.
-        yield shard, lines, cfg.encoding, cache_dir, cfg.title_heading, cfg.append_eot
+        yield shard, lines
 
 
 class _ShardOutput:
@@ -117,14 +118,14 @@ class _ShardOutput:
                 "sha256": self._digest.hexdigest(), "file": self.path.name}
 
 
-def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx) -> None:
+def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx, encoding) -> None:
     """Encode article shards into token shards in one pipeline (no idle gap between shards):
     this thread reads articles and writes tokens, `cfg.workers` threads encode. tiktoken
     releases the GIL while it encodes, so threads scale like processes without their start-up
     and pickling (measured in benchmarks/bench_pretokenize.py)."""
-    tasks = _chunks(shards, cfg, str(ctx.cache_dir))
     current: _ShardOutput | None = None
-    results = bounded_thread_map(encode_chunk, tasks, cfg.workers, ahead=2 * cfg.workers)
+    encode = functools.partial(encode_chunk, encoding, cfg)
+    results = bounded_thread_map(encode, _chunks(shards), cfg.workers, ahead=2 * cfg.workers)
     for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
         if current is None or current.shard != shard:
             if current is not None:
@@ -138,13 +139,13 @@ def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx) -
 def run(cfg: PretokenizeConfig, ctx) -> dict:
     """Encode the upstream extract artifact's articles into ctx.out_dir."""
     article_shards = shard_paths(ctx.upstream["extract"].path)
-    # Resolve (and cache) the encoding once here, so workers only read the local cache.
-    _, info = resolve_encoding_info(cfg.encoding, ctx.cache_dir)
+    # Resolved (and cached) once; the encoder threads share it.
+    encoding, info = resolve_encoding_info(cfg.encoding, ctx.cache_dir)
     mine = [s for s in range(len(article_shards)) if s % ctx.world_size == ctx.rank]
     todo = [(s, article_shards[s]) for s in mine if not ctx.shard_done(f"encode-{s:05d}")]
     started = time.time()
     if todo:
-        encode_shards(todo, cfg, ctx)
+        encode_shards(todo, cfg, ctx, encoding)
     if ctx.rank != 0:
         return {}
     keys = [f"encode-{s:05d}" for s in range(len(article_shards))]
