@@ -110,10 +110,11 @@ def collect(results_dir: Path) -> str:
             writer.writerow(header)
             writer.writerows(rows)
         groups = _by_input(records, stage)
+        if len(groups) == 1:
+            sections.append(f"## {stage}\n\n{markdown_table(header, rows)}\n")
+            continue
         for title, group in groups.items():
-            header, rows = stage_table(group, stage)
-            heading = f"{stage} (of {title})" if len(groups) > 1 else stage
-            sections.append(f"## {heading}\n\n{markdown_table(header, rows)}\n")
+            sections.append(f"## {stage} (of {title})\n\n{markdown_table(*stage_table(group, stage))}\n")
     plots = summary.plot_all(records, results_dir)
     if plots:
         sections.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")

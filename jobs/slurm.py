@@ -80,12 +80,12 @@ def max_array_size() -> int:
 
 def _code_dirs() -> list[str]:
     """Top-level packages a job imports: the project's, plus those of extra stage modules
-    (`$WIKIGRAPH_EXTRA_STAGES`) that live in this checkout, so a site's own stages travel
+    (`$WIKIGRAPH_EXTRA_STAGES`); those in this checkout are copied, so a site's own stages travel
     with the snapshot like the built-in ones (the jobs unpickle their configs)."""
     names = list(CODE_DIRS)
     for module in filter(None, os.environ.get(EXTRA_MODULES_ENV, "").split(",")):
         top = module.strip().split(".")[0]
-        if top not in names and (REPO / top).is_dir():
+        if top not in names:
             names.append(top)
     return names
 
