@@ -187,7 +187,7 @@ class PackSampler:
             streak = 0
         # A split document (pending with offset > 0) continues in the next pack: keep it last.
         split_last = self.pending is not None and self.pending[1] > 0
-        if cfg.order_mode == "prefer_targets_first" and len(segments) > 2:
+        if cfg.order_mode == "prefer_targets_first" and len(segments) > 1:
             segments = self._targets_first(segments, pinned_first, split_last)
         self.packs += 1
         return segments

@@ -7,7 +7,9 @@ The corpus is built so that graph-aware packing has something to find:
 - every article states facts about itself ("The population of Varnok is 41,200.") and
   repeats facts of the articles it links to ("Varnok lies near [[Ostel Lake]], whose depth
   is 83 metres."), so the context of linked articles helps predict an article's text. The
-  QA stage derives questions from `Fact`s.
+  QA stage derives questions from `Fact`s; `SampleArticle.repeated` lists the repeated facts of
+  linked articles, whose values LM evaluation scores (on a corpus of another seed, they can only
+  be read from the linked article, never recalled).
 The wikitext uses what real pages use: an infobox, sections, lists, refs with cite
 templates, comments, piped and trailing links, links through redirects, lower-case and
 underscore link targets, external links, HTML entities, a table now and then, categories.
@@ -58,6 +60,9 @@ class SampleArticle:
     categories: list[str]
     facts: list[Fact]
     community: int = 0
+    #: Facts of link targets that this article repeats ("tied to [[Y]], whose depth is 83 metres"):
+    #: their values can only be known from the linked article (or its other linkers).
+    repeated: list[Fact] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -220,9 +225,10 @@ def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
     for i, title in enumerate(titles):
         c = community[i]
         category = "Sample hubs" if c < 0 else f"{titles[c]} region"
+        repeated: list[Fact] = []
         text = _article_wikitext(rng, i, titles, kinds, facts, links[i], alias_of,
-                                 community_vocab[c] if c >= 0 else community_vocab[0], category)
-        articles.append(SampleArticle(title, text, [category], facts[i], c))
+                                 community_vocab[c] if c >= 0 else community_vocab[0], category, repeated)
+        articles.append(SampleArticle(title, text, [category], facts[i], c, repeated))
     return SampleCorpus(articles, redirects)
 
 
@@ -240,7 +246,7 @@ def _link_markup(rng: random.Random, target: str, alias_of: dict[str, str]) -> s
     return f"[[{target}]]"
 
 
-def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category) -> str:
+def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category, repeated) -> str:
     title, kind = titles[i], kinds[i]
     words = lambda k: " ".join(rng.choices(vocab, k=k))
     infobox = "\n".join(f"| {f.attribute.replace(' ', '_')} = {f.value}" for f in facts[i])
@@ -257,6 +263,7 @@ def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, ca
     lines += ["", "== Connections =="]
     for j in targets:
         ref = facts[j][rng.randrange(len(facts[j]))]
+        repeated.append(ref)
         lines.append(f"* {title} is tied to {_link_markup(rng, titles[j], alias_of)}, whose "
                      f"{ref.attribute} is {ref.value}; both share the {words(2)}.")
     if rng.random() < 0.2:
