@@ -9,9 +9,18 @@ from stages.core.config import knob
 
 @dataclasses.dataclass
 class ExtractConfig:
-    dump: str = knob("sample", "dump file (MediaWiki XML or CirrusSearch JSON, plain/bz2/gzip; "
-                     "format detected from content) or `sample` for the generated corpus")
-    sample_format: str = knob("xml", "format the generated sample is written in", choices=("xml", "cirrus"))
+    dump: str = knob("sample", "dump (MediaWiki XML or CirrusSearch JSON, plain/bz2/gzip; format detected "
+                     "from content): a file, a directory of split dumps, a glob, or a `;` list; or `sample` "
+                     "for the generated corpus. Read in parallel: a multistream .xml.bz2 with its index "
+                     "(byte ranges of streams) and split files (one unit each). A single-stream "
+                     ".bz2/.gz has one reader: its decompression is serial, so it is slower")
+    dump_index: str = knob("", "multistream index of `dump` (default: the `...-multistream-index.txt.bz2` "
+                           "beside it, found by name)", signature=False)
+    read_unit_mb: float = knob(16.0, "compressed MB of multistream streams per unit of work (the output "
+                               "does not depend on it)", signature=False)
+    sample_format: str = knob("xml", "format the generated sample is written in: one XML or CirrusSearch file, "
+                              "a multistream .xml.bz2 with its index, or split multistream files",
+                              choices=("xml", "cirrus", "multistream", "split"))
     sample_articles: int = knob(300, "articles in the generated sample")
     sample_seed: int = knob(0, "seed of the generated sample")
     export_markdown: bool = knob(False, "also write a markdown/ tree of Title_<6hex>.md files")
@@ -27,6 +36,8 @@ class ExtractConfig:
             raise ValueError(f"shards: {self.shards} must be >= 1")
         if self.workers < 1:
             raise ValueError(f"workers: {self.workers} must be >= 1")
+        if self.read_unit_mb <= 0:
+            raise ValueError(f"read_unit_mb: {self.read_unit_mb} must be > 0")
         if not self.dump:
             raise ValueError("dump: empty; pass a dump file path or `sample`")
 

@@ -17,10 +17,11 @@ import bz2
 import dataclasses
 import gzip
 import io
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -115,15 +116,42 @@ def _truncated(fmt: str, raw: BinaryIO, compression: str, where: str, err: Excep
 
 
 def _xml_records(stream: BinaryIO, raw: BinaryIO, compression: str) -> Iterator[RawRecord]:
+    yield from cut_pages(_stream_blocks(stream, raw, compression), expect_end=True)
+
+
+def _stream_blocks(stream: BinaryIO, raw: BinaryIO, compression: str) -> Iterator[bytes | RawRecord]:
+    """Decompressed blocks of a stream; a truncated stream ends with an error record."""
+    done = 0
+    while True:
+        try:
+            # read1: hand over what is decompressed so far, so a cut file loses only its tail
+            block = stream.read1(_READ_BLOCK)
+        except (EOFError, OSError) as err:
+            yield _truncated("xml", raw, compression, f"decompressed byte {done}", err)
+            return
+        if not block:
+            return
+        done += len(block)
+        yield block
+
+
+def cut_pages(blocks: Iterable[bytes | RawRecord], expect_end: bool, base: int = 0) -> Iterator[RawRecord]:
+    """Cut decompressed XML blocks into `<page>` records.
+
+    An error record among the blocks (a truncated or corrupt stream) is passed on and drops
+    the page it cut; reading resumes with the next block. `expect_end`: the blocks end the
+    document, so a missing `</mediawiki>` is reported. `base` is the decompressed offset of
+    the first block (for messages)."""
     buf = b""
     pos = 0  # where the unconsumed part of buf starts
-    base = 0  # decompressed offset of buf[0]
-    eof = False
     seen_root_close = False
-    while True:
-        start = buf.find(_PAGE_OPEN, pos)
-        end = buf.find(_PAGE_CLOSE, start + 1) if start >= 0 else -1
-        if start >= 0 and end >= 0:
+    ended_by_error = False
+    for block in itertools.chain(blocks, [None]):
+        while True:
+            start = buf.find(_PAGE_OPEN, pos)
+            end = buf.find(_PAGE_CLOSE, start + 1) if start >= 0 else -1
+            if start < 0 or end < 0:
+                break
             nested = buf.find(_PAGE_OPEN, start + len(_PAGE_OPEN), end)
             if nested >= 0:  # a page without its `</page>`: skip it, resync at the next one
                 yield RawRecord("xml", f"byte {base + start}", buf[start:nested],
@@ -132,28 +160,24 @@ def _xml_records(stream: BinaryIO, raw: BinaryIO, compression: str) -> Iterator[
                 continue
             pos = end + len(_PAGE_CLOSE)
             yield RawRecord("xml", f"byte {base + start}", buf[start:pos])
-            continue
-        if eof:
+        if block is None:
             break
+        seen_root_close = seen_root_close or _ROOT_CLOSE in buf[pos:]
+        if isinstance(block, RawRecord):  # the input broke here: what was cut is lost with it
+            yield block
+            base, buf, pos, ended_by_error = base + len(buf), b"", 0, True
+            continue
         # Keep only the unfinished page (or a tag's worth of bytes), then read on.
         keep = start if start >= 0 else max(pos, len(buf) - len(_PAGE_OPEN))
-        seen_root_close = seen_root_close or _ROOT_CLOSE in buf[pos:]
-        buf, base, pos = buf[keep:], base + keep, 0
-        try:
-            # read1: hand over what is decompressed so far, so a cut file loses only its tail
-            block = stream.read1(_READ_BLOCK)
-        except (EOFError, OSError) as err:
-            yield _truncated("xml", raw, compression, f"decompressed byte {base + len(buf)}", err)
-            return
-        if not block:
-            eof = True
-        buf += block
+        buf, base, pos, ended_by_error = buf[keep:] + block, base + keep, 0, False
+    if ended_by_error:
+        return
     seen_root_close = seen_root_close or _ROOT_CLOSE in buf[pos:]
     start = buf.find(_PAGE_OPEN, pos)
     if start >= 0:
         yield RawRecord("xml", f"byte {base + start}", buf[start:],
                         error=f"page cut off at end of input, byte {base + start}{_title_hint(buf[start:])}")
-    elif not seen_root_close:
+    elif expect_end and not seen_root_close:
         yield RawRecord("xml", f"byte {base + len(buf)}",
                         error=f"XML ends without </mediawiki> at byte {base + len(buf)} (truncated file?)")
 
@@ -222,3 +246,200 @@ def _parse_cirrus_line(line: bytes) -> Page | None:
         outgoing_links=list(doc.get("outgoing_link") or []),
         categories=list(doc.get("category") or []), aliases=aliases,
     )
+
+
+# --- Parallel reading: dump files, multistream indexes and units of work -----------------
+
+_STREAM_MAGIC = re.compile(rb"BZh[1-9]1AY&SY")  # a bzip2 stream header and its first block
+_INDEX_OFFSET = re.compile(rb"^(\d+):", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkUnit:
+    """A piece of the input that one worker reads alone, seeking straight to it.
+
+    `streams` are the bzip2 stream starts of a multistream byte range `[streams[0], end)`;
+    empty for a whole file read by one reader (single-stream bz2, gzip, plain)."""
+
+    path: str
+    streams: tuple[int, ...] = ()
+    end: int = 0
+    last: bool = True  # holds the end of its file (where `</mediawiki>` belongs)
+
+    def describe(self) -> str:
+        name = Path(self.path).name
+        return f"{name} bytes {self.streams[0]}..{self.end}" if self.streams else name
+
+
+@dataclasses.dataclass
+class ReadPlan:
+    """How a dump is read: the units in dump order, and why a file is read serially."""
+
+    units: list[WorkUnit]
+    notes: list[str]
+    index_problems: list[str]
+
+    @property
+    def parallel(self) -> bool:
+        return len(self.units) > 1
+
+
+def dump_files(spec: str) -> list[Path]:
+    """The files of `dump=`: one file, a directory of split dumps, a glob, or a `;` list."""
+    files: list[Path] = []
+    for item in (part.strip() for part in spec.split(";")):
+        if not item:
+            continue
+        path = Path(item).expanduser()
+        if any(ch in item for ch in "*?["):
+            matches = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            if not matches:
+                raise FileNotFoundError(f"dump: no file matches {item}; pass dump=/path/to/dump or a glob that matches")
+            files += [p for p in matches if not _is_index(p)]
+        elif path.is_dir():
+            found = sorted((p for p in path.iterdir() if p.is_file() and not _is_index(p)), key=_split_order)
+            if not found:
+                raise FileNotFoundError(f"dump: directory {path} holds no dump files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"dump {path} not found; pass dump=/path/to/dump.xml.bz2 (or .json.gz), "
+                                    "a directory of split dumps, a glob, or dump=sample")
+    if not files:
+        raise FileNotFoundError("dump: empty; pass a dump file path, a directory, a glob or `sample`")
+    return files
+
+
+def _is_index(path: Path) -> bool:
+    return "-index" in path.name and ".txt" in path.name
+
+
+def _split_order(path: Path) -> tuple:
+    """Split dumps sort by their first page id (`...-p1p41242.bz2`), others by name."""
+    match = re.search(r"-p(\d+)p\d+", path.name)
+    return (0, int(match.group(1)), path.name) if match else (1, 0, path.name)
+
+
+def find_index(dump: Path) -> Path | None:
+    """The multistream index beside `dump` under its standard name, if there is one."""
+    from stages.wiki.dump_writer import index_name
+
+    candidate = index_name(dump)
+    return candidate if candidate != dump and candidate.is_file() else None
+
+
+def read_index_offsets(index: Path) -> list[int]:
+    """Sorted distinct stream offsets of a multistream index (`offset:page_id:title` lines)."""
+    offsets: set[int] = set()
+    tail = b""
+    with bz2.open(index, "rb") if _magic(index)[:3] == b"BZh" else open(index, "rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            block = tail + block
+            cut = block.rfind(b"\n") + 1
+            block, tail = block[:cut], block[cut:]
+            offsets.update(map(int, _INDEX_OFFSET.findall(block)))
+    offsets.update(map(int, _INDEX_OFFSET.findall(tail)))
+    return sorted(offsets)
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(4)
+
+
+def _bad_stream_starts(dump: Path, offsets: list[int]) -> list[int]:
+    """Offsets that are not the start of a bzip2 stream (an index of another dump)."""
+    bad = []
+    with open(dump, "rb") as handle:
+        for offset in offsets:
+            handle.seek(offset)
+            if not _STREAM_MAGIC.match(handle.read(10)):
+                bad.append(offset)
+                if len(bad) >= _DETAILS_BAD_OFFSETS:
+                    break
+    return bad
+
+
+_DETAILS_BAD_OFFSETS = 3
+
+
+def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 20) -> ReadPlan:
+    """Split the dump files into units of work, in dump order.
+
+    A multistream `.bz2` with its index (beside it, or `dump_index=` for a single file) is
+    cut into byte ranges of whole streams of about `unit_bytes` compressed bytes. Any other
+    file is one unit, read by one reader: a single bzip2/gzip stream cannot be entered in
+    the middle. The units depend only on the input, never on ranks or workers. An index
+    whose offsets do not land on stream starts is reported in `index_problems`, and that
+    file is read serially."""
+    if dump_index and len(files) != 1:
+        raise ValueError(f"dump_index: given for {len(files)} dump files; it names the index of one "
+                         "multistream file (split files find theirs by the standard name)")
+    units: list[WorkUnit] = []
+    notes: list[str] = []
+    problems: list[str] = []
+    for path in files:
+        index = Path(dump_index).expanduser() if dump_index else find_index(path)
+        if dump_index and not index.is_file():
+            raise FileNotFoundError(f"dump_index: {index} not found; pass the dump's "
+                                    "...-multistream-index.txt.bz2 or leave dump_index empty")
+        if index is None or _magic(path)[:3] != b"BZh":
+            units.append(WorkUnit(str(path)))
+            notes.append(f"{path.name}: read by one reader (no multistream index beside it"
+                         f"{'' if _magic(path)[:3] == b'BZh' else '; not bzip2'}), so its decompression is serial")
+            continue
+        size = path.stat().st_size
+        listed = [o for o in read_index_offsets(index) if o > 0]
+        offsets = [o for o in listed if o < size]  # the rest: a truncated dump, reported when read
+        if len(offsets) < len(listed):
+            notes.append(f"{path.name}: its index lists {len(listed) - len(offsets)} streams past the end "
+                         "of the file (truncated dump?)")
+        bad = _bad_stream_starts(path, offsets)
+        if bad or not offsets:
+            problems.append(f"index {index.name} does not match dump {path.name}: "
+                            + (f"offsets {bad} are not bzip2 stream starts" if bad else "it lists no streams"))
+            units.append(WorkUnit(str(path)))
+            notes.append(f"{path.name}: its index does not match it, so it is read by one reader")
+            continue
+        starts = [0, *offsets]
+        group: list[int] = []
+        for i, start in enumerate(starts):
+            group.append(start)
+            end = starts[i + 1] if i + 1 < len(starts) else size
+            if end - group[0] >= unit_bytes or i + 1 == len(starts):
+                units.append(WorkUnit(str(path), tuple(group), end, last=i + 1 == len(starts)))
+                group = []
+    return ReadPlan(units, notes, problems)
+
+
+def iter_unit_records(unit: WorkUnit) -> Iterator[RawRecord]:
+    """The records of one unit: a whole file, or its streams decompressed one by one (a
+    corrupt stream costs that stream only; reading resumes at the next one)."""
+    if not unit.streams:
+        yield from iter_records(unit.path)
+        return
+    yield from cut_pages(_unit_blocks(unit), expect_end=unit.last)
+
+
+def _unit_blocks(unit: WorkUnit) -> Iterator[bytes | RawRecord]:
+    bounds = [*unit.streams, unit.end]
+    with open(unit.path, "rb") as raw:
+        for start, end in itertools.pairwise(bounds):
+            raw.seek(start)
+            data = raw.read(end - start)
+            where = f"{Path(unit.path).name} stream at byte {start}"
+            if not _STREAM_MAGIC.match(data):
+                yield RawRecord("xml", where, error=f"corrupt bz2 stream: no stream header at byte {start}")
+                continue
+            try:
+                while data:  # a range may hold several streams when the index skipped one
+                    decompressor = bz2.BZ2Decompressor()
+                    yield decompressor.decompress(data)
+                    if not decompressor.eof:
+                        yield RawRecord("xml", where, error=f"truncated bz2 input near compressed byte {end} "
+                                        f"({where} ends before its stream does)")
+                        break
+                    data = decompressor.unused_data
+            except (OSError, EOFError) as err:
+                yield RawRecord("xml", where, error=f"corrupt bz2 stream at byte {start}: {err}")

@@ -255,6 +255,11 @@ def render_links(
 
 
 
+def marked_link_titles(text: str) -> list[str]:
+    """The titles of the link markers in converted text, unresolved, in order."""
+    return [match[1] for match in _MARKED_LINK.findall(text)]
+
+
 def strip_link_markers(text: str) -> tuple[str, list[str]]:
     """Plain text (link markers replaced by their text) and the marked link titles."""
     links: list[str] = []

@@ -1,0 +1,227 @@
+"""Disk-backed string tables: millions of titles without a Python object per title.
+
+A table is a file of newline-terminated UTF-8 strings (titles never hold a newline:
+`normalize_title` folds whitespace) that is memory-mapped, plus an int64 array of line
+starts. On top of that:
+- `sorted_order`: the stable sort of the strings in code-point order (what Python's `sorted`
+  gives), with numpy on 16-byte prefixes and Python only for ties beyond them;
+- `HashIndex`: exact lookup by a 64-bit hash (sorted hashes + `searchsorted`, every hit
+  verified against the bytes), saved as `.npy` files that worker processes map read-only,
+  so the page cache holds one copy for all of them.
+Per string this costs its bytes plus 8 (offset) + 16 (hash, row) bytes on disk, and in
+memory only while a step touches them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+_NEWLINE = 10
+_CHUNK = 1 << 17  # strings per vectorized step: bounds the temporaries (~100 MB)
+
+
+class StringTable:
+    """Newline-terminated strings in a file, memory-mapped: `table[i]` -> str."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        self.blob = np.memmap(self.path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        starts_path = self.path.with_name(self.path.name + ".starts.npy")
+        if starts_path.is_file():
+            self.starts = np.load(starts_path, mmap_mode="r")
+        else:
+            ends = np.flatnonzero(self.blob == _NEWLINE) if size else np.zeros(0, np.int64)
+            self.starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+            np.save(starts_path, self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return bytes(self.blob[self.starts[i]:self.starts[i + 1] - 1]).decode("utf-8")
+
+    def slice(self, lo: int, hi: int) -> list[str]:
+        """Strings lo..hi-1 (one decode for the whole run)."""
+        if hi <= lo:
+            return []
+        return bytes(self.blob[self.starts[lo]:self.starts[hi] - 1]).decode("utf-8").split("\n")
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.starts) - 1
+
+
+def write_lines(path: Path, strings: Iterable[str]) -> int:
+    """Write strings as a table file; returns how many."""
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for s in strings:
+            out.write(s)
+            out.write("\n")
+            count += 1
+    return count
+
+
+def concatenate(parts: Sequence[Path], path: Path) -> StringTable:
+    """One table from several table files, in order (a byte copy)."""
+    with open(path, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 22)
+    return StringTable(path)
+
+
+def hash_strings(table: StringTable, rows: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """64-bit hash of each string (polynomial over the bytes, then a mixing step), vectorized.
+    Two seeds give two independent hashes."""
+    rows = np.arange(len(table)) if rows is None else rows
+    out = np.empty(len(rows), np.uint64)
+    for lo in range(0, len(rows), _CHUNK):
+        chunk = rows[lo:lo + _CHUNK]
+        starts, ends = table.starts[chunk], table.starts[chunk + 1] - 1
+        out[lo:lo + _CHUNK] = _hash_ranges(table.blob, starts, ends, seed)
+    return out
+
+
+def hash_list(strings: list[str], seed: int = 0) -> np.ndarray:
+    """`hash_strings` of Python strings (the same values)."""
+    data = ("\n".join(strings) + "\n").encode("utf-8") if strings else b""
+    blob = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(blob == _NEWLINE)
+    starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
+    return _hash_ranges(blob, starts, ends, seed)
+
+
+_PRIMES = (np.uint64(0x100000001B3), np.uint64(0xC2B2AE3D27D4EB4F))
+
+
+def _hash_ranges(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, seed: int) -> np.ndarray:
+    lengths = (ends - starts).astype(np.int64)
+    with np.errstate(over="ignore"):
+        hashes = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed)
+        nonempty = np.flatnonzero(lengths)
+        if len(nonempty):
+            lengths_ne = lengths[nonempty]
+            first = np.cumsum(lengths_ne) - lengths_ne
+            position = np.arange(int(lengths_ne.sum())) - np.repeat(first, lengths_ne)
+            index = np.repeat(starts[nonempty], lengths_ne) + position
+            terms = (blob[index].astype(np.uint64) + np.uint64(1)) * _powers(int(lengths_ne.max()), seed)[position]
+            hashes[nonempty] += np.add.reduceat(terms, first)
+        # splitmix64's finalizer: spread the bits
+        hashes ^= hashes >> np.uint64(30)
+        hashes *= np.uint64(0xBF58476D1CE4E5B9)
+        hashes ^= hashes >> np.uint64(27)
+        hashes *= np.uint64(0x94D049BB133111EB)
+        hashes ^= hashes >> np.uint64(31)
+    return hashes
+
+
+def _powers(n: int, seed: int) -> np.ndarray:
+    powers = np.ones(max(n, 1), np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(1, n):
+            powers[i] = powers[i - 1] * _PRIMES[seed % 2]
+    return powers
+
+
+def sorted_order(table: StringTable) -> np.ndarray:
+    """Row order that sorts the strings in code-point order; equal strings keep row order."""
+    n = len(table)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    high, low = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    for lo in range(0, n, _CHUNK):
+        rows = np.arange(lo, min(lo + _CHUNK, n))
+        high[rows], low[rows] = _prefix_words(table, rows)
+    order = np.lexsort((low, high))  # stable: ties keep row order
+    # Runs that share their first 16 bytes and hold a longer string: finish those in Python.
+    same = (high[order][1:] == high[order][:-1]) & (low[order][1:] == low[order][:-1])
+    if same.any():
+        long = table.lengths()[order] > 16
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], same.astype(np.int8), [0]])))
+        for begin, end in zip(edges[::2].tolist(), (edges[1::2] + 1).tolist()):
+            if not long[begin:end].any():
+                continue  # equal short strings: already in row order
+            group = order[begin:end].tolist()
+            group.sort(key=lambda row: (bytes(table.blob[table.starts[row]:table.starts[row + 1] - 1]), row))
+            order[begin:end] = group
+    return order
+
+
+def _prefix_words(table: StringTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first 16 bytes of each string (zero-padded) as two big-endian words."""
+    starts = table.starts[rows]
+    lengths = table.starts[rows + 1] - 1 - starts
+    column = np.arange(16)
+    index = np.minimum(starts[:, None] + column, max(len(table.blob) - 1, 0))
+    prefix = np.where(column < lengths[:, None], table.blob[index], 0).astype(np.uint8)
+    words = np.ascontiguousarray(prefix).view(">u8")
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
+
+
+def equal_rows(table: StringTable, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise: is string a[i] == string b[i] (length and two independent 64-bit hashes)."""
+    same = (table.starts[a + 1] - table.starts[a]) == (table.starts[b + 1] - table.starts[b])
+    for seed in (0, 1):
+        same &= hash_strings(table, a, seed) == hash_strings(table, b, seed)
+    return same
+
+
+class HashIndex:
+    """Exact string -> row lookup over a StringTable, saved beside it as `.hash.npy` and
+    `.rows.npy` (hashes sorted, rows in hash order), read through memory maps."""
+
+    def __init__(self, table: StringTable):
+        self.table = table
+        base = table.path.with_name(table.path.name)
+        self.hashes = np.load(f"{base}.hash.npy", mmap_mode="r")
+        self.rows = np.load(f"{base}.rows.npy", mmap_mode="r")
+
+    @staticmethod
+    def build(table: StringTable, rows: np.ndarray | None = None) -> HashIndex:
+        """Index the given rows of `table` (all of them by default)."""
+        rows = np.arange(len(table), dtype=np.int64) if rows is None else rows.astype(np.int64)
+        hashes = hash_strings(table, rows)
+        order = np.argsort(hashes, kind="stable")
+        np.save(f"{table.path}.hash.npy", hashes[order])
+        np.save(f"{table.path}.rows.npy", rows[order])
+        return HashIndex(table)
+
+    def find(self, strings: list[str]) -> np.ndarray:
+        """Row of each string, -1 where absent."""
+        result = np.full(len(strings), -1, np.int64)
+        if not strings or not len(self.hashes):
+            return result
+        hashes = hash_list(strings)
+        pos = np.searchsorted(self.hashes, hashes)
+        for i in np.flatnonzero(pos < len(self.hashes)):
+            p = int(pos[i])
+            while p < len(self.hashes) and self.hashes[p] == hashes[i]:
+                row = int(self.rows[p])
+                if self.table[row] == strings[i]:
+                    result[i] = row
+                    break
+                p += 1
+        return result
+
+    def find_table(self, other: StringTable) -> np.ndarray:
+        """Row of each string of another table, -1 where absent. Vectorized: a hit must match
+        the length and a second independent hash too (a false match needs two 64-bit
+        collisions at once)."""
+        result = np.full(len(other), -1, np.int64)
+        if not len(other) or not len(self.hashes):
+            return result
+        for lo in range(0, len(other), _CHUNK):
+            rows = np.arange(lo, min(lo + _CHUNK, len(other)))
+            hashes = hash_strings(other, rows)
+            pos = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+            found = np.asarray(self.rows[pos])
+            hit = np.asarray(self.hashes[pos]) == hashes
+            hit &= (other.starts[rows + 1] - other.starts[rows]) == (self.table.starts[found + 1] - self.table.starts[found])
+            hit &= hash_strings(other, rows, 1) == hash_strings(self.table, found, 1)
+            result[rows[hit]] = found[hit]
+        return result
