@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining, build_attention_mask
+from stages.formats.generators import write_synthetic
 from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
-from stages.packing.synthetic import write_synthetic
 
 
 def best_of(fn, repeats: int) -> float:

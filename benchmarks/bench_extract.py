@@ -47,7 +47,7 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def ours_links(artifact: Path) -> tuple[int, int]:
-    from stages.wiki.articles import iter_articles
+    from stages.formats.articles import iter_articles
 
     articles = list(iter_articles(artifact))
     return len(articles), sum(len(re.findall(r"\]\([^)\s]+\)", a.text)) for a in articles)

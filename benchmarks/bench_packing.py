@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.formats.generators import write_synthetic
 from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
 from stages.packing.stats import PackStats
-from stages.packing.synthetic import write_synthetic
 
 STRATEGIES = ["random", "random_walk", "bfs", "dfs", "composite(random_walk=0.7,random=0.3)"]
 VARIANTS = [

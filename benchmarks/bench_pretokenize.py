@@ -28,10 +28,10 @@ from stages.core import config
 from stages.core.artifacts import load_artifact
 from stages.core.context import StageContext
 from stages.core.runner import execute
-from stages.wiki.articles import iter_articles
+from stages.core.tiktoken_offline import resolve_encoding
+from stages.formats.articles import iter_articles
 from stages.wiki.pretokenize import clean_link_targets, run
 from stages.wiki.spec import EXTRACT, PRETOKENIZE
-from stages.wiki.tokenizer import resolve_encoding
 
 DEFAULT_DUMP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wiki" / "enwiki-2016-sample.xml.bz2"
 

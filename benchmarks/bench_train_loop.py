@@ -25,13 +25,14 @@ from pathlib import Path
 import torch
 
 from models.graphlm import GraphLMForTraining
+from stages.core.artifacts import Artifact
 from stages.core.config import resolve
-from stages.packing.graph_index import GraphIndex
-from stages.packing.synthetic import write_synthetic
-from stages.packing.token_store import TokenStore
+from stages.core.context import StageContext
+from stages.formats.generators import write_synthetic
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.data import split_documents, train_loader
-from stages.pretrain.fixtures import artifact, stage_context
 from stages.pretrain.schedule import adamw
 from stages.pretrain.train import model_config, run
 
@@ -42,7 +43,7 @@ def clocks() -> tuple[float, float]:
 
 def stage_seconds(cfg, upstream, out: Path) -> tuple[float, float]:
     """(wall, cpu) seconds of one full stage run."""
-    ctx = stage_context(out, upstream)
+    ctx = StageContext.standalone(out, upstream, "pretrain")
     ctx.log.setLevel("WARNING")
     wall, cpu = clocks()
     run(cfg, ctx)
@@ -80,7 +81,8 @@ def main() -> None:
     overrides = {"val_every": "0", "checkpoint_every": "0", "log_every": "0", **dict(s.split("=", 1) for s in args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_synthetic(Path(tmp) / "corpus", n_docs=2000, mean_length=300)
-        upstream = {"graph": artifact(corpus.graph, "graph"), "pretokenize": artifact(corpus.tokens, "pretokenize")}
+        upstream = {"graph": Artifact.unmanaged(corpus.graph, "graph"),
+                    "pretokenize": Artifact.unmanaged(corpus.tokens, "pretokenize")}
         graph, store = GraphIndex.open(corpus.graph), TokenStore.open(corpus.tokens)
         short = resolve(PretrainConfig, {**overrides, "steps": str(args.short)})
         long = resolve(PretrainConfig, {**overrides, "steps": str(args.long)})

@@ -4,7 +4,7 @@ Compute nodes are offline (jobs run with `HF_HUB_OFFLINE=1`, see `jobs.offline.o
 so before anything is submitted the launcher resolves, per stage config, into the artifact
 root's cache (`{root}/cache`):
 
-- tiktoken encodings (`pretokenize.encoding`) through `stages.wiki.tokenizer`, which verifies
+- tiktoken encodings (`pretokenize.encoding`) through `stages.core.tiktoken_offline`, which verifies
   every file against tiktoken's own hashes and copies it to `{root}/cache/tiktoken`;
 - Hugging Face models and tokenizers given by hub id (`qa.model`, `qa.tokenizer`): found in the
   root's HF cache, else copied from the submitting user's own HF cache, else downloaded when
@@ -40,7 +40,7 @@ def hub_cache(cache_dir: Path) -> Path:
 
 def fetch_tiktoken(name: str, cache_dir: Path) -> str:
     """Resolve a tiktoken encoding into `{cache_dir}/tiktoken`; returns a one-line description."""
-    from stages.wiki.tokenizer import resolve_encoding_info
+    from stages.core.tiktoken_offline import resolve_encoding_info
 
     _, info = resolve_encoding_info(name, cache_dir)
     return f"tiktoken {name}: {len(info['files'])} file(s) in {Path(cache_dir) / 'tiktoken'}"

@@ -50,6 +50,13 @@ class Artifact:
     def config(self) -> dict:
         return self.manifest["config"]
 
+    @classmethod
+    def unmanaged(cls, path: Path, stage: str, config: dict | None = None) -> Artifact:
+        """A handle for a directory written without the runner (a generator's output, a
+        benchmark's corpus): no manifest on disk, so no checksums to verify."""
+        return cls(path=Path(path), manifest={"stage": stage, "signature": f"unmanaged-{stage}",
+                                              "config": config or {}})
+
 
 def final_dir(root: Path, stage: str, signature: str) -> Path:
     return Path(root) / stage / signature

@@ -42,6 +42,17 @@ class StageContext:
     skipped_examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     record: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def standalone(cls, out_dir: Path, upstream: dict[str, Artifact], stage: str, rank: int = 0,
+                   world_size: int = 1) -> StageContext:
+        """A context writing into `out_dir` (created), as the runner would build it, for calling a
+        stage's `run` directly (benchmarks, tests); no lock, manifest or partial directory."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return cls(stage=stage, signature="standalone", root=out_dir.parent, out_dir=out_dir,
+                   upstream=dict(upstream), rank=rank, world_size=world_size,
+                   log=logging.getLogger(f"wikigraph.{stage}"))
+
     @property
     def cache_dir(self) -> Path:
         """Shared cache for offline resources (tokenizer files, HF files)."""

@@ -1,11 +1,6 @@
 """Graph-traversal packing: which documents share a context window, and how.
 
-Public API: `GraphIndex`, `TokenStore`, `PackingConfig`, the strategy registry,
-`PackSampler`, `collate_packs` and `PackLoader` (see each module).
+Modules: `config` (PackingConfig), `strategies` (the traversal registry), `sampler`
+(PackSampler), `collate` (collate_packs), `loader` (PackLoader), `inspect`, `stats`. The graph
+and token artifacts they read are opened through `stages.formats`.
 """
-
-from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
-from stages.packing.token_store import TokenStore
-
-__all__ = ["GraphIndex", "PackingConfig", "TokenStore"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stages.packing.graph_index import GraphIndex
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.packing.sampler import Segment
-from stages.packing.token_store import TokenStore
 
 
 def collate_packs(

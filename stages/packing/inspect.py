@@ -22,7 +22,7 @@ SNIPPET_TOKENS = 24
 def load_encoding(name: str, tokens_path: Path | None = None):
     """The tiktoken encoding named in tokenizer.json, resolved offline (also from the artifact
     root's shared cache `{root}/cache` next to `{root}/pretokenize/<sig>`); None if unavailable."""
-    from stages.wiki.tokenizer import resolve_encoding
+    from stages.core.tiktoken_offline import resolve_encoding
 
     cache_dir = None
     if tokens_path is not None and (Path(tokens_path).resolve().parent.parent / "cache").is_dir():

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.packing.collate import collate_packs
 from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
 from stages.packing.sampler import PackSampler, allowed_mask
-from stages.packing.token_store import TokenStore
 
 LOADER_STATE_VERSION = 1
 _STATE_KEY = "_stream_state"

@@ -16,10 +16,10 @@ import random
 
 import numpy as np
 
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
 from stages.packing.strategies import TraversalContext, make_strategy
-from stages.packing.token_store import TokenStore
 
 #: Consecutive rejected proposals (duplicate, held out, too long) before jumping to a new start point.
 MAX_REJECTIONS = 16

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from stages.packing.graph_index import GraphIndex
+from stages.formats.graph import GraphIndex
 
 
 @dataclasses.dataclass

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import torch
 
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
 from stages.packing.loader import PackLoader
-from stages.packing.token_store import TokenStore
 
 _SPLIT_SALT = np.uint64(0x9E3779B97F4A7C15)
 

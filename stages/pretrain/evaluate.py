@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining, GraphLMInference
-from stages.packing.graph_index import GraphIndex
-from stages.packing.token_store import TokenStore
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.pretrain.data import split_documents
 from stages.pretrain.train import MODEL_CONFIG, MODEL_WEIGHTS
 
@@ -169,7 +169,7 @@ def _generation_sample(infer: GraphLMInference, corpus: _Corpus, doc_id: int, bu
 def _decoder(encoding_name: str, ctx):
     """Token ids -> text with the artifact's tiktoken encoding; ids as a string if it is unknown."""
     try:
-        from stages.wiki.tokenizer import resolve_encoding
+        from stages.core.tiktoken_offline import resolve_encoding
 
         encoding = resolve_encoding(encoding_name, cache_dir=ctx.cache_dir)
     except (ValueError, FileNotFoundError, OSError) as err:

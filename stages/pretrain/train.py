@@ -16,8 +16,8 @@ import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining
 from stages.core.preemption import Preempted, PreemptionFlag
-from stages.packing.graph_index import GraphIndex
-from stages.packing.token_store import TokenStore
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.pretrain import checkpoint as ckpt
 from stages.pretrain.accel import build_accelerator, release_accelerator, uses_deepspeed
 from stages.pretrain.data import split_documents, to_device, tokens_in, train_loader, validation_batches

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.wiki.articles import Article, ShardWriter, shard_name
+from stages.formats.articles import Article, ShardWriter, shard_name
 from stages.wiki.config import ExtractConfig
 from stages.wiki.dumps import RawRecord, ReadPlan, WorkUnit, dump_files, iter_unit_records, parse_record, plan_units
 from stages.wiki.parallel import bounded_imap, worker_pool

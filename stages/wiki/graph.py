@@ -8,25 +8,14 @@ the title -> id map are held.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from stages.core.artifacts import write_json_atomic
-from stages.wiki.articles import iter_articles, read_titles
+from stages.formats.articles import iter_articles, read_titles
+from stages.formats.graph import csr_rows, write_graph
 from stages.wiki.config import GraphConfig
-
-
-def build_csr(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr int64 [n+1], indices int32) with sorted unique neighbours, no self-loops."""
-    keep = src != dst
-    src, dst = src[keep].astype(np.int64), dst[keep].astype(np.int64)
-    keys = np.unique(src * n_nodes + dst)  # sorts and deduplicates in one go
-    rows, cols = keys // max(n_nodes, 1), keys % max(n_nodes, 1)
-    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_nodes), out=indptr[1:])
-    return indptr, cols.astype(np.int32)
 
 
 def weakly_connected_components(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -74,15 +63,6 @@ def _collect_edges(extract_dir: Path, title_to_id: dict[str, int]) -> tuple[np.n
     return np.concatenate(srcs), np.concatenate(dsts), dangling
 
 
-def write_graph_jsonl(path: Path, titles: list[str], indptr: np.ndarray, indices: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        for node, title in enumerate(titles):
-            links = indices[indptr[node]:indptr[node + 1]].tolist()
-            out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def run(cfg: GraphConfig, ctx) -> dict:
     """Build the graph of the upstream extract artifact into ctx.out_dir."""
     extract_dir = ctx.upstream["extract"].path
@@ -91,16 +71,10 @@ def run(cfg: GraphConfig, ctx) -> dict:
     title_to_id = {t: i for i, t in enumerate(titles)}
     src, dst, dangling = _collect_edges(extract_dir, title_to_id)
     self_links = int((src == dst).sum())
-    out_indptr, out_indices = build_csr(n, src, dst)
-    in_indptr, in_indices = build_csr(n, dst, src)
     out = ctx.out_dir
-    write_json_atomic(out / "titles.json", titles)
-    for name, array in (("out_indptr", out_indptr), ("out_indices", out_indices),
-                        ("in_indptr", in_indptr), ("in_indices", in_indices)):
-        np.save(out / f"{name}.npy", array)
-    write_graph_jsonl(out / "graph.jsonl", titles, out_indptr, out_indices)
-    edge_src = np.repeat(np.arange(n, dtype=np.int64), np.diff(out_indptr))
-    labels = weakly_connected_components(n, edge_src, out_indices.astype(np.int64))
+    csr = write_graph(out, titles, src, dst)
+    out_indptr, out_indices, in_indptr = csr["out_indptr"], csr["out_indices"], csr["in_indptr"]
+    labels = weakly_connected_components(n, csr_rows(out_indptr), out_indices.astype(np.int64))
     sizes = np.bincount(np.unique(labels, return_inverse=True)[1]) if n else np.zeros(0, np.int64)
     stats = {
         "nodes": n,

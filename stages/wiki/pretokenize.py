@@ -10,7 +10,6 @@ suffix before encoding: `[text](Title_a1b2c3)` -> `[text](Title)`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import re
@@ -20,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from stages.core.artifacts import write_json_atomic
-from stages.wiki.articles import shard_paths
+from stages.core.tiktoken_offline import resolve_encoding_info
+from stages.formats.articles import shard_paths
+from stages.formats.tokens import TokenShardWriter, token_dtype, write_index, write_meta
 from stages.wiki.config import PretokenizeConfig
 from stages.wiki.parallel import bounded_thread_map
 from stages.wiki.titles import strip_stem_hash
-from stages.wiki.tokenizer import resolve_encoding_info
-from stages.wiki.tokens import INDEX_DTYPE, token_dtype, token_shard_name
 
 _HASHED_TARGET = re.compile(r"\]\(([^\s)]*_[0-9a-f]{6})\)")
 #: Bytes of article JSON per worker task: small enough to balance, large enough to amortize.
@@ -86,51 +84,19 @@ def _chunks(shards: list[tuple[int, Path]]):
         yield shard, lines
 
 
-class _ShardOutput:
-    """Accumulates one token shard: the .bin file (through a temporary name) and its index."""
-
-    def __init__(self, shard: int, out_dir: Path):
-        self.shard, self.out_dir = shard, out_dir
-        self.path = out_dir / token_shard_name(shard)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish()
-        self._digest = hashlib.sha256()
-        self._ids: list[int] = []
-        self._lengths: list[np.ndarray] = []
-
-    def write(self, ids: list[int], lengths: np.ndarray, data: bytes) -> None:
-        self._file.write(data)
-        self._digest.update(data)
-        self._ids.extend(ids)
-        self._lengths.append(lengths)
-
-    def finish(self) -> dict:
-        self._file.close()
-        self._tmp.replace(self.path)
-        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
-        index = np.zeros(len(self._ids), dtype=INDEX_DTYPE)
-        index["doc_id"] = self._ids
-        index["shard"] = self.shard
-        index["length"] = lengths
-        index["offset"] = np.cumsum(lengths) - lengths
-        np.save(self.out_dir / f"index-{self.shard:05d}.npy", index)
-        return {"shard": self.shard, "docs": len(self._ids), "tokens": int(lengths.sum()),
-                "sha256": self._digest.hexdigest(), "file": self.path.name}
-
-
 def encode_shards(shards: list[tuple[int, Path]], cfg: PretokenizeConfig, ctx, encoding) -> None:
     """Encode article shards into token shards in one pipeline (no idle gap between shards):
     this thread reads articles and writes tokens, `cfg.workers` threads encode. tiktoken
     releases the GIL while it encodes, so threads scale like processes without their start-up
     and pickling (measured in benchmarks/bench_pretokenize.py)."""
-    current: _ShardOutput | None = None
+    current: TokenShardWriter | None = None
     encode = functools.partial(encode_chunk, encoding, cfg)
     results = bounded_thread_map(encode, _chunks(shards), cfg.workers, ahead=2 * cfg.workers)
     for shard, ids, lengths, data in ctx.progress(results, desc="pretokenize", unit="chunk"):
         if current is None or current.shard != shard:
             if current is not None:
                 ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
-            current = _ShardOutput(shard, ctx.out_dir)
+            current = TokenShardWriter(shard, ctx.out_dir)
         current.write(ids, lengths, data)
     if current is not None:
         ctx.mark_shard_done(f"encode-{current.shard:05d}", current.finish())
@@ -152,15 +118,10 @@ def run(cfg: PretokenizeConfig, ctx) -> dict:
     while not all(ctx.shard_done(k) for k in keys):  # file barrier for the other ranks
         time.sleep(2.0)
     results = [ctx.shard_payload(k) for k in keys]
-    parts = [ctx.out_dir / f"index-{s:05d}.npy" for s in range(len(article_shards))]
-    index = np.concatenate([np.load(p) for p in parts]) if parts else np.zeros(0, INDEX_DTYPE)
-    index = index[np.argsort(index["doc_id"], kind="stable")]
-    np.save(ctx.out_dir / "index.npy", index)
-    for p in parts:
-        p.unlink()
+    index = write_index(ctx.out_dir, len(article_shards))
     meta = dict(info, title_heading=cfg.title_heading, append_eot=cfg.append_eot,
                 shards=[{k: r[k] for k in ("file", "docs", "tokens", "sha256")} for r in results])
-    write_json_atomic(ctx.out_dir / "tokenizer.json", meta)
+    write_meta(ctx.out_dir, meta)
     tokens = int(sum(r["tokens"] for r in results))
     metrics = {
         "documents": len(index),

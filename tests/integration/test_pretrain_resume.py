@@ -65,7 +65,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from stages.pretrain.fixtures import write_markov_corpus
+    from tests.fixtures import write_markov_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     write_markov_corpus(root, n_docs=80, vocab=128, mean_length=60)
@@ -105,16 +105,18 @@ def test_two_rank_run_trains_and_resumes(corpus, tmp_path, zero_stage):
 def main() -> None:
     """Driver: python test_pretrain_resume.py DATA OUT PREEMPT_AT key=value..."""
     data, out, preempt_at = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    from stages.core.artifacts import Artifact
     from stages.core.config import resolve
+    from stages.core.context import StageContext
     from stages.core.preemption import Preempted
     from stages.pretrain import train
     from stages.pretrain.config import PretrainConfig
-    from stages.pretrain.fixtures import artifact, stage_context
 
     cfg = resolve(PretrainConfig, dict(arg.split("=", 1) for arg in sys.argv[4:]))
     rank = int(os.environ.get("RANK", "0"))
-    ctx = stage_context(out, {"graph": artifact(data / "graph", "graph"),
-                              "pretokenize": artifact(data / "tokens", "pretokenize")}, rank=rank)
+    ctx = StageContext.standalone(out, {"graph": Artifact.unmanaged(data / "graph", "graph"),
+                                        "pretokenize": Artifact.unmanaged(data / "tokens", "pretokenize")},
+                                  "pretrain", rank=rank)
     if preempt_at:
         original = train._Trainer.train_step
 

@@ -6,23 +6,25 @@ import math
 
 import pytest
 
+from stages.core.artifacts import Artifact
 from stages.core.config import resolve
+from stages.core.context import StageContext
 from stages.evaluate.spec import EvaluateConfig
 from stages.pretrain.checkpoint import latest_checkpoint
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.evaluate import run_lm_eval
-from stages.pretrain.fixtures import artifact, stage_context, write_markov_corpus
 from stages.pretrain.train import run
+from tests.fixtures import write_markov_corpus
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     graph, tokens = write_markov_corpus(root, n_docs=150, vocab=128, mean_length=80)
-    upstream = {"graph": artifact(graph, "graph"), "pretokenize": artifact(tokens, "pretokenize")}
+    upstream = {"graph": Artifact.unmanaged(graph, "graph"), "pretokenize": Artifact.unmanaged(tokens, "pretokenize")}
     cfg = resolve(PretrainConfig, {"steps": "24", "token_budget": "128", "batch_size": "2", "val_every": "8",
                                    "checkpoint_every": "10", "log_every": "4", "val_fraction": "0.1"})
-    ctx = stage_context(root / "out", upstream)
+    ctx = StageContext.standalone(root / "out", upstream, "pretrain")
     metrics = run(cfg, ctx)
     return cfg, ctx, metrics, upstream
 
@@ -43,8 +45,8 @@ def test_training_lowers_the_loss_and_writes_its_outputs(trained):
 
 def test_lm_evaluation_scores_three_contexts(trained, tmp_path):
     cfg, ctx, _, upstream = trained
-    pretrain = artifact(ctx.out_dir, "pretrain", dataclasses.asdict(cfg))
-    eval_ctx = stage_context(tmp_path / "eval", {**upstream, "pretrain": pretrain}, stage="evaluate")
+    pretrain = Artifact.unmanaged(ctx.out_dir, "pretrain", dataclasses.asdict(cfg))
+    eval_ctx = StageContext.standalone(tmp_path / "eval", {**upstream, "pretrain": pretrain}, "evaluate")
     metrics = run_lm_eval(resolve(EvaluateConfig, {"max_docs": "6", "generate_tokens": "8"}), eval_ctx)
     assert metrics["docs_scored"] >= 1 and metrics["eval_mask"] == "graph"
     for context in ("isolated", "graph", "random"):

@@ -14,7 +14,7 @@ import pytest
 from stages.core import config as config_lib
 from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
-from stages.wiki.articles import iter_articles, read_redirects, read_titles
+from stages.formats.articles import iter_articles, read_redirects, read_titles
 from stages.wiki.spec import EXTRACT, GRAPH
 
 DUMP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wiki" / "enwiki-2016-sample.xml.bz2"

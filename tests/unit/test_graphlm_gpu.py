@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining, dense_mask, make_mask_mod
-from models.graphlm.synthetic import random_packed_batch
+from tests.fixtures import random_packed_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (FlexAttention backward)")
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from models.graphlm import build_attention_mask, dense_mask, make_mask_mod
-from models.graphlm.synthetic import random_packed_batch
+from tests.fixtures import random_packed_batch
 
 
 def brute_force_allowed(doc_index: torch.Tensor, edges: torch.Tensor, mode: str) -> torch.Tensor:

@@ -11,7 +11,7 @@ from models.graphlm import (
     chunked_cross_entropy,
     pack_with_context,
 )
-from models.graphlm.synthetic import random_packed_batch
+from tests.fixtures import random_packed_batch
 
 VOCAB = 97
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from stages.formats.generators import write_synthetic
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.packing.collate import collate_packs
 from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
 from stages.packing.sampler import PackSampler
-from stages.packing.synthetic import write_synthetic
-from stages.packing.token_store import TokenStore
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from stages.packing.graph_index import GraphIndex
-from stages.packing.synthetic import write_graph, write_synthetic, write_tokens
-from stages.packing.token_store import TokenStore
+from stages.formats.generators import GPT2_META, write_synthetic
+from stages.formats.graph import GraphIndex, write_graph
+from stages.formats.tokens import TokenStore, write_tokens
 
 TITLES = ["A", "B", "C", "D", "E"]
 # A->B, A->C, B->C, C->A, D->C ; E isolated
@@ -72,7 +72,7 @@ def test_missing_graph_file_is_named(tmp_path):
 
 def test_token_store_zero_copy_slices(tmp_path):
     docs = {0: np.arange(5), 2: np.arange(100, 103), 3: np.arange(7)}
-    write_tokens(tmp_path / "t", docs, shard_tokens=6)
+    write_tokens(tmp_path / "t", docs, GPT2_META, shard_tokens=6)
     store = TokenStore.open(tmp_path / "t")
     assert store.num_docs == 3 and store.num_tokens == 15
     assert store.tokens(2).tolist() == [100, 101, 102]
@@ -98,7 +98,7 @@ def test_token_store_uint32_and_bad_meta(tmp_path):
 
 
 def test_token_store_rejects_index_past_shard_end(tmp_path):
-    write_tokens(tmp_path / "t", {0: np.arange(4)})
+    write_tokens(tmp_path / "t", {0: np.arange(4)}, GPT2_META)
     index = np.load(tmp_path / "t" / "index.npy")
     index["length"][0] = 10
     np.save(tmp_path / "t" / "index.npy", index)

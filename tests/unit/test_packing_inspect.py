@@ -5,9 +5,9 @@ import json
 import pytest
 
 from stages.core.config import ConfigError
+from stages.formats.generators import write_synthetic
 from stages.packing.config import PackingConfig
 from stages.packing.inspect import inspect_packs, main
-from stages.packing.synthetic import write_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from stages.formats.generators import write_synthetic
+from stages.formats.tokens import TokenStore
 from stages.packing.collate import collate_packs
 from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
 from stages.packing.stats import PackStats
-from stages.packing.synthetic import write_synthetic
-from stages.packing.token_store import TokenStore
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = {

@@ -6,11 +6,11 @@ import itertools
 import numpy as np
 import pytest
 
+from stages.formats.generators import GPT2_META, write_synthetic
+from stages.formats.graph import GraphIndex, write_graph
+from stages.formats.tokens import TokenStore, write_tokens
 from stages.packing.config import PackingConfig
-from stages.packing.graph_index import GraphIndex
 from stages.packing.sampler import PackSampler, allowed_mask
-from stages.packing.synthetic import write_graph, write_synthetic, write_tokens
-from stages.packing.token_store import TokenStore
 
 STRATEGIES = ["random", "random_walk", "bfs", "dfs", "composite:random_walk=0.6,bfs=0.2,random=0.2"]
 
@@ -122,7 +122,7 @@ def test_split_continues_the_remainder_in_the_next_pack(corpus):
 
 def chain_corpus(tmp_path, src, dst, n=4, length=10):
     write_graph(tmp_path / "g", [f"n{i}" for i in range(n)], np.array(src), np.array(dst))
-    write_tokens(tmp_path / "t", {i: np.full(length, i) for i in range(n)})
+    write_tokens(tmp_path / "t", {i: np.full(length, i) for i in range(n)}, GPT2_META)
     return GraphIndex.open(tmp_path / "g"), TokenStore.open(tmp_path / "t")
 
 

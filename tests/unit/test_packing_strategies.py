@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from stages.packing.graph_index import GraphIndex
+from stages.formats.generators import write_synthetic
+from stages.formats.graph import GraphIndex, write_graph
 from stages.packing.strategies import (
     STRATEGIES,
     CompositeStrategy,
@@ -14,7 +15,6 @@ from stages.packing.strategies import (
     parse_strategy,
     register_strategy,
 )
-from stages.packing.synthetic import write_graph, write_synthetic
 
 
 @pytest.fixture(scope="module")

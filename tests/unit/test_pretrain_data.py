@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from stages.packing.graph_index import GraphIndex
-from stages.packing.token_store import TokenStore
+from stages.formats.graph import GraphIndex
+from stages.formats.tokens import TokenStore
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.data import is_heldout, split_documents, train_loader, validation_batches
-from stages.pretrain.fixtures import write_markov_corpus
 from stages.pretrain.metrics import MetricsLog, flops_per_token
 from stages.pretrain.schedule import warmup_cosine
+from tests.fixtures import write_markov_corpus
 
 
 def test_heldout_split_is_a_pure_function_of_the_id():

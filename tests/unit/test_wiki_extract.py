@@ -9,8 +9,8 @@ import pytest
 
 from stages.core import config as config_lib
 from stages.core.runner import execute
+from stages.formats.articles import iter_articles, read_redirects, read_titles
 from stages.wiki import extract as extract_module
-from stages.wiki.articles import iter_articles, read_redirects, read_titles
 from stages.wiki.sample import generate_sample
 from stages.wiki.spec import EXTRACT
 from stages.wiki.titles import file_stem, link_target

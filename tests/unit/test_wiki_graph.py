@@ -7,8 +7,9 @@ import numpy as np
 from stages.core import config as config_lib
 from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
-from stages.wiki.articles import iter_articles, read_titles
-from stages.wiki.graph import build_csr, weakly_connected_components
+from stages.formats.articles import iter_articles, read_titles
+from stages.formats.graph import build_csr
+from stages.wiki.graph import weakly_connected_components
 from stages.wiki.spec import EXTRACT, GRAPH
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from stages.core import config as config_lib
 from stages.core.runner import execute
+from stages.formats.articles import iter_articles
 from stages.wiki import dump_writer
-from stages.wiki.articles import iter_articles
 from stages.wiki.dumps import dump_files, plan_units, read_index_offsets
 from stages.wiki.spec import EXTRACT
 

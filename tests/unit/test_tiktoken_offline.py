@@ -8,7 +8,7 @@ import shutil
 import pytest
 import tiktoken.load
 
-from stages.wiki import tokenizer
+from stages.core import tiktoken_offline as tokenizer
 
 GPT2_VOCAB_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe"
 needs_gpt2_package = pytest.mark.skipif(

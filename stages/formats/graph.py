@@ -1,4 +1,13 @@
-"""Read-only access to the link graph artifact: title <-> id and CSR neighbour slices."""
+"""The `graph` artifact format: file names, the CSR build, the writer and the reader.
+
+Layout of a graph artifact directory (node id = article id = index into `titles.json`):
+- `titles.json`: the list of titles;
+- `out_indptr.npy` (int64 [n+1]), `out_indices.npy` (int32): CSR of article -> linked article,
+  neighbours sorted and unique, no self-links; `in_*.npy`: the same for the reversed edges;
+- `graph.jsonl` (optional, for interop): `{"id", "title", "links"}` per node.
+
+`GraphIndex` opens it memory-mapped, so memory stays O(edges) on disk.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,59 @@ from pathlib import Path
 
 import numpy as np
 
-GRAPH_FILES = ("titles.json", "out_indptr.npy", "out_indices.npy", "in_indptr.npy", "in_indices.npy")
+from stages.core.artifacts import write_json_atomic
+
+TITLES_FILE = "titles.json"
+JSONL_FILE = "graph.jsonl"
+CSR_FILES = ("out_indptr.npy", "out_indices.npy", "in_indptr.npy", "in_indices.npy")
+GRAPH_FILES = (TITLES_FILE, *CSR_FILES)
+
+
+def build_csr(n_nodes: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr int64 [n+1], indices int32) of the edges src -> dst: neighbours sorted and
+    unique, self-loops dropped. The one CSR construction of the project."""
+    src, dst = np.asarray(src), np.asarray(dst)
+    keep = src != dst
+    src, dst = src[keep].astype(np.int64), dst[keep].astype(np.int64)
+    keys = np.unique(src * n_nodes + dst)  # sorts and deduplicates in one go
+    rows, cols = keys // max(n_nodes, 1), keys % max(n_nodes, 1)
+    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_nodes), out=indptr[1:])
+    return indptr, cols.astype(np.int32)
+
+
+def csr_rows(indptr: np.ndarray) -> np.ndarray:
+    """The source node of every CSR entry (int64), i.e. the edge list's first column."""
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+
+
+def write_graph_jsonl(path: Path, titles: list[str], indptr: np.ndarray, indices: np.ndarray) -> None:
+    """`graph.jsonl`: one `{"id", "title", "links"}` line per node, through a temporary name."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for node, title in enumerate(titles):
+            links = indices[indptr[node]:indptr[node + 1]].tolist()
+            out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def write_graph(path: Path, titles: list[str], src: np.ndarray, dst: np.ndarray,
+                jsonl: bool = True) -> dict[str, np.ndarray]:
+    """Write a graph artifact's files from an edge list (deduplicated, self-loops dropped).
+
+    Returns the four CSR arrays by name (`out_indptr`, ...), for stats."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    n = len(titles)
+    out_indptr, out_indices = build_csr(n, src, dst)
+    in_indptr, in_indices = build_csr(n, dst, src)
+    arrays = {"out_indptr": out_indptr, "out_indices": out_indices, "in_indptr": in_indptr, "in_indices": in_indices}
+    write_json_atomic(path / TITLES_FILE, titles)
+    for name, array in arrays.items():
+        np.save(path / f"{name}.npy", array)
+    if jsonl:
+        write_graph_jsonl(path / JSONL_FILE, titles, out_indptr, out_indices)
+    return arrays
 
 
 def _require(path: Path, name: str) -> Path:
@@ -17,24 +78,10 @@ def _require(path: Path, name: str) -> Path:
     return file
 
 
-def _transpose(indptr: np.ndarray, indices: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of the reversed edges, neighbours sorted."""
-    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    order = np.lexsort((src, indices))
-    t_indices = src[order].astype(np.int32)
-    t_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(indices, minlength=n), out=t_indptr[1:])
-    return t_indptr, t_indices
-
-
 def _union(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], n: int):
     """CSR whose row i is the sorted union of row i of `a` and of `b`."""
-    rows = [np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)) for indptr, _ in (a, b)]
-    keys = np.concatenate([rows[0] * n + a[1], rows[1] * n + b[1]])
-    keys = np.unique(keys)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // n, minlength=n), out=indptr[1:])
-    return indptr, (keys % n).astype(np.int32)
+    src = np.concatenate([csr_rows(a[0]), csr_rows(b[0])])
+    return build_csr(n, src, np.concatenate([a[1], b[1]]).astype(np.int64))
 
 
 class GraphIndex:
@@ -53,7 +100,7 @@ class GraphIndex:
                 f"graph: out_indptr has shape {out_indptr.shape} for {n} titles; rebuild the graph artifact"
             )
         if in_indptr is None:
-            in_indptr, in_indices = _transpose(out_indptr, out_indices, n)
+            in_indptr, in_indices = build_csr(n, out_indices, csr_rows(out_indptr))
         in_indptr = np.asarray(in_indptr)
         in_indices = np.asarray(in_indices)
         if in_indptr.shape != (n + 1,) or int(in_indptr[-1]) != len(in_indices):
@@ -71,7 +118,7 @@ class GraphIndex:
         if not path.is_dir():
             raise FileNotFoundError(f"graph artifact directory {path} does not exist; run the `graph` stage first")
         files = {name: _require(path, name) for name in GRAPH_FILES}
-        titles = json.loads(files["titles.json"].read_text())
+        titles = json.loads(files[TITLES_FILE].read_text(encoding="utf-8"))
         arrays = {name: np.load(files[name], mmap_mode="r") for name in GRAPH_FILES[1:]}
         return cls(
             titles,

@@ -1,8 +1,40 @@
-"""Random packed batches in the packing loader's format, for tests and benchmarks."""
+"""Generated inputs that only the tests use: a learnable Markov-chain corpus (graph + token
+artifacts) and random packed batches in the packing loader's format."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+
+from stages.formats.graph import write_graph
+from stages.formats.tokens import write_tokens
+
+
+def write_markov_corpus(out_dir: Path, n_docs: int = 120, vocab: int = 256, mean_length: int = 120,
+                        successors: int = 4, mean_degree: float = 3.0, seed: int = 0) -> tuple[Path, Path]:
+    """Write `graph/` and `tokens/` artifacts under out_dir; returns (graph_path, tokens_path)."""
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    eot = vocab - 1
+    next_tokens = rng.integers(0, eot, size=(eot, successors))
+    docs = []
+    for _ in range(n_docs):
+        length = max(2, int(rng.exponential(mean_length)))
+        seq = np.empty(length, dtype=np.int64)
+        seq[0] = rng.integers(0, eot)
+        choices = rng.integers(0, successors, size=length)
+        for t in range(1, length):
+            seq[t] = next_tokens[seq[t - 1], choices[t]]
+        docs.append(seq)
+    degree = rng.poisson(mean_degree, size=n_docs)
+    src = np.repeat(np.arange(n_docs), degree)
+    dst = rng.integers(0, n_docs, size=len(src))
+    graph_path, tokens_path = out_dir / "graph", out_dir / "tokens"
+    write_graph(graph_path, [f"Doc {i}" for i in range(n_docs)], src, dst)
+    write_tokens(tokens_path, docs, {"name": "markov", "dtype": "uint16", "n_vocab": vocab, "eot_token": eot})
+    return graph_path, tokens_path
 
 
 def random_packed_batch(batch_size: int, seq_len: int, vocab_size: int, max_docs: int = 6,
