@@ -1,7 +1,9 @@
 """Checkpoints in the run's artifact directory: `checkpoints/step-NNNNNNNN/`.
 
 A checkpoint holds Accelerate's state (model, optimizer, every rank's RNG; DeepSpeed's
-partitioned state under ZeRO), each rank's loader state and the trainer state. It is written to
+partitioned state under ZeRO), each rank's loader state and the trainer state. The loader and
+trainer state are JSON (`stages.core.safestate`); Accelerate loads its own files with torch's
+`weights_only` unpickler, which refuses anything but tensors and plain containers. It is written to
 a `.tmp` sibling by all ranks, then renamed by rank 0 after a barrier, so a directory without
 the `.tmp` suffix is always complete.
 """
@@ -13,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
+from stages.core.safestate import load_state, save_state
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
@@ -43,7 +45,7 @@ def save_checkpoint(accelerator, out_dir: Path, step: int, loader_state: dict, t
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
-    torch.save(loader_state, tmp / f"loader_rank{accelerator.process_index}.pt")
+    save_state(tmp, f"loader_rank{accelerator.process_index}", loader_state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state))
@@ -56,13 +58,13 @@ def save_checkpoint(accelerator, out_dir: Path, step: int, loader_state: dict, t
 
 def load_checkpoint(accelerator, path: Path) -> tuple[dict, dict]:
     """Restore Accelerate's state; returns (this rank's loader state, trainer state)."""
-    accelerator.load_state(str(path))
-    loader_file = path / f"loader_rank{accelerator.process_index}.pt"
-    if not loader_file.is_file():
+    name = f"loader_rank{accelerator.process_index}"
+    if not (path / f"{name}.json").is_file() and not (path / f"{name}.pt").is_file():
         raise FileNotFoundError(
-            f"{loader_file} is missing: the checkpoint was written by fewer ranks; resume with the same world size"
+            f"{path / name}.json is missing: the checkpoint was written by fewer ranks; resume with the same world size"
         )
-    loader_state = torch.load(loader_file, weights_only=False)
+    loader_state = load_state(path, name)
+    accelerator.load_state(str(path))
     return loader_state, json.loads((path / TRAINER_STATE).read_text())
 
 

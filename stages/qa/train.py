@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
 from stages.core.preemption import Preempted, PreemptionFlag
+from stages.core.safestate import load_state, save_state
 from stages.qa import pipeline, squad_eval
 from stages.qa.batching import EpochSampler, document_batch, trainable_documents
 from stages.qa.predict import predict
@@ -94,7 +96,7 @@ class StageTrainer:
             self.optimizer, [lambda s: schedule(s) * (0.0 if self.base_frozen(s) else 1.0), schedule])
         self.runner = self.acc.prepare(TimeStepMajorRunner(self.model, cfg.checkpoint_segments))
         self.step, self.curve, self.best_f1, self.epoch_metrics = 0, [], -1.0, []
-        if (self.ckpt / "state.pt").is_file():
+        if self.ckpt.is_dir():
             self.load_checkpoint()
 
     def global_epoch(self, step: int) -> int:
@@ -111,29 +113,31 @@ class StageTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                   tmp / f"rng_rank{acc.process_index}.pt")
+        save_state(tmp, f"rng_rank{acc.process_index}",
+                   {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()})
         acc.wait_for_everyone()
         if acc.is_main_process:
-            torch.save({
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            save_state(tmp, "state", {
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                 "step": self.step, "curve": self.curve, "best_f1": self.best_f1, "epoch_metrics": self.epoch_metrics,
-            }, tmp / "state.pt")
+            })
             (tmp / pipeline.TRAINING_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
             shutil.rmtree(self.ckpt, ignore_errors=True)
             os.replace(tmp, self.ckpt)
         acc.wait_for_everyone()
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.ckpt / "state.pt", weights_only=False)
-        self.model.load_state_dict(state["model"])
+        state = load_state(self.ckpt, "state")
+        rng = load_state(self.ckpt, f"rng_rank{self.acc.process_index}")
+        self.model.load_state_dict(load_file(str(self.ckpt / "model.safetensors")))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.curve = state["step"], state["curve"]
         self.best_f1, self.epoch_metrics = state["best_f1"], state["epoch_metrics"]
-        rng = torch.load(self.ckpt / f"rng_rank{self.acc.process_index}.pt", weights_only=False)
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])

@@ -45,7 +45,7 @@ def test_resume_after_preemption_is_exact(tmp_path, monkeypatch):
         train.run(cfg, ctx)
     assert stopped.value.step == 6  # mid second epoch: sampler epoch and position both matter
     checkpoint = ctx.out_dir / "stage_1_segs_2" / "checkpoint"
-    assert (checkpoint / "state.pt").is_file()
+    assert (checkpoint / "state.json").is_file() and not list(checkpoint.glob("*.pt"))
     assert json.loads((checkpoint / "training_config.json").read_text())["batch_size"] == 4
     monkeypatch.setattr(PreemptionFlag, "install", classmethod(lambda cls: FlagAfter(10**9)))
     resumed = train.run(cfg, ctx)
