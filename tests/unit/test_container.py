@@ -72,10 +72,13 @@ def test_paths_with_commas_are_rejected(tmp_path, image):
         apptainer_command(image, root=tmp_path / "a,b", repo=tmp_path, gpus=False)
 
 
-def test_submitit_sbatch_script_runs_every_task_through_apptainer(tmp_path, image):
+def test_submitit_sbatch_script_runs_every_task_through_apptainer(tmp_path, image, monkeypatch):
     import submitit
     from submitit.slurm.slurm import _make_sbatch_string
 
+    # Only the script is generated, nothing is submitted: the executor's check for `srun` on PATH
+    # is mocked so this runs on a machine without Slurm (tests/slurm submits for real).
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
     python = apptainer_python(image, root=tmp_path, repo=tmp_path, gpus=True)
     executor = submitit.SlurmExecutor(folder=tmp_path / "logs", python=python)
     executor.update_parameters(nodes=2, ntasks_per_node=4, gpus_per_node=4)
