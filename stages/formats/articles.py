@@ -4,6 +4,8 @@ Layout of an extract artifact directory:
 - `articles-00000.jsonl.zst`, ...: one JSON object per line, `{"id", "title", "text",
   "links", "categories"}`, ids dense 0..N-1 in title order, shards in id order;
 - `titles.json`: the list of titles (index = id);
+- `titles.txt`: the same titles, one per line, for readers that map them instead of
+  building a Python list (`title_table`);
 - `redirects.json`: alias title -> canonical article title;
 - `markdown/` (optional): one `Title_<6hex>.md` file per article for people to read.
 """
@@ -68,6 +70,35 @@ def iter_articles(path: str | Path) -> Iterator[Article]:
 def read_titles(path: str | Path) -> list[str]:
     """Titles by article id."""
     return json.loads((_artifact_dir(path) / "titles.json").read_text(encoding="utf-8"))
+
+
+def write_titles_json(path: Path, titles) -> None:
+    """`titles.json` from a list, or streamed from a `tables.StringTable` in chunks (never a
+    list of all titles in memory)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write("[")
+        for lo in range(0, len(titles), 100_000):
+            hi = min(lo + 100_000, len(titles))
+            chunk = titles.slice(lo, hi) if hasattr(titles, "slice") else list(titles[lo:hi])
+            out.write(("," if lo else "") + json.dumps(chunk, ensure_ascii=False)[1:-1])
+        out.write("]\n")
+    tmp.replace(path)
+
+
+def title_table(path: str | Path):
+    """Titles by article id as a memory-mapped `StringTable` (no Python object per title).
+    Artifacts made before `titles.txt` existed fall back to parsing `titles.json`."""
+    from stages.formats.tables import StringTable, write_lines
+
+    directory = _artifact_dir(path)
+    if (directory / "titles.txt").is_file():
+        return StringTable(directory / "titles.txt")
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="wikigraph-titles-"))
+    write_lines(scratch / "titles.txt", read_titles(directory))
+    return StringTable(scratch / "titles.txt")
 
 
 def read_redirects(path: str | Path) -> dict[str, str]:

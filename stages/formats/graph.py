@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.artifacts import write_json_atomic
+from stages.formats.articles import write_titles_json
 
 TITLES_FILE = "titles.json"
 JSONL_FILE = "graph.jsonl"
@@ -42,17 +42,27 @@ def csr_rows(indptr: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
 
 
-def write_graph_jsonl(path: Path, titles: list[str], indptr: np.ndarray, indices: np.ndarray) -> None:
-    """`graph.jsonl`: one `{"id", "title", "links"}` line per node, through a temporary name."""
+def write_graph_jsonl(path: Path, titles, indptr: np.ndarray, indices: np.ndarray) -> None:
+    """`graph.jsonl`: one `{"id", "title", "links"}` line per node, through a temporary name.
+    `titles`: a list, or a `tables.StringTable` (read in chunks)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        for node, title in enumerate(titles):
-            links = indices[indptr[node]:indptr[node + 1]].tolist()
-            out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
+        for lo in range(0, len(titles), _CHUNK):
+            hi = min(lo + _CHUNK, len(titles))
+            for node, title in zip(range(lo, hi), _titles_slice(titles, lo, hi)):
+                links = indices[indptr[node]:indptr[node + 1]].tolist()
+                out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
     tmp.replace(path)
 
 
-def write_graph(path: Path, titles: list[str], src: np.ndarray, dst: np.ndarray,
+_CHUNK = 100_000
+
+
+def _titles_slice(titles, lo: int, hi: int) -> list[str]:
+    return titles.slice(lo, hi) if hasattr(titles, "slice") else titles[lo:hi]
+
+
+def write_graph(path: Path, titles, src: np.ndarray, dst: np.ndarray,
                 jsonl: bool = True) -> dict[str, np.ndarray]:
     """Write a graph artifact's files from an edge list (deduplicated, self-loops dropped).
 
@@ -63,7 +73,7 @@ def write_graph(path: Path, titles: list[str], src: np.ndarray, dst: np.ndarray,
     out_indptr, out_indices = build_csr(n, src, dst)
     in_indptr, in_indices = build_csr(n, dst, src)
     arrays = {"out_indptr": out_indptr, "out_indices": out_indices, "in_indptr": in_indptr, "in_indices": in_indices}
-    write_json_atomic(path / TITLES_FILE, titles)
+    write_titles_json(path / TITLES_FILE, titles)
     for name, array in arrays.items():
         np.save(path / f"{name}.npy", array)
     if jsonl:

@@ -28,11 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.formats.articles import Article, ShardWriter, shard_name
+from stages.formats.articles import Article, ShardWriter, shard_name, write_titles_json
+from stages.formats.tables import (
+    HashIndex,
+    StringTable,
+    concatenate,
+    equal_rows,
+    hash_strings,
+    sorted_order,
+    write_lines,
+)
 from stages.wiki.config import ExtractConfig
 from stages.wiki.dumps import RawRecord, ReadPlan, WorkUnit, dump_files, iter_unit_records, parse_record, plan_units
 from stages.wiki.parallel import bounded_imap, worker_pool
-from stages.wiki.tables import HashIndex, StringTable, concatenate, equal_rows, hash_strings, sorted_order, write_lines
 from stages.wiki.titles import file_stem, normalize_title
 from stages.wiki.wikitext import convert, marked_link_titles, render_links
 
@@ -291,18 +299,6 @@ def _resolve_redirects(stems: list[Path], tables: Path, articles: HashIndex) -> 
     return len(kept)
 
 
-def _write_json_list(path: Path, table: StringTable) -> None:
-    """`titles.json` streamed from the table (never the whole list in memory)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write("[")
-        for lo in range(0, len(table), 100_000):
-            chunk = table.slice(lo, min(lo + 100_000, len(table)))
-            out.write(("," if lo else "") + json.dumps(chunk, ensure_ascii=False)[1:-1])
-        out.write("]\n")
-    tmp.replace(path)
-
-
 def _write_json_map(path: Path, keys: StringTable, values: StringTable) -> None:
     """`redirects.json` streamed from two tables."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -373,7 +369,8 @@ def write_shard(task: tuple[int, int, int, dict]) -> dict:
 def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, parts: int, pool) -> dict:
     counts = _build_tables(raw_dir, parts, ctx)
     tables = raw_dir / "tables"
-    _write_json_list(ctx.out_dir / "titles.json", StringTable(tables / "titles.txt"))
+    write_titles_json(ctx.out_dir / "titles.json", StringTable(tables / "titles.txt"))
+    shutil.copyfile(tables / "titles.txt", ctx.out_dir / "titles.txt")
     _write_json_map(ctx.out_dir / "redirects.json", StringTable(tables / "redirects.txt"),
                     StringTable(tables / "targets.txt"))
     if cfg.export_markdown:

@@ -2,19 +2,21 @@
 
 Node id = article id (index into `titles.json`). Edges are article -> linked article, with
 self-links, duplicates and links to titles that are not articles (dangling) dropped. Memory
-is O(edges): links stream in shard by shard as int32 arrays, and only the edge arrays and
-the title -> id map are held.
+is O(edges): links stream in shard by shard as int32 arrays, and titles are looked up in a
+memory-mapped hash index (`tables.HashIndex`), not a Python dict.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from stages.core.artifacts import write_json_atomic
-from stages.formats.articles import iter_articles, read_titles
+from stages.formats.articles import iter_articles, title_table
 from stages.formats.graph import csr_rows, write_graph
+from stages.formats.tables import HashIndex
 from stages.wiki.config import GraphConfig
 
 
@@ -49,15 +51,31 @@ def degree_stats(indptr: np.ndarray, prefix: str, percentiles: list[int]) -> dic
     return stats
 
 
-def _collect_edges(extract_dir: Path, title_to_id: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int]:
+_LOOKUP_BATCH = 1 << 16  # links looked up together
+
+
+def _collect_edges(extract_dir: Path, titles: HashIndex) -> tuple[np.ndarray, np.ndarray, int]:
     srcs, dsts, dangling = [], [], 0
-    for article in iter_articles(extract_dir):
-        ids = [title_to_id.get(t, -1) for t in article.links]
-        targets = np.fromiter(ids, dtype=np.int32, count=len(ids))
+    batch_src: list[int] = []
+    batch_links: list[str] = []
+
+    def flush() -> None:
+        nonlocal dangling
+        targets = titles.find(batch_links)
         dangling += int((targets < 0).sum())
-        targets = targets[targets >= 0]
-        srcs.append(np.full(targets.size, article.id, dtype=np.int32))
-        dsts.append(targets)
+        keep = targets >= 0
+        srcs.append(np.asarray(batch_src, dtype=np.int32)[keep])
+        dsts.append(targets[keep].astype(np.int32))
+        batch_src.clear()
+        batch_links.clear()
+
+    for article in iter_articles(extract_dir):
+        batch_src.extend([article.id] * len(article.links))
+        batch_links.extend(article.links)
+        if len(batch_links) >= _LOOKUP_BATCH:
+            flush()
+    if batch_links:
+        flush()
     if not srcs:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), 0
     return np.concatenate(srcs), np.concatenate(dsts), dangling
@@ -66,10 +84,12 @@ def _collect_edges(extract_dir: Path, title_to_id: dict[str, int]) -> tuple[np.n
 def run(cfg: GraphConfig, ctx) -> dict:
     """Build the graph of the upstream extract artifact into ctx.out_dir."""
     extract_dir = ctx.upstream["extract"].path
-    titles = read_titles(extract_dir)
+    titles = title_table(extract_dir)
     n = len(titles)
-    title_to_id = {t: i for i, t in enumerate(titles)}
-    src, dst, dangling = _collect_edges(extract_dir, title_to_id)
+    scratch = ctx.out_dir / "_lookup"
+    scratch.mkdir(exist_ok=True)
+    src, dst, dangling = _collect_edges(extract_dir, HashIndex.build(titles, prefix=scratch / "titles"))
+    shutil.rmtree(scratch)
     self_links = int((src == dst).sum())
     out = ctx.out_dir
     csr = write_graph(out, titles, src, dst)

@@ -52,7 +52,7 @@ def test_ids_follow_title_order_and_links_resolve_through_redirects(tmp_path):
             assert f"]({link_target(target)})" in article.text
     manifest = json.loads((outcome.artifact / "manifest.json").read_text())
     assert {f["path"] for f in manifest["files"]} == {
-        "articles-00000.jsonl.zst", "articles-00001.jsonl.zst", "titles.json", "redirects.json"}
+        "articles-00000.jsonl.zst", "articles-00001.jsonl.zst", "titles.json", "titles.txt", "redirects.json"}
 
 
 def test_markdown_export_names_files_by_stem_and_links_to_stems(tmp_path):

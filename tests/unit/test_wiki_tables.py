@@ -4,8 +4,8 @@ import random
 
 import numpy as np
 
+from stages.formats.tables import HashIndex, StringTable, equal_rows, hash_list, hash_strings, sorted_order, write_lines
 from stages.wiki import dump_writer
-from stages.wiki.tables import HashIndex, StringTable, equal_rows, hash_list, hash_strings, sorted_order, write_lines
 
 
 def _strings(n=3000, seed=1):

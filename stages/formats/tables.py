@@ -2,14 +2,13 @@
 
 A table is a file of newline-terminated UTF-8 strings (titles never hold a newline:
 `normalize_title` folds whitespace) that is memory-mapped, plus an int64 array of line
-starts. On top of that:
+starts (8 bytes per string, the only per-string memory of an open table). On top of that:
 - `sorted_order`: the stable sort of the strings in code-point order (what Python's `sorted`
   gives), with numpy on 16-byte prefixes and Python only for ties beyond them;
 - `HashIndex`: exact lookup by a 64-bit hash (sorted hashes + `searchsorted`, every hit
   verified against the bytes), saved as `.npy` files that worker processes map read-only,
   so the page cache holds one copy for all of them.
-Per string this costs its bytes plus 8 (offset) + 16 (hash, row) bytes on disk, and in
-memory only while a step touches them.
+An index costs 16 bytes per string (hash, row) on disk, mapped.
 """
 
 from __future__ import annotations
@@ -31,13 +30,8 @@ class StringTable:
         self.path = Path(path)
         size = self.path.stat().st_size
         self.blob = np.memmap(self.path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-        starts_path = self.path.with_name(self.path.name + ".starts.npy")
-        if starts_path.is_file():
-            self.starts = np.load(starts_path, mmap_mode="r")
-        else:
-            ends = np.flatnonzero(self.blob == _NEWLINE) if size else np.zeros(0, np.int64)
-            self.starts = np.concatenate([[0], ends + 1]).astype(np.int64)
-            np.save(starts_path, self.starts)
+        ends = np.flatnonzero(self.blob == _NEWLINE) if size else np.zeros(0, np.int64)
+        self.starts = np.concatenate([[0], ends + 1]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.starts) - 1
@@ -175,53 +169,54 @@ class HashIndex:
     """Exact string -> row lookup over a StringTable, saved beside it as `.hash.npy` and
     `.rows.npy` (hashes sorted, rows in hash order), read through memory maps."""
 
-    def __init__(self, table: StringTable):
+    def __init__(self, table: StringTable, prefix: str | Path | None = None):
         self.table = table
-        base = table.path.with_name(table.path.name)
-        self.hashes = np.load(f"{base}.hash.npy", mmap_mode="r")
-        self.rows = np.load(f"{base}.rows.npy", mmap_mode="r")
+        prefix = prefix or table.path
+        self.hashes = np.load(f"{prefix}.hash.npy", mmap_mode="r")
+        self.rows = np.load(f"{prefix}.rows.npy", mmap_mode="r")
 
     @staticmethod
-    def build(table: StringTable, rows: np.ndarray | None = None) -> HashIndex:
-        """Index the given rows of `table` (all of them by default)."""
+    def build(table: StringTable, rows: np.ndarray | None = None, prefix: str | Path | None = None) -> HashIndex:
+        """Index the given rows of `table` (all of them by default), saved as `{prefix}.hash.npy`
+        and `{prefix}.rows.npy` (prefix: the table's path)."""
+        prefix = prefix or table.path
         rows = np.arange(len(table), dtype=np.int64) if rows is None else rows.astype(np.int64)
         hashes = hash_strings(table, rows)
         order = np.argsort(hashes, kind="stable")
-        np.save(f"{table.path}.hash.npy", hashes[order])
-        np.save(f"{table.path}.rows.npy", rows[order])
-        return HashIndex(table)
+        np.save(f"{prefix}.hash.npy", hashes[order])
+        np.save(f"{prefix}.rows.npy", rows[order])
+        return HashIndex(table, prefix)
 
     def find(self, strings: list[str]) -> np.ndarray:
-        """Row of each string, -1 where absent."""
-        result = np.full(len(strings), -1, np.int64)
-        if not strings or not len(self.hashes):
+        """Row of each string, -1 where absent (see `find_table` for how a hit is confirmed)."""
+        if not strings:
+            return np.full(0, -1, np.int64)
+        data = ("\n".join(strings) + "\n").encode("utf-8")
+        blob = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(blob == _NEWLINE)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return self._confirm(_hash_ranges(blob, starts, ends, 0), _hash_ranges(blob, starts, ends, 1), ends - starts)
+
+    def _confirm(self, hashes: np.ndarray, second: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        result = np.full(len(hashes), -1, np.int64)
+        if not len(self.hashes):
             return result
-        hashes = hash_list(strings)
-        pos = np.searchsorted(self.hashes, hashes)
-        for i in np.flatnonzero(pos < len(self.hashes)):
-            p = int(pos[i])
-            while p < len(self.hashes) and self.hashes[p] == hashes[i]:
-                row = int(self.rows[p])
-                if self.table[row] == strings[i]:
-                    result[i] = row
-                    break
-                p += 1
+        pos = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        found = np.asarray(self.rows[pos])
+        hit = np.asarray(self.hashes[pos]) == hashes
+        hit &= lengths == self.table.starts[found + 1] - self.table.starts[found] - 1
+        hit[hit] &= second[hit] == hash_strings(self.table, found[hit], 1)
+        result[hit] = found[hit]
         return result
 
     def find_table(self, other: StringTable) -> np.ndarray:
         """Row of each string of another table, -1 where absent. Vectorized: a hit must match
         the length and a second independent hash too (a false match needs two 64-bit
-        collisions at once)."""
+        collisions at once; two indexed strings with one equal 64-bit hash, which is as
+        unlikely, would hide the second one)."""
         result = np.full(len(other), -1, np.int64)
-        if not len(other) or not len(self.hashes):
-            return result
         for lo in range(0, len(other), _CHUNK):
             rows = np.arange(lo, min(lo + _CHUNK, len(other)))
-            hashes = hash_strings(other, rows)
-            pos = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-            found = np.asarray(self.rows[pos])
-            hit = np.asarray(self.hashes[pos]) == hashes
-            hit &= (other.starts[rows + 1] - other.starts[rows]) == (self.table.starts[found + 1] - self.table.starts[found])
-            hit &= hash_strings(other, rows, 1) == hash_strings(self.table, found, 1)
-            result[rows[hit]] = found[hit]
+            result[rows] = self._confirm(hash_strings(other, rows), hash_strings(other, rows, 1),
+                                         other.starts[rows + 1] - other.starts[rows] - 1)
         return result
