@@ -11,15 +11,13 @@ import sys
 from pathlib import Path
 
 from jobs.args import GLOBAL_KEYS, ParsedArgs, parse_args
+from jobs.executor import EXECUTORS, executor_class
 from jobs.launcher import LauncherConfig, check_local
-from jobs.plan import Plan, Planner
-from jobs.report import describe_plan, report_results
-from jobs.runs import RunDir
+from jobs.plan import Planner
 from stages.core import config as config_lib
 from stages.core import registry
 from stages.core.config import ConfigError
 
-EXECUTORS = ("inline", "local", "slurm")
 COMMANDS = ("run", "status", "logs", "cancel", "collect")
 LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
 
@@ -80,42 +78,9 @@ def run_command(parsed: ParsedArgs) -> int:
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
     check_local(launcher, executor)
     plan = Planner(parsed, root, LAUNCHER_KEYS).build()
-    dry_run = _bool(parsed, "dry_run")
-    if executor == "slurm":
-        from jobs import slurm
-
-        return slurm.submit(plan, launcher, parsed.slurm_extra, root, results_dir, dry_run=dry_run,
-                            wait=_bool(parsed, "wait"))
-    print(describe_plan(plan, launcher, executor), flush=True)
-    if dry_run or not plan.to_run:
-        if not plan.to_run:
-            print("nothing to run: every requested artifact exists (force=true reruns)")
-        return 0
-    return launch_local(plan, launcher, root, results_dir, inline=executor == "inline")
-
-
-def launch_local(plan: Plan, launcher: LauncherConfig, root: Path, results_dir: Path, inline: bool) -> int:
-    from jobs.executors import make_job, node_key, run_local
-    from jobs.offline import offline_env, prepare_offline
-    from stages.core.runner import discard_partial
-
-    run = RunDir.create(root, plan.to_run[-1].stage if len(plan.groups()) == 1 else "all")
-    env = offline_env(root)
-    prepare_offline(plan, root)
-    jobs = {}
-    for node in plan.to_run:
-        if plan.force:
-            discard_partial(root, node.stage, node.signature)
-        run.write_config(node.stage, node.signature, node.cfg)
-        jobs[node_key(node)] = make_job(node, plan, root, results_dir, run, env)
-    run.write({"run_id": run.run_id, "executor": "inline" if inline else "local", "root": str(root),
-               "pid": os.getpid(),
-               "jobs": {node_key(n): {"stage": n.stage, "signature": n.signature, "sweep": n.sweep,
-                                      "state": "PENDING"} for n in plan.to_run}})
-    print(f"run {run.run_id}: logs in {run.logs}", flush=True)
-    code = run_local(plan, jobs, launcher, run, inline=inline)
-    report_results(plan, results_dir)
-    return code
+    backend = executor_class(executor)(plan, launcher, root, results_dir, wait=_bool(parsed, "wait"),
+                                       slurm_extra=parsed.slurm_extra)
+    return backend.launch(dry_run=_bool(parsed, "dry_run"))
 
 
 def main(argv: list[str] | None = None) -> int:

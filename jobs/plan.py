@@ -20,6 +20,10 @@ from stages.core.config import ConfigError, did_you_mean
 from stages.core.runner import stage_signature
 
 
+def node_key(stage: str, signature: str) -> str:
+    return f"{stage}/{signature}"
+
+
 @dataclasses.dataclass
 class Node:
     """One stage run (or an existing artifact it would reuse)."""
@@ -34,8 +38,14 @@ class Node:
     requested: bool = False  # part of the requested stages (vs an upstream it only reads)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.stage, self.signature)
+    def key(self) -> str:
+        """`stage/signature`: the one node key (plan, run.json, executors, status)."""
+        return node_key(self.stage, self.signature)
+
+    @property
+    def upstream_keys(self) -> list[str]:
+        """Keys of the direct upstream nodes."""
+        return [node_key(name, self.upstream[name]) for name in self.direct]
 
     @property
     def cached(self) -> bool:
@@ -98,7 +108,7 @@ class Planner:
             registry.get(self.stage_name)  # unknown stage -> did-you-mean error
         self.force = str(parsed.globals.get("force", "false")).lower() in ("1", "true", "yes")
         self.default_sweep = apply_default_sweep(parsed) if self.stage_name == "all" else []
-        self._nodes: dict[tuple[str, str], Node] = {}
+        self._nodes: dict[str, Node] = {}
         self._route_keys()
 
     # --- key routing -------------------------------------------------------------------
@@ -177,7 +187,7 @@ class Planner:
             upstream.update(up.upstream)
             upstream[name] = up.signature
         signature = stage_signature(spec, cfg, {name: upstream[name] for name in direct})
-        node = self._nodes.get((stage, signature))
+        node = self._nodes.get(node_key(stage, signature))
         if node is None:
             node = Node(stage, cfg, signature, direct, upstream,
                         existing=load_artifact(self.root, stage, signature))
@@ -216,7 +226,7 @@ class Planner:
             if callable(direct) or len(direct) != 1:
                 raise ConfigError(f"`from=` is ambiguous for stage `{self.stage_name}`; write `<upstream>.from=<signature>`")
         in_chain = self.stage_name == "all"
-        seen_points: dict[tuple[str, str], list[dict]] = {}
+        seen_points: dict[str, list[dict]] = {}
         for point in self.parsed.sweep_points():
             for stage, variant in self._requested():
                 node = self._resolve(stage, point, variant, in_chain)
@@ -232,14 +242,14 @@ class Planner:
 def _topological(nodes: list[Node]) -> list[Node]:
     """Upstream before downstream; stable otherwise."""
     by_key = {n.key: n for n in nodes}
-    done: set[tuple[str, str]] = set()
+    done: set[str] = set()
     order: list[Node] = []
 
     def visit(node: Node) -> None:
         if node.key in done:
             return
-        for name in node.direct:
-            up = by_key.get((name, node.upstream[name]))
+        for key in node.upstream_keys:
+            up = by_key.get(key)
             if up is not None:
                 visit(up)
         done.add(node.key)

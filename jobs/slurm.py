@@ -20,16 +20,12 @@ import time
 from pathlib import Path
 
 from jobs.entry import StageJob
-from jobs.executors import REPO, make_job, node_key
+from jobs.executor import REPO, Executor
 from jobs.launcher import LauncherConfig
-from jobs.offline import offline_env, prepare_offline
-from jobs.plan import Node, Plan
-from jobs.report import describe_plan, report_results
 from jobs.runs import RunDir
 from stages.core.artifacts import code_version
 from stages.core.config import ConfigError
 from stages.core.registry import EXTRA_MODULES_ENV
-from stages.core.runner import discard_partial
 
 CODE_DIRS = ("jobs", "stages", "models")
 PROFILES_DIR = REPO / "slurm" / "profiles"
@@ -132,65 +128,56 @@ def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -
     return params
 
 
-def submit(plan: Plan, launcher: LauncherConfig, extra: dict, root: Path, results_dir: Path,
-           dry_run: bool, wait: bool = False) -> int:
-    """Submit the plan; print the run id (and the sbatch scripts on a dry run)."""
-    import submitit
+class SlurmExecutor(Executor):
+    """Each plan group is one job array (split at MaxArraySize), chained with `afterok`.
 
-    print(describe_plan(plan, launcher, "slurm"), flush=True)
-    if not plan.to_run:
-        print("nothing to run: every requested artifact exists (force=true reruns)")
-        return 0
-    validate_cluster(launcher)
-    run = RunDir.create(root, plan.to_run[-1].stage if len(plan.groups()) == 1 else "all")
-    code = snapshot_code(run)
-    env = offline_env(root)
-    if not dry_run:
-        prepare_offline(plan, root)
-    executor = submitit.SlurmExecutor(folder=run.logs / "%j", python=_python(launcher, root, code))
-    chunk = max_array_size()
-    job_ids: dict[str, str] = {}
-    info = {"run_id": run.run_id, "executor": "slurm", "root": str(root), "jobs": {}}
-    for group in plan.groups():
-        deps = sorted({job_ids[k].split("_")[0] for n in group for k in _upstream_keys(n) if k in job_ids})
-        params = _parameters(launcher, extra, code, group[0].stage)
-        if deps:
-            params["additional_parameters"].update({"dependency": "afterok:" + ":".join(deps),
-                                                     "kill-on-invalid-dep": "yes"})
-        executor.update_parameters(**params)
-        for start in range(0, len(group), chunk):
-            nodes = group[start:start + chunk]
-            jobs = [make_job(n, plan, root, results_dir, run, env) for n in nodes]
-            if dry_run:
-                print(_sbatch_text(executor, len(nodes)))
-                # No job ids exist yet: dependants' scripts name their upstream by a placeholder.
-                job_ids.update({node_key(n): f"<job id of {node_key(n)}>" for n in nodes})
-                continue
-            for node in nodes:
-                if plan.force:
-                    discard_partial(root, node.stage, node.signature)
-                run.write_config(node.stage, node.signature, node.cfg)
-            submitted = _submit_group(executor, jobs)
-            for node, job in zip(nodes, submitted):
-                job_ids[node_key(node)] = job.job_id
-                info["jobs"][node_key(node)] = {"stage": node.stage, "signature": node.signature, "sweep": node.sweep,
-                                                "job_id": job.job_id, "state": "PENDING",
-                                                "upstream": _upstream_keys(node), "submitted": time.time()}
-    if dry_run:
-        shutil.rmtree(run.path, ignore_errors=True)
-        return 0
-    run.write(info)
-    print(f"submitted run {run.run_id}: {len(job_ids)} job(s); follow with `python jobs/submit.py status` "
-          f"and `python jobs/submit.py logs run={run.run_id}`", flush=True)
-    if not wait:
-        return 0
-    code = wait_for(run)
-    report_results(plan, results_dir)
-    return code
+    Returns after submission unless `wait=true`; jobs run a code snapshot in the run directory."""
 
+    name = "slurm"
+    blocking = False
 
-def _upstream_keys(node: Node) -> list[str]:
-    return [f"{name}/{node.upstream[name]}" for name in node.direct]
+    def validate(self) -> None:
+        validate_cluster(self.launcher)
+
+    def prepare(self, run: RunDir) -> None:
+        self.code = snapshot_code(run)
+
+    def _arrays(self, run: RunDir, jobs: dict[str, StageJob], job_ids: dict[str, str]):
+        """(submitit executor set up for one array, its nodes, their jobs), in plan order.
+
+        `job_ids` maps the keys of nodes already submitted to their job ids (for `afterok`);
+        the caller fills it in as it submits."""
+        import submitit
+
+        executor = submitit.SlurmExecutor(folder=run.logs / "%j", python=_python(self.launcher, self.root, self.code))
+        chunk = max_array_size()
+        for group in self.plan.groups():
+            deps = sorted({job_ids[k].split("_")[0] for n in group for k in n.upstream_keys if k in job_ids})
+            params = _parameters(self.launcher, self.slurm_extra, self.code, group[0].stage)
+            if deps:
+                params["additional_parameters"].update({"dependency": "afterok:" + ":".join(deps),
+                                                         "kill-on-invalid-dep": "yes"})
+            executor.update_parameters(**params)
+            for start in range(0, len(group), chunk):
+                nodes = group[start:start + chunk]
+                yield executor, nodes, [jobs[n.key] for n in nodes]
+
+    def preview(self, run: RunDir, jobs: dict[str, StageJob]) -> None:
+        # No job ids exist yet: dependants' scripts name their upstream by a placeholder.
+        job_ids = {key: f"<job id of {key}>" for key in jobs}
+        for executor, nodes, _ in self._arrays(run, jobs, job_ids):
+            print(_sbatch_text(executor, len(nodes)))
+
+    def execute(self, run: RunDir, record: dict, jobs: dict[str, StageJob]) -> int:
+        job_ids: dict[str, str] = {}
+        for executor, nodes, group_jobs in self._arrays(run, jobs, job_ids):
+            for node, job in zip(nodes, _submit_group(executor, group_jobs)):
+                job_ids[node.key] = job.job_id
+                record["jobs"][node.key].update(job_id=job.job_id, submitted=time.time())
+        run.write(record)
+        print(f"submitted run {run.run_id}: {len(job_ids)} job(s); follow with `python jobs/submit.py status` "
+              f"and `python jobs/submit.py logs run={run.run_id}`", flush=True)
+        return wait_for(run) if self.wait else 0
 
 
 def _submit_group(executor, jobs: list[StageJob]):
@@ -245,10 +232,10 @@ def _query_states(job_ids: list[str]) -> dict[str, dict]:
 
 def refresh_states(jobs: dict[str, dict]) -> dict[str, dict]:
     """Current job states; a job cancelled because an upstream failed says which."""
-    live = _query_states([j["job_id"] for j in jobs.values()])
+    live = _query_states([j["job_id"] for j in jobs.values() if j.get("job_id")])
     merged = {}
     for key, job in jobs.items():
-        merged[key] = {**job, **live.get(job["job_id"], {})}
+        merged[key] = {**job, **live.get(job.get("job_id"), {})}
     for key, job in merged.items():  # plan order: a job's upstreams come before it
         failed = [u for u in job.get("upstream", []) if merged.get(u, {}).get("state") in FINAL_STATES - {"COMPLETED"}
                   or merged.get(u, {}).get("reason", "").startswith("upstream")]

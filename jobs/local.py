@@ -1,0 +1,98 @@
+"""Backends that run on this machine: `inline` (in this process) and `local` (submitit subprocesses).
+
+Both run the plan's groups in dependency order and block until every job is final. A node
+whose upstream failed is never started and is recorded as blocked, with the reason. The
+launch sequence around them is `jobs.executor.Executor`'s; Slurm lives in `jobs.slurm`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+from jobs.entry import StageJob
+from jobs.executor import Executor, process_env_with_repo
+from jobs.plan import Node
+from jobs.runs import RunDir
+
+
+def _blocked_by(node: Node, failed: set[str]) -> str | None:
+    return next((key for key in node.upstream_keys if key in failed), None)
+
+
+def _describe(node: Node) -> str:
+    sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())
+    return f"{node.stage} {node.signature}" + (f" ({sweep})" if sweep else "")
+
+
+class LocalExecutor(Executor):
+    """Each job in a submitit LocalExecutor subprocess; `array_parallelism` jobs at a time."""
+
+    name = "local"
+
+    def run_record(self) -> dict:
+        return {"pid": os.getpid()}  # `cancel` signals the submitting process, which runs the jobs
+
+    def _start(self, run: RunDir):
+        """The submitit executor, or None to call jobs in this process."""
+        import submitit
+
+        executor = submitit.LocalExecutor(folder=run.logs / "%j")
+        executor.update_parameters(timeout_min=self.launcher.time, tasks_per_node=self.launcher.tasks_per_node,
+                                   nodes=1, gpus_per_node=self.launcher.gpus_per_node)
+        process_env_with_repo()
+        return executor
+
+    def execute(self, run: RunDir, record: dict, jobs: dict[str, StageJob]) -> int:
+        print(f"run {run.run_id}: logs in {run.logs}", flush=True)
+        failed: set[str] = set()
+        total, done = len(self.plan.to_run), 0
+        executor = self._start(run)
+        parallel = max(1, self.launcher.array_parallelism or 1)
+        for group in self.plan.groups():
+            pending = list(group)
+            while pending:
+                batch, pending = pending[:parallel], pending[parallel:]
+                running = []
+                for node in batch:
+                    blocker = _blocked_by(node, failed)
+                    if blocker:
+                        failed.add(node.key)
+                        run.update_job(node.key, state="BLOCKED", reason=f"upstream {blocker} failed")
+                        print(f"[skip] {_describe(node)}: upstream {blocker} failed", flush=True)
+                        continue
+                    run.update_job(node.key, state="RUNNING", started=time.time())
+                    job = None if executor is None else executor.submit(jobs[node.key])
+                    if job is not None:
+                        run.update_job(node.key, job_id=str(job.job_id))
+                    running.append((node, job, time.time()))
+                for node, job, t0 in running:
+                    try:
+                        summary = jobs[node.key]() if job is None else job.results()[0]
+                    except Exception as err:  # noqa: BLE001 - a failed job must not stop the report
+                        failed.add(node.key)
+                        message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                        run.update_job(node.key, state="FAILED", reason=message, elapsed_s=round(time.time() - t0, 1))
+                        print(f"[fail] {_describe(node)}: {message}", flush=True)
+                        if job is None:
+                            traceback.print_exc()
+                        continue
+                    done += 1
+                    state = "PREEMPTED" if summary.get("status") == "preempted" else "COMPLETED"
+                    if state == "PREEMPTED":
+                        failed.add(node.key)
+                    run.update_job(node.key, state=state, elapsed_s=round(time.time() - t0, 1),
+                                   artifact=summary.get("artifact"), metrics=summary.get("metrics"))
+                    print(f"[{done}/{total}] {state.lower()} {_describe(node)} in {time.time() - t0:.0f}s"
+                          f" -> {summary.get('artifact') or summary.get('message', '')}", flush=True)
+        return 1 if failed else 0
+
+
+class InlineExecutor(LocalExecutor):
+    """Each job called in this process, one after the other (debuggable with pdb)."""
+
+    name = "inline"
+
+    def _start(self, run: RunDir):
+        return None
