@@ -81,12 +81,28 @@ def graph_mask_mod(doc_index: Tensor, adjacency: Tensor) -> MaskMod:
     return graph_causal
 
 
+#: Smallest number of document slots in a graph mask's adjacency (see `adjacency_slots`).
+MIN_ADJACENCY_SLOTS = 64
+
+
+def adjacency_slots(n_docs: int) -> int:
+    """Document slots to allocate for a pack batch with `n_docs` documents: a power of two >= 64.
+
+    The compiled FlexAttention kernel captures the adjacency tensor and is specialised on its
+    shape; sizing it by the batch's exact document count recompiled the kernel at almost every
+    step. Rounding up keeps one shape for all batches of up to 63 documents per pack.
+    """
+    return max(MIN_ADJACENCY_SLOTS, 1 << max(n_docs, 1).bit_length())
+
+
 def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None) -> MaskMod:
     n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
     if edges is not None and edges.numel():
         n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
     empty = torch.zeros(0, 3, dtype=torch.long, device=doc_index.device)
-    adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0], max(n_docs, 1))
+    # doc_adjacency adds the padding slot: slots - 1 documents keep the total a power of two.
+    adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0],
+                              adjacency_slots(n_docs) - 1)
     return graph_mask_mod(doc_index, adjacency)
 
 

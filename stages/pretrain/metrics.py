@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
-# Dense bf16 peak TFLOP/s by GPU name fragment (no sparsity).
-_PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("A10", 125.0))
+# Dense bf16 peak TFLOP/s (no sparsity, vendor data sheets) by GPU name words; the first entry
+# whose words all appear, in order, as whole words of the device name wins, so the PCIe and NVL
+# variants of a part (lower clocks and power) come before its SXM default.
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0),
+    ("H200 NVL", 835.0), ("H200", 989.0), ("GH200", 989.0),
+    ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
+)
 
 
 def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
@@ -23,10 +30,20 @@ def peak_flops(configured_tflops: float = 0.0) -> float | None:
         return configured_tflops * 1e12
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
-    for fragment, tflops in _PEAK_BF16_TFLOPS:
-        if fragment in name:
-            return tflops * 1e12
+    match = peak_bf16_tflops(torch.cuda.get_device_name())
+    return match[1] * 1e12 if match else None
+
+
+def peak_bf16_tflops(device_name: str) -> tuple[str, float] | None:
+    """(table entry, dense bf16 peak TFLOP/s) for a CUDA device name, or None if it is unknown.
+
+    Whole words only: "NVIDIA A10G" is not an "A10", "NVIDIA H100 PCIe" is not the SXM part.
+    """
+    words = re.findall(r"[A-Za-z0-9]+", device_name.upper())
+    for entry, tflops in PEAK_BF16_TFLOPS:
+        wanted = entry.upper().split()
+        if any(words[i:i + len(wanted)] == wanted for i in range(len(words))):
+            return entry, tflops
     return None
 
 

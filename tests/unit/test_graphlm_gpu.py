@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from models.graphlm import GraphLMConfig, GraphLMForTraining, dense_mask, make_mask_mod
 from tests.fixtures import random_packed_batch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (FlexAttention backward)")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (FlexAttention backward)")]
 
 
 @pytest.mark.parametrize("mode", ["doc", "graph"])

@@ -85,3 +85,21 @@ def test_every_mask_mode_is_selectable_from_the_config():
     assert MASKS == tuple(MASK_MODES)
     with pytest.raises(ValueError, match="is not one of"):
         make_mask_mod("sliding", torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_graph_adjacency_keeps_one_shape_across_batches():
+    """The compiled kernel is specialised on the captured adjacency's shape: it must not follow
+    each batch's document count (that recompiled FlexAttention at almost every step)."""
+    from models.graphlm.masks import MIN_ADJACENCY_SLOTS, adjacency_slots
+
+    for n_docs in range(300):
+        slots = adjacency_slots(n_docs)
+        assert slots >= n_docs + 1 and slots & (slots - 1) == 0
+        assert slots == MIN_ADJACENCY_SLOTS or slots < 2 * (n_docs + 1)
+    shapes = set()
+    for seed in range(6):
+        batch = random_packed_batch(2, 64, 50, max_docs=6, seed=seed)
+        mask_mod = make_mask_mod("graph", batch["doc_index"], batch["edges"])
+        shapes |= {tuple(cell.cell_contents.shape) for cell in mask_mod.__closure__
+                   if torch.is_tensor(cell.cell_contents) and cell.cell_contents.dim() == 3}
+    assert shapes == {(2, MIN_ADJACENCY_SLOTS, MIN_ADJACENCY_SLOTS)}

@@ -1,0 +1,202 @@
+"""Pretraining throughput on the device, through the pretrain stage's own pieces.
+
+`pretrain_throughput`: for each (token_budget, mask[, compile]) the config is resolved exactly as
+`stage=pretrain preset=gpt2-small` resolves it; the model, AdamW groups, gradient clipping and
+bf16 autocast are the stage's (`model_config`, `adamw`, Accelerate's bf16 = torch.autocast), and
+batches come from the packing loader over a generated corpus (prefetched to the device, so the
+loader's CPU time is not in the step). Every step builds its batch's mask, as the model does.
+tokens/s = packs x token_budget / median step time; MFU = tokens/s x `flops_per_token` /
+`peak_flops`, both from `stages.pretrain.metrics` (what the stage's metrics log reports).
+The mask-build share is the median time of `model.build_mask(batch)` over the median step time.
+
+`pretrain_stage`: the stage's `run()` end to end (loader, Accelerate, metrics log, final save) for
+a few steps; its own per-step tokens/s and MFU are read back from `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.gpucheck.runtime import (
+    CheckContext,
+    free_device_memory,
+    median,
+    peak_memory_mib,
+    reset_peak_memory,
+    step_times,
+    sync,
+)
+from models.graphlm import GraphLMForTraining
+from stages.core.config import resolve
+from stages.packing.loader import PackLoader
+from stages.packing.synthetic import write_synthetic
+from stages.pretrain.config import PretrainConfig
+from stages.pretrain.data import packing_config, to_device
+from stages.pretrain.fixtures import artifact, stage_context
+from stages.pretrain.metrics import flops_per_token, peak_flops
+from stages.pretrain.schedule import adamw
+from stages.pretrain.train import METRICS_LOG, model_config, run
+
+GPT2_VOCAB = 50257  # the generated corpus uses GPT-2 token ids
+MFU_TARGET = 0.40  # gpt2-small, bf16, H100-class (see README)
+MASK_SHARE_TARGET = 0.10
+H100_CLASS = ("H100", "H200", "GH200")
+
+
+def _configs(smoke: bool) -> list[dict]:
+    """Rows in priority order: later rows are skipped when the check's time runs out."""
+    if smoke:
+        return [{"preset": "tiny", "token_budget": 256, "mask": mask, "batch_size": 2} for mask in ("graph", "causal")]
+    rows = [{"preset": "gpt2-small", "token_budget": budget, "mask": mask}
+            for budget in (1024, 4096) for mask in ("graph", "causal")]
+    rows += [{"preset": "gpt2-small", "token_budget": budget, "mask": "graph", "compile": True} for budget in (1024, 4096)]
+    return rows
+
+
+def _measure(ctx: CheckContext, overrides: dict, corpus, peak: float | None) -> dict:
+    device = ctx.device
+    keys = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in overrides.items()}
+    cfg = resolve(PretrainConfig, keys)
+    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing_config(cfg)))
+    batches = [to_device(next(stream), device) for _ in range(4)]
+    reset_peak_memory(device)
+    torch.manual_seed(cfg.seed)
+    model = GraphLMForTraining.from_config(model_config(cfg, GPT2_VOCAB)).to(device).train()
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
+    bf16 = ctx.cuda and cfg.precision in ("auto", "bf16")
+    cursor = iter(range(10**9))
+
+    def step() -> None:
+        batch = batches[next(cursor) % len(batches)]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    started = time.perf_counter()
+    warmup, steps = (1, 2) if ctx.smoke else (3, 10)
+    times = step_times(step, device, warmup, steps)
+    step_s = median(times)
+    builds = []
+    for batch in batches:
+        sync(device)
+        start = time.perf_counter()
+        model.build_mask(batch)
+        sync(device)
+        builds.append(time.perf_counter() - start)
+    tokens = cfg.batch_size * cfg.token_budget
+    tokens_per_s = tokens / step_s
+    per_token = flops_per_token(model.num_parameters(), model.config.n_layers, model.config.d_model, cfg.token_budget)
+    row = {**overrides, "batch_size": cfg.batch_size, "precision": "bf16" if bf16 else "fp32",
+           "params": model.num_parameters(), "tokens_per_step": tokens, "step_ms": round(step_s * 1e3, 2),
+           "step_ms_all": [round(t * 1e3, 2) for t in times], "tokens_per_s": round(tokens_per_s, 1),
+           "mfu": round(tokens_per_s * per_token / peak, 4) if peak else None,
+           "peak_memory_mib": peak_memory_mib(device), "mask_build_ms": round(median(builds) * 1e3, 3),
+           "mask_build_share": round(median(builds) / step_s, 4),
+           "docs_per_pack": [len(spans) for spans in batches[0]["doc_spans"]][:4],
+           "seconds": round(time.perf_counter() - started, 1)}
+    return row
+
+
+def _targets(rows: list[dict], device_name: str, peak: float | None) -> dict:
+    """The README's targets, judged where they apply (met: None = not applicable here)."""
+    targets = {}
+    measured = [r for r in rows if "tokens_per_s" in r]
+    h100_class = any(word in device_name.upper().split() for word in H100_CLASS)
+    best = max((r["mfu"] for r in measured if r.get("mfu") is not None and r["preset"] == "gpt2-small"), default=None)
+    if not h100_class or peak is None or best is None:
+        targets["mfu"] = {"target": MFU_TARGET, "best": best, "met": None,
+                          "note": "applies to gpt2-small bf16 on an H100-class GPU"}
+    else:
+        targets["mfu"] = {"target": MFU_TARGET, "best": best, "met": best >= MFU_TARGET}
+    shares = [r["mask_build_share"] for r in measured if r["mask"] != "causal"]
+    worst = max(shares, default=None)
+    on_cpu = device_name == "cpu"  # the CPU path builds dense masks: not what the target is about
+    targets["mask_build_share"] = {"target": MASK_SHARE_TARGET, "worst": worst,
+                                   "met": None if worst is None or on_cpu else worst <= MASK_SHARE_TARGET}
+    return targets
+
+
+def pretrain_throughput(ctx: CheckContext) -> dict:
+    """tokens/s, MFU, peak memory and mask-build share of gpt2-small at token_budget 1024/4096."""
+    device = ctx.device
+    device_name = torch.cuda.get_device_name(0) if ctx.cuda else "cpu"
+    peak = peak_flops()
+    rows: list[dict] = []
+    ctx.save(rows=rows, peak_tflops=peak / 1e12 if peak else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_synthetic(Path(tmp), n_docs=600 if ctx.smoke else 4000, mean_length=300)
+        last = 0.0
+        for overrides in _configs(ctx.smoke):
+            # A row costs about what the previous one did (4x the tokens -> allow 3x).
+            if rows and ctx.remaining() < 3 * last:
+                rows.append({**overrides, "skipped": f"time budget ({ctx.remaining():.0f}s left)"})
+                ctx.save(rows=rows)
+                continue
+            started = time.perf_counter()
+            try:
+                rows.append(_measure(ctx, overrides, corpus, peak))
+            except torch.cuda.OutOfMemoryError as exc:
+                rows.append({**overrides, "error": f"out of memory: {str(exc)[:200]}"})
+            free_device_memory(device)  # the row's model and optimizer are gone once _measure returns
+            last = time.perf_counter() - started
+            ctx.save(rows=rows)
+    targets = _targets(rows, device_name, peak)
+    ctx.save(targets=targets)
+    measured = [r for r in rows if "tokens_per_s" in r]
+    summary = ", ".join(f"{r['token_budget']}/{r['mask']}{'/compiled' if r.get('compile') else ''}: "
+                        f"{r['tokens_per_s']:.0f} tok/s" + (f" MFU {r['mfu']:.1%}" if r.get("mfu") else "")
+                        for r in measured)
+    if not measured:
+        return {"status": "fail", "summary": "no configuration was measured"}
+    if any("error" in r for r in rows):
+        return {"status": "fail", "summary": summary + "; errors: " + "; ".join(r["error"] for r in rows if "error" in r)}
+    unmet = [name for name, t in targets.items() if t["met"] is False]
+    return {"status": "fail" if unmet else "pass", "summary": summary + (f"; below target: {unmet}" if unmet else "")}
+
+
+def pretrain_stage(ctx: CheckContext) -> dict:
+    """The pretrain stage end to end on the device; reads back its own tokens/s and MFU."""
+    device = ctx.device
+    if ctx.smoke:
+        overrides = {"preset": "tiny", "token_budget": "256", "batch_size": "2", "steps": "3"}
+    else:
+        overrides = {"preset": "gpt2-small", "token_budget": "1024", "steps": "16"}
+    overrides.update({"mask": "graph", "val_every": "0", "checkpoint_every": "0", "log_every": "1",
+                      "val_batches": "1", "warmup_steps": "2"})
+    cfg = resolve(PretrainConfig, overrides)
+    reset_peak_memory(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_synthetic(Path(tmp) / "corpus", n_docs=600 if ctx.smoke else 4000, mean_length=300)
+        upstream = {"graph": artifact(corpus.graph, "graph"), "pretokenize": artifact(corpus.tokens, "pretokenize")}
+        stage_ctx = stage_context(Path(tmp) / "pretrain", upstream)
+        stage_ctx.log.setLevel("WARNING")
+        started = time.perf_counter()
+        metrics = run(cfg, stage_ctx)
+        seconds = time.perf_counter() - started
+        records = [json.loads(line) for line in (stage_ctx.out_dir / METRICS_LOG).read_text().splitlines() if line]
+    steps = [r for r in records if "tokens_per_s" in r and not r.get("final")]
+    steady = steps[3:] or steps  # the first steps compile the kernel
+    result = {"config": overrides, "metrics": metrics, "seconds": round(seconds, 1),
+              "steady_tokens_per_s": median([r["tokens_per_s"] for r in steady]) if steady else None,
+              "steady_mfu": median([r["mfu"] for r in steady]) if steady and "mfu" in steady[0] else None,
+              "peak_memory_mib": peak_memory_mib(device), "per_step": steps}
+    ctx.save(**result)
+    loss = metrics.get("final_train_loss")
+    if loss is None or not math.isfinite(loss):
+        return {"status": "fail", "summary": f"final train loss {loss}"}
+    summary = f"{metrics['steps']} steps, loss {metrics['first_train_loss']:.3f} -> {loss:.3f}, " \
+              f"steady {result['steady_tokens_per_s']:.0f} tok/s"
+    if result["steady_mfu"] is not None:
+        summary += f", MFU {result['steady_mfu']:.1%} (stage metrics)"
+    elif ctx.cuda:
+        summary += ", no MFU (device not in the peak table)"
+    return {"status": "pass", "summary": summary}

@@ -1,0 +1,129 @@
+"""MemXLNet on the device: examples/s and peak memory per segment count, with and without
+`checkpoint_segments`, at the `qa preset=base` shape with random init (no weights are downloaded).
+
+The shape is XLNet-base (12 layers, d_model 768, 12 heads, d_inner 3072, 32k SentencePiece vocab)
+plus the preset's memory tokens; sequence length, batch size, memory settings and the segment
+curriculum come from `QAConfig.PRESETS["base"]` via the stage's own `resolve`/`memory_config`.
+Batches are time-step-major, as `stages.qa.batching.document_batch` lays them out: step t holds
+segment t of every document; each segment carries its [MEM_READ_i]/[MEM_WRITE_i] tokens and ends
+with CLS. One training step is the stage's: `TimeStepMajorRunner` -> `global_softmax_loss` ->
+backward -> AdamW, at the stage's precision (its Accelerator uses no mixed precision: fp32).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+
+import torch
+from transformers import XLNetConfig
+
+from benchmarks.gpucheck.runtime import (
+    CheckContext,
+    free_device_memory,
+    median,
+    peak_memory_mib,
+    reset_peak_memory,
+    step_times,
+)
+from models.memxlnet import TINY_XLNET, MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss
+from stages.core.config import resolve
+from stages.qa.config import QAConfig
+from stages.qa.pipeline import memory_config
+
+# xlnet-base-cased's published shape; the weights themselves are never needed here.
+XLNET_BASE_SHAPE = {"d_model": 768, "n_layer": 12, "n_head": 12, "d_inner": 3072, "dropout": 0.1, "mem_len": None}
+XLNET_VOCAB = 32000
+
+
+def time_step_major_steps(n_segments: int, batch: int, seq_len: int, read_ids: list[int], write_ids: list[int],
+                          vocab: int, device: torch.device, seed: int = 0) -> list[dict]:
+    """`n_segments` steps of `batch` documents: memory tokens first, question/context, write tokens, CLS last."""
+    gen = torch.Generator().manual_seed(seed)
+    n_mem, cls = len(read_ids), seq_len - 1
+    steps = []
+    for _ in range(n_segments):
+        ids = torch.randint(10, vocab - 2 * n_mem - 10, (batch, seq_len), generator=gen)
+        if n_mem:
+            ids[:, :n_mem] = torch.tensor(read_ids)
+            ids[:, cls - n_mem:cls] = torch.tensor(write_ids)
+        p_mask = torch.zeros(batch, seq_len, dtype=torch.bool)
+        p_mask[:, : n_mem + 1] = True
+        p_mask[:, cls - n_mem:cls] = True
+        start = torch.randint(n_mem + 1, cls - n_mem - 8, (batch,), generator=gen)
+        steps.append({
+            "doc_index": torch.arange(batch), "input_ids": ids, "attention_mask": torch.ones(batch, seq_len),
+            "token_type_ids": torch.zeros(batch, seq_len, dtype=torch.long), "p_mask": p_mask,
+            "cls_index": torch.full((batch,), cls), "start_positions": start, "end_positions": start + 3,
+            "has_answer": torch.rand(batch, generator=gen) < 0.5,
+        })
+    return [{k: v.to(device) for k, v in step.items()} for step in steps]
+
+
+def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_docs: int, losses: list[float]) -> None:
+    """One stage training step over a time-step-major document batch."""
+    loss = global_softmax_loss(runner(steps, n_docs), steps, n_docs, True)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    losses.append(float(loss.detach()))
+
+
+def qa_memxlnet(ctx: CheckContext) -> dict:
+    """examples/s and peak memory at 2/4/6 segments, with and without checkpoint_segments."""
+    device = ctx.device
+    cfg = resolve(QAConfig, {"preset": "base"})
+    if ctx.smoke:
+        shape, vocab_base, seq_len, batch, n_mem = dict(TINY_XLNET), 1000, 64, 2, 4
+        segments, (warmup, steps) = [2, 4], (1, 1)
+    else:
+        shape, vocab_base, seq_len, batch, n_mem = XLNET_BASE_SHAPE, XLNET_VOCAB, cfg.max_seq_length, cfg.batch_size, cfg.memory_num_tokens
+        segments, (warmup, steps) = sorted(set(cfg.progressive_segments)), (2, 4)
+    read_ids = list(range(vocab_base, vocab_base + n_mem))
+    write_ids = list(range(vocab_base + n_mem, vocab_base + 2 * n_mem))
+    memory = memory_config(cfg, read_ids, write_ids)
+    memory.num_tokens = n_mem
+    torch.manual_seed(cfg.seed)
+    model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), memory).to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    rows: list[dict] = []
+    ctx.save(shape={**shape, "vocab": vocab_base + 2 * n_mem, "memory_tokens": n_mem, "seq_len": seq_len,
+                    "documents_per_batch": batch}, precision="fp32 (the qa stage's Accelerator default)", rows=rows)
+    last = 0.0
+    for checkpointing in (False, True):
+        for n_segments in segments:
+            config = {"segments": n_segments, "checkpoint_segments": checkpointing}
+            if rows and ctx.remaining() < 2 * last:
+                rows.append({**config, "skipped": f"time budget ({ctx.remaining():.0f}s left)"})
+                ctx.save(rows=rows)
+                continue
+            started = time.perf_counter()
+            batch_steps = time_step_major_steps(n_segments, batch, seq_len, read_ids, write_ids,
+                                                vocab_base + 2 * n_mem, device)
+            runner = TimeStepMajorRunner(model, checkpoint_segments=checkpointing)
+            losses: list[float] = []
+            step = partial(_train_step, runner, optimizer, batch_steps, batch, losses)
+            reset_peak_memory(device)
+            try:
+                times = step_times(step, device, warmup, steps)
+            except torch.cuda.OutOfMemoryError as exc:
+                rows.append({**config, "error": f"out of memory: {str(exc)[:200]}"})
+                free_device_memory(device)
+                continue
+            step_s = median(times)
+            rows.append({**config, "step_ms": round(step_s * 1e3, 1), "examples_per_s": round(batch / step_s, 2),
+                         "segments_per_s": round(batch * n_segments / step_s, 1),
+                         "peak_memory_mib": peak_memory_mib(device), "finite_loss": all(map(math.isfinite, losses))})
+            last = time.perf_counter() - started
+            ctx.save(rows=rows)
+    measured = [r for r in rows if "examples_per_s" in r]
+    summary = ", ".join(f"{r['segments']} segs{' ckpt' if r['checkpoint_segments'] else ''}: "
+                        f"{r['examples_per_s']} ex/s" + (f" {r['peak_memory_mib']:.0f} MiB" if r["peak_memory_mib"] else "")
+                        for r in measured)
+    problems = [f"{r['segments']} segs ckpt={r['checkpoint_segments']}: {r['error']}" for r in rows if "error" in r]
+    problems += [f"{r['segments']} segs ckpt={r['checkpoint_segments']}: non-finite loss"
+                 for r in measured if not r["finite_loss"]]
+    if not measured or problems:
+        return {"status": "fail", "summary": "; ".join(problems) or "nothing measured"}
+    return {"status": "pass", "summary": summary}
