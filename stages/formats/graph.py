@@ -101,9 +101,10 @@ class GraphIndex:
     Arrays are memory-mapped when opened from an artifact, so memory stays O(edges) on disk.
     """
 
-    def __init__(self, titles: list[str], out_indptr, out_indices, in_indptr=None, in_indices=None, path=None):
-        n = len(titles)
+    def __init__(self, titles: list[str] | None, out_indptr, out_indices, in_indptr=None, in_indices=None,
+                 path=None):
         out_indptr = np.asarray(out_indptr)
+        n = len(titles) if titles is not None else len(out_indptr) - 1
         out_indices = np.asarray(out_indices)
         if out_indptr.shape != (n + 1,) or int(out_indptr[-1]) != len(out_indices):
             raise ValueError(
@@ -115,7 +116,7 @@ class GraphIndex:
         in_indices = np.asarray(in_indices)
         if in_indptr.shape != (n + 1,) or int(in_indptr[-1]) != len(in_indices):
             raise ValueError(f"graph: in_indptr has shape {in_indptr.shape} for {n} titles; rebuild the graph artifact")
-        self.titles = titles
+        self._titles = titles  # None: read from `path` on first use
         self.num_nodes = n
         self.path = Path(path) if path is not None else None
         self._csr = {"out": (out_indptr, out_indices), "in": (in_indptr, in_indices)}
@@ -128,10 +129,9 @@ class GraphIndex:
         if not path.is_dir():
             raise FileNotFoundError(f"graph artifact directory {path} does not exist; run the `graph` stage first")
         files = {name: _require(path, name) for name in GRAPH_FILES}
-        titles = json.loads(files[TITLES_FILE].read_text(encoding="utf-8"))
         arrays = {name: np.load(files[name], mmap_mode="r") for name in GRAPH_FILES[1:]}
         return cls(
-            titles,
+            None,  # titles: only when asked for (a list of millions of strings per process otherwise)
             arrays["out_indptr.npy"],
             arrays["out_indices.npy"],
             arrays["in_indptr.npy"],
@@ -174,6 +174,13 @@ class GraphIndex:
         row = self.neighbors(src, "out")
         pos = int(np.searchsorted(row, dst))
         return pos < len(row) and int(row[pos]) == dst
+
+    @property
+    def titles(self) -> list[str]:
+        """Titles by node id, read from the artifact on first use."""
+        if self._titles is None:
+            self._titles = json.loads((self.path / TITLES_FILE).read_text(encoding="utf-8"))
+        return self._titles
 
     def title(self, node: int) -> str:
         return self.titles[node]

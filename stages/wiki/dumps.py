@@ -362,13 +362,15 @@ def _bad_stream_starts(dump: Path, offsets: list[int]) -> list[int]:
 
 
 _DETAILS_BAD_OFFSETS = 3
+_MIN_UNITS = 64  # units per multistream file at least (when it has the streams): work for many workers
 
 
 def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 20) -> ReadPlan:
     """Split the dump files into units of work, in dump order.
 
     A multistream `.bz2` with its index (beside it, or `dump_index=` for a single file) is
-    cut into byte ranges of whole streams of about `unit_bytes` compressed bytes. Any other
+    cut into byte ranges of whole streams of about `unit_bytes` compressed bytes, smaller for
+    a small file so that it still makes about _MIN_UNITS units. Any other
     file is one unit, read by one reader: a single bzip2/gzip stream cannot be entered in
     the middle. The units depend only on the input, never on ranks or workers. An index
     whose offsets do not land on stream starts is reported in `index_problems`, and that
@@ -403,11 +405,12 @@ def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 
             notes.append(f"{path.name}: its index does not match it, so it is read by one reader")
             continue
         starts = [0, *offsets]
+        target = max(1, min(unit_bytes, size // _MIN_UNITS))
         group: list[int] = []
         for i, start in enumerate(starts):
             group.append(start)
             end = starts[i + 1] if i + 1 < len(starts) else size
-            if end - group[0] >= unit_bytes or i + 1 == len(starts):
+            if end - group[0] >= target or i + 1 == len(starts):
                 units.append(WorkUnit(str(path), tuple(group), end, last=i + 1 == len(starts)))
                 group = []
     return ReadPlan(units, notes, problems)

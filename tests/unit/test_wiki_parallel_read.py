@@ -40,7 +40,7 @@ def test_multistream_split_and_single_stream_give_the_same_artifact(tmp_path):
     split = run_extract(tmp_path, sample_format="split", workers=2)
     assert single.metrics["reading"].startswith("serial") and single.metrics["read_units"] == 1
     assert multistream.metrics["reading"].startswith("parallel") and multistream.metrics["read_units"] >= 4
-    assert split.metrics["read_units"] == 3
+    assert split.metrics["read_units"] >= 3  # every split file is cut into its streams too
     assert checksums(single) == checksums(multistream) == checksums(split)
     assert multistream.metrics["articles"] == 60 and multistream.metrics["skipped"] == 0
 
