@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.nn.attention.flex_attention import create_block_mask
 
-from benchmarks.gpucheck.runtime import CheckContext, free_device_memory, sync
+from benchmarks.gpucheck.runtime import CheckContext, free_device_memory, loader_batches, sync
 from models.graphlm import (
     AttentionMask,
     GraphLMConfig,
@@ -33,10 +33,6 @@ from models.graphlm import (
     make_mask_mod,
 )
 from models.graphlm.layers import Attention, rotary_tables
-from models.graphlm.synthetic import random_packed_batch
-from stages.packing.config import PackingConfig
-from stages.packing.loader import PackLoader
-from stages.packing.synthetic import write_synthetic
 from stages.pretrain.data import to_device
 
 MODES = ("causal", "doc", "graph")
@@ -96,7 +92,14 @@ def flex_correctness(ctx: CheckContext) -> dict:
     else:  # gpt2-small's head shape, two packs of 1024 tokens
         batch_size, seq, heads, head_dim = 2, 1024, 12, 64
         cases = [(mode, dtype) for dtype in DTYPES for mode in MODES]
-    batch = to_device(random_packed_batch(batch_size, seq, 97, max_docs=8, seed=0), device)
+    # A real packing-loader batch: several linked documents per pack (short documents in the smoke).
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = to_device(loader_batches(Path(tmp), seq, batch_size, 1, mean_length=40 if ctx.smoke else 300)[0],
+                          device)
+    docs = [len(spans) for spans in batch["doc_spans"]]
+    if max(docs) < 2 or batch["edges"].shape[0] == 0:
+        return {"status": "fail", "summary": f"the test batch has {docs} documents per pack and "
+                                             f"{batch['edges'].shape[0]} links: doc/graph masks untested"}
     # compile=True makes the layer use the compiled kernel on CPU too (CUDA always compiles it).
     config = GraphLMConfig(vocab_size=97, n_layers=1, d_model=heads * head_dim, n_heads=heads,
                            d_ff=4 * heads * head_dim, compile=not ctx.cuda)
@@ -105,7 +108,8 @@ def flex_correctness(ctx: CheckContext) -> dict:
     reference = copy.deepcopy(attention).double()
     x = torch.randn(batch_size, seq, config.d_model, device=device)
     rows = []
-    ctx.save(shape={"batch": batch_size, "seq": seq, "heads": heads, "head_dim": head_dim},
+    ctx.save(shape={"batch": batch_size, "seq": seq, "heads": heads, "head_dim": head_dim, "docs_per_pack": docs,
+                    "links": int(batch["edges"].shape[0])},
              tolerance=TOLERANCE, backward=backward, rows=rows)
     for mode, dtype in cases:
         if mode == "causal":
@@ -209,10 +213,7 @@ def compile_stability(ctx: CheckContext) -> dict:
         preset, budget, batch_size, warmup, measured = "small", 1024, 4, 2, 6
         variants = [("flex_kernel (stage default compile=false)", False), ("compiled_blocks (compile=true)", True)]
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_synthetic(Path(tmp), n_docs=1500, mean_length=300)
-        packing = PackingConfig(strategy="random_walk", token_budget=budget, batch_size=batch_size)
-        stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing))
-        batches = [to_device(next(stream), device) for _ in range(warmup + measured)]
+        batches = [to_device(b, device) for b in loader_batches(Path(tmp), budget, batch_size, warmup + measured)]
     rows = []
     ctx.save(preset=preset, token_budget=budget, batch_size=batch_size, rows=rows,
              method="torch._dynamo.utils.counters (stats.unique_graphs, graph_break) + recompiles log")

@@ -33,12 +33,13 @@ from benchmarks.gpucheck.runtime import (
     sync,
 )
 from models.graphlm import GraphLMForTraining
+from stages.core.artifacts import Artifact
 from stages.core.config import resolve
+from stages.core.context import StageContext
+from stages.formats.generators import write_synthetic
 from stages.packing.loader import PackLoader
-from stages.packing.synthetic import write_synthetic
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.data import packing_config, to_device
-from stages.pretrain.fixtures import artifact, stage_context
 from stages.pretrain.metrics import flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw
 from stages.pretrain.train import METRICS_LOG, model_config, run
@@ -176,8 +177,9 @@ def pretrain_stage(ctx: CheckContext) -> dict:
     reset_peak_memory(device)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_synthetic(Path(tmp) / "corpus", n_docs=600 if ctx.smoke else 4000, mean_length=300)
-        upstream = {"graph": artifact(corpus.graph, "graph"), "pretokenize": artifact(corpus.tokens, "pretokenize")}
-        stage_ctx = stage_context(Path(tmp) / "pretrain", upstream)
+        upstream = {"graph": Artifact.unmanaged(corpus.graph, "graph"),
+                    "pretokenize": Artifact.unmanaged(corpus.tokens, "pretokenize")}
+        stage_ctx = StageContext.standalone(Path(tmp) / "pretrain", upstream, stage="pretrain")
         stage_ctx.log.setLevel("WARNING")
         started = time.perf_counter()
         metrics = run(cfg, stage_ctx)

@@ -105,6 +105,19 @@ def free_device_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def loader_batches(out_dir: Path, token_budget: int, batch_size: int, count: int, mean_length: int = 300,
+                   n_docs: int = 2000) -> list[dict]:
+    """`count` batches from the real packing loader (random_walk) over a generated linked corpus."""
+    from stages.formats.generators import write_synthetic
+    from stages.packing.config import PackingConfig
+    from stages.packing.loader import PackLoader
+
+    corpus = write_synthetic(Path(out_dir), n_docs=n_docs, mean_length=mean_length)
+    packing = PackingConfig(strategy="random_walk", token_budget=token_budget, batch_size=batch_size)
+    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing))
+    return [next(stream) for _ in range(count)]
+
+
 def device_info() -> dict:
     """The accelerator and software this run measured, with the bf16 peak used for MFU."""
     info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
