@@ -20,8 +20,10 @@ GLOBAL_KEYS = {
     "root": "artifact root on shared storage (env WIKIGRAPH_ROOT, default ./artifacts)",
     "results": "results directory (default ./results)",
     "dry_run": "print the plan (jobs, resources, signatures, cache hits) and exit",
-    "force": "rerun the requested stage(s) even if the artifact exists",
+    "force": "true|false: rerun the requested stage(s) even if the artifact exists",
+    "lock": "wait (default): a run whose artifact another live run is writing waits for it | refuse: exit, naming it",
     "wait": "executor=slurm: block until every job is final, then collect results; exit non-zero if any failed",
+    "debug": "true: print the full traceback of a failing stage (default: stage, signature, reason, log path)",
     "profile": "site profile from slurm/profiles/<name>.yaml (partition, account, ...)",
 }
 

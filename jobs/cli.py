@@ -17,6 +17,7 @@ from jobs.plan import Planner
 from stages.core import config as config_lib
 from stages.core import registry
 from stages.core.config import ConfigError
+from stages.core.locks import ArtifactBusy
 
 COMMANDS = ("run", "status", "logs", "cancel", "collect")
 LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
@@ -58,10 +59,7 @@ def default_root() -> Path:
 
 
 def _bool(parsed: ParsedArgs, key: str) -> bool:
-    value = parsed.globals.get(key, "false").lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"`{key}` must be true or false, got {value!r}")
-    return value in ("true", "1", "yes")
+    return config_lib.parse_bool(key, parsed.globals.get(key, "false"))
 
 
 def run_command(parsed: ParsedArgs) -> int:
@@ -77,10 +75,11 @@ def run_command(parsed: ParsedArgs) -> int:
         launcher_values = {**load_profile(parsed.globals["profile"]), **launcher_values}
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
     check_local(launcher, executor)
+    dry_run, wait, debug = _bool(parsed, "dry_run"), _bool(parsed, "wait"), _bool(parsed, "debug")
     plan = Planner(parsed, root, LAUNCHER_KEYS).build()
-    backend = executor_class(executor)(plan, launcher, root, results_dir, wait=_bool(parsed, "wait"),
-                                       slurm_extra=parsed.slurm_extra)
-    return backend.launch(dry_run=_bool(parsed, "dry_run"))
+    backend = executor_class(executor)(plan, launcher, root, results_dir, wait=wait,
+                                       slurm_extra=parsed.slurm_extra, debug=debug)
+    return backend.launch(dry_run=dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,3 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ArtifactBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

@@ -8,17 +8,20 @@ same pickled callable, which finds the partial artifact and resumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from jobs import results
-from stages.core import registry
+from stages.core import locks, registry
 from stages.core.artifacts import load_artifact
 from stages.core.preemption import Preempted
 from stages.core.runner import execute
@@ -39,10 +42,12 @@ class StageJob:
     run_id: str
     log_dir: str
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    on_busy: str = "wait"
 
     def __call__(self) -> dict:
         os.environ.update(self.env)
         _restore_sigterm_in_forked_children()
+        _die_with_launcher()
         _export_distributed_env()
         _setup_logging()
         spec = registry.get(self.stage)
@@ -56,7 +61,8 @@ class StageJob:
                 )
             upstream[name] = artifact
         try:
-            outcome = execute(spec, self.cfg, Path(self.root), upstream, direct_upstream=self.direct, force=self.force)
+            outcome = execute(spec, self.cfg, Path(self.root), upstream, direct_upstream=self.direct, force=self.force,
+                              on_busy=self.on_busy)
         except Preempted as stop:
             return _requeue_or_report(stop)
         summary = {"stage": self.stage, "signature": outcome.signature, "cache_hit": outcome.cache_hit,
@@ -78,8 +84,48 @@ class StageJob:
         return submitit.helpers.DelayedSubmission(self)
 
 
+#: Set by the local executor: the submitting process, whose death must end its jobs.
+LAUNCHER_PID_ENV = "WIKIGRAPH_LAUNCHER_PID"
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: the kernel sends SIGKILL to this process when its parent exits."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _die_with_launcher() -> None:
+    """Under executor=local, the job must not outlive `submit.py`. The job's parent is
+    submitit's controller, not `submit.py`, so a parent-death signal alone is not enough: a
+    thread also watches the launcher's PID (and start time, against PID reuse) and kills this
+    process when it is gone. The partial artifact stays resumable, and the lock it leaves names
+    a dead PID, which the next run takes over."""
+    value = os.environ.get(LAUNCHER_PID_ENV)
+    if not value:
+        return
+    pid, _, ticks = value.partition(":")
+    _set_parent_death_signal()
+
+    def watch() -> None:
+        while locks.pid_alive(int(pid)) and str(locks.process_start_ticks(int(pid))) in (ticks, "None"):
+            time.sleep(1.0)
+        logging.getLogger("wikigraph").error("the launching process %s is gone; stopping this job", pid)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-launcher", daemon=True).start()
+
+
+def launcher_env() -> dict[str, str]:
+    """What a local job needs to find (and outlive not) the process that launched it."""
+    return {LAUNCHER_PID_ENV: f"{os.getpid()}:{locks.process_start_ticks(os.getpid())}"}
+
+
 def _default_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _set_parent_death_signal()  # forked pool workers die with the job
 
 
 _FORK_HOOK_INSTALLED = False

@@ -47,11 +47,12 @@ class Executor:
     blocking = True
 
     def __init__(self, plan: Plan, launcher: LauncherConfig, root: Path, results_dir: Path,
-                 wait: bool = False, slurm_extra: dict | None = None):
+                 wait: bool = False, slurm_extra: dict | None = None, debug: bool = False):
         self.plan, self.launcher = plan, launcher
         self.root, self.results_dir = Path(root), Path(results_dir)
         self.wait = wait
         self.slurm_extra = dict(slurm_extra or {})
+        self.debug = debug
 
     # --- backend hooks -------------------------------------------------------------------
     def validate(self) -> None:
@@ -75,7 +76,7 @@ class Executor:
     def make_job(self, node: Node, run: RunDir, env: dict) -> StageJob:
         return StageJob(
             stage=node.stage, cfg=node.cfg, root=str(self.root), upstream=dict(node.upstream), direct=node.direct,
-            force=self.plan.force, results_dir=str(self.results_dir), sweep=dict(node.sweep), run_id=run.run_id,
+            force=self.plan.force, on_busy=self.plan.on_busy, results_dir=str(self.results_dir), sweep=dict(node.sweep), run_id=run.run_id,
             log_dir=str(run.logs), env=dict(env),
         )
 

@@ -8,13 +8,28 @@ launch sequence around them is `jobs.executor.Executor`'s; Slurm lives in `jobs.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import traceback
 
-from jobs.entry import StageJob
+from jobs.entry import StageJob, launcher_env
 from jobs.executor import Executor, process_env_with_repo
 from jobs.plan import Node
-from jobs.runs import RunDir
+from jobs.runs import RunDir, owner_only_writes
+from stages.core.locks import process_start_ticks
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line saying why a job failed: the last line of the job's own traceback for a
+    submitit job (its message wraps the remote traceback), else the exception's first line."""
+    text = str(err).strip()
+    marker = "-" * 22
+    if text.count(marker) >= 2:
+        trace = text.split(marker)[1].strip().splitlines()
+        if trace:
+            return trace[-1].strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else repr(err)
 
 
 def _blocked_by(node: Node, failed: set[str]) -> str | None:
@@ -31,8 +46,15 @@ class LocalExecutor(Executor):
 
     name = "local"
 
+    #: Jobs stop when this process dies (`jobs.entry`): a killed `submit.py` leaves no orphans.
+    jobs_die_with_launcher = True
+
     def run_record(self) -> dict:
-        return {"pid": os.getpid()}  # `cancel` signals the submitting process, which runs the jobs
+        # `cancel` signals the submitting process, which runs the jobs; `status` checks it is alive.
+        return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": process_start_ticks(os.getpid())}
+
+    def make_job(self, node: Node, run: RunDir, env: dict) -> StageJob:
+        return super().make_job(node, run, {**env, **launcher_env()} if self.jobs_die_with_launcher else env)
 
     def _start(self, run: RunDir):
         """The submitit executor, or None to call jobs in this process."""
@@ -63,7 +85,10 @@ class LocalExecutor(Executor):
                         print(f"[skip] {_describe(node)}: upstream {blocker} failed", flush=True)
                         continue
                     run.update_job(node.key, state="RUNNING", started=time.time())
-                    job = None if executor is None else executor.submit(jobs[node.key])
+                    job = None
+                    if executor is not None:
+                        with owner_only_writes():
+                            job = executor.submit(jobs[node.key])
                     if job is not None:
                         run.update_job(node.key, job_id=str(job.job_id))
                     running.append((node, job, time.time()))
@@ -72,10 +97,11 @@ class LocalExecutor(Executor):
                         summary = jobs[node.key]() if job is None else job.results()[0]
                     except Exception as err:  # noqa: BLE001 - a failed job must not stop the report
                         failed.add(node.key)
-                        message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                        message = failure_reason(err)
                         run.update_job(node.key, state="FAILED", reason=message, elapsed_s=round(time.time() - t0, 1))
-                        print(f"[fail] {_describe(node)}: {message}", flush=True)
-                        if job is None:
+                        log = f"{run.logs} (inline: this console)" if job is None else job.paths.stderr
+                        print(f"[fail] {_describe(node)}: {message}\n       log: {log}", flush=True)
+                        if self.debug:
                             traceback.print_exc()
                         continue
                     done += 1
@@ -93,6 +119,7 @@ class InlineExecutor(LocalExecutor):
     """Each job called in this process, one after the other (debuggable with pdb)."""
 
     name = "inline"
+    jobs_die_with_launcher = False
 
     def _start(self, run: RunDir):
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs.args import GLOBAL_KEYS, ParsedArgs, split_top_level
 from stages.core import config as config_lib
-from stages.core import registry
+from stages.core import locks, registry
 from stages.core.artifacts import Artifact, find_latest, load_artifact
 from stages.core.config import ConfigError, did_you_mean
 from stages.core.runner import stage_signature
@@ -60,6 +60,7 @@ class Plan:
     sweep_keys: list[str]
     force: bool
     default_sweep: list[str] = dataclasses.field(default_factory=list)
+    on_busy: str = "wait"
 
     @property
     def to_run(self) -> list[Node]:
@@ -106,7 +107,10 @@ class Planner:
             raise ConfigError("missing `stage=<name>`; choose one of: " + ", ".join([*self.stages, "all"]))
         if self.stage_name != "all":
             registry.get(self.stage_name)  # unknown stage -> did-you-mean error
-        self.force = str(parsed.globals.get("force", "false")).lower() in ("1", "true", "yes")
+        self.force = config_lib.parse_bool("force", parsed.globals.get("force", "false"))
+        self.on_busy = parsed.globals.get("lock", "wait")
+        if self.on_busy not in locks.LOCK_MODES:
+            raise ConfigError(f"`lock={self.on_busy}` is unknown; choose one of {', '.join(locks.LOCK_MODES)}")
         self.default_sweep = apply_default_sweep(parsed) if self.stage_name == "all" else []
         self._nodes: dict[str, Node] = {}
         self._route_keys()
@@ -236,7 +240,7 @@ class Planner:
             first = points[0]
             self._nodes[key].sweep = {k: v for k, v in first.items() if all(p.get(k) == v for p in points)}
         ordered = _topological(list(self._nodes.values()))
-        return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep)
+        return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep, self.on_busy)
 
 
 def _topological(nodes: list[Node]) -> list[Node]:

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -33,6 +35,9 @@ class RunDir:
         path = Path(root) / "runs" / new_run_id(stage)
         (path / "logs").mkdir(parents=True, exist_ok=True)
         (path / "configs").mkdir(exist_ok=True)
+        # Jobs unpickle their callable from logs/: nobody else may write there (whatever the umask).
+        for folder in (path, path / "logs", path / "configs"):
+            folder.chmod(0o755)
         return cls(path)
 
     @property
@@ -63,6 +68,18 @@ class RunDir:
         info = self.read()
         info.setdefault("jobs", {}).setdefault(key, {}).update(fields)
         self.write(info)
+
+
+@contextlib.contextmanager
+def owner_only_writes():
+    """Files and folders created meanwhile (submitit's job folder and pickles) are writable by
+    their owner only, so no other user can swap the callable a job unpickles."""
+    old = os.umask(0)
+    os.umask(old | 0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def list_runs(root: Path) -> list[RunDir]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from jobs.entry import StageJob
 from jobs.executor import REPO, Executor
 from jobs.launcher import LauncherConfig
-from jobs.runs import RunDir
+from jobs.runs import RunDir, owner_only_writes
 from stages.core.artifacts import code_version
 from stages.core.config import ConfigError
 from stages.core.registry import EXTRA_MODULES_ENV
@@ -182,8 +182,9 @@ class SlurmExecutor(Executor):
 
 def _submit_group(executor, jobs: list[StageJob]):
     if len(jobs) == 1:
-        return [executor.submit(jobs[0])]
-    with executor.batch():
+        with owner_only_writes():
+            return [executor.submit(jobs[0])]
+    with owner_only_writes(), executor.batch():  # the batch is submitted on leaving it
         futures = [executor.submit(job) for job in jobs]
     return futures
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from jobs import results
 from jobs.runs import RunDir, find_run, list_runs
 from stages.core.config import ConfigError
+from stages.core.locks import pid_alive, process_start_ticks
 
 USAGE = {
     "status": "status [root=DIR] [last=N]",
@@ -29,13 +31,32 @@ def _kv(tokens: list[str], allowed: set[str], command: str) -> dict[str, str]:
     return out
 
 
+def _launcher_gone(info: dict) -> str | None:
+    """Why the process that ran a local/inline run is certainly dead, or None."""
+    pid, host = info.get("pid"), info.get("host")
+    if not pid or host != socket.gethostname():
+        return None  # another machine's run: cannot check from here
+    if not pid_alive(int(pid)):
+        return f"its submit process {pid} is gone"
+    start = info.get("pid_start")
+    if start is not None and process_start_ticks(int(pid)) not in (None, start):
+        return f"its submit process {pid} is gone (PID reused)"
+    return None
+
+
 def _live_states(run: RunDir, info: dict) -> dict[str, dict]:
-    """Job states: Slurm is asked for runs it holds; local runs recorded their own outcome."""
+    """Job states: Slurm is asked for runs it holds; local runs recorded their own outcome,
+    except that a run whose submit process died shows its unfinished jobs as DEAD."""
     jobs = info.get("jobs", {})
     if info.get("executor") == "slurm":
         from jobs import slurm
 
         return slurm.refresh_states(jobs)
+    unfinished = [key for key, job in jobs.items() if job.get("state") in ("RUNNING", "PENDING")]
+    gone = _launcher_gone(info) if unfinished else None
+    if gone:
+        jobs = {key: ({**job, "state": "DEAD", "reason": f"{gone}; rerun the same command to resume"}
+                      if key in unfinished else job) for key, job in jobs.items()}
     return jobs
 
 

@@ -8,6 +8,7 @@ WIKIGRAPH_EXTRA_STAGES=tests.toy_stages, the same hook a site uses for its own s
 import dataclasses
 import os
 import signal
+import time
 
 from stages.core.config import knob
 from stages.core.registry import StageSpec
@@ -20,6 +21,7 @@ class ToyNumbersConfig:
     scale: int = knob(1, "multiplier applied to every integer")
     kill_in_shard: int = knob(-1, "SIGKILL this process halfway through writing this shard", signature=False)
     workers: int = knob(1, "unused worker count (tests that it stays out of the signature)", signature=False)
+    slow_s: float = knob(0.0, "sleep this long per shard (keeps a run busy for the lock tests)", signature=False)
 
 
 @dataclasses.dataclass
@@ -34,6 +36,7 @@ def run_numbers(cfg: ToyNumbersConfig, ctx) -> dict:
         if ctx.shard_done(key):
             continue
         path = ctx.out_dir / f"{key}.txt"
+        time.sleep(cfg.slow_s)
         with open(path, "w") as handle:
             for i in range(cfg.per_shard):
                 handle.write(f"{(shard * cfg.per_shard + i) * cfg.scale}\n")

@@ -24,6 +24,14 @@ class ConfigError(ValueError):
     """A bad user-supplied config value or key; its message is one line, fit for a CLI."""
 
 
+def parse_bool(key: str, value: Any) -> bool:
+    """A command-line boolean; anything but true/false/1/0/yes/no is an error naming the key."""
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+    return text in ("true", "1", "yes")
+
+
 def knob(default: Any, help: str = "", *, signature: bool = True, choices: tuple | None = None):
     """Declare a config field.
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import config as config_lib
+from stages.core import locks
 from stages.core.artifacts import (
     Artifact,
     code_version,
@@ -52,7 +53,11 @@ def _now() -> str:
 
 
 def discard_partial(root: Path, stage: str, signature: str) -> None:
-    """Remove leftover partial work (a forced rerun starts clean)."""
+    """Remove leftover partial work (a forced rerun starts clean), never a live run's."""
+    owner = locks.read_owner(locks.lock_path(root, stage, signature))
+    if owner is not None and owner.gone() is None:
+        raise locks.ArtifactBusy(f"force=true: {stage}/{signature} is being written by {owner.describe()}; "
+                                 "wait for that run to finish or stop it first")
     shutil.rmtree(partial_dir(root, stage, signature), ignore_errors=True)
 
 
@@ -64,10 +69,14 @@ def execute(
     *,
     direct_upstream: tuple[str, ...] | None = None,
     force: bool = False,
+    on_busy: str = "wait",
 ) -> Outcome:
     """Run `spec` unless its artifact exists; commit the result atomically on rank 0.
 
     `upstream` holds every transitive upstream artifact; the signature uses the direct ones.
+    Rank 0 holds the signature's lock (`stages.core.locks`) from before the partial directory
+    is touched until the commit; a second run of the same signature waits for it and then finds
+    the artifact (`on_busy="wait"`), or stops with one line naming the owner (`"refuse"`).
     """
     root = Path(root)
     direct = direct_upstream if direct_upstream is not None else spec.upstream_of(cfg)
@@ -86,6 +95,25 @@ def execute(
         return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
                        True, existing.manifest.get("record", {}), rank)
 
+    lock_file = locks.lock_path(root, spec.name, signature)
+    if rank == 0:
+        lock = locks.acquire(lock_file, on_busy=on_busy, log=log)
+    else:
+        lock = None
+        locks.wait_for_job_lock(lock_file, on_busy=on_busy, log=log)
+    try:
+        existing = load_artifact(root, spec.name, signature)
+        if existing is not None and not force:  # the run we waited for committed it
+            log.info("cache hit after waiting: %s/%s", spec.name, signature)
+            return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
+                           True, existing.manifest.get("record", {}), rank)
+        return _run_and_commit(spec, cfg, root, upstream, direct, signature, rank, world_size, local_rank, log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_and_commit(spec, cfg, root, upstream, direct, signature, rank, world_size, local_rank, log) -> Outcome:
     out_dir = partial_dir(root, spec.name, signature)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(
