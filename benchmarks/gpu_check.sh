@@ -40,11 +40,13 @@ if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.version.cuda else 1)' 
     pip_install "torch>=2.5"
   fi
 fi
-missing=$(PYTHONPATH=. "$PYTHON" benchmarks/gpu_check.py --missing-requirements)
-if [ -n "$missing" ]; then
-  echo "gpu_check.sh: installing missing requirements: $missing" >&2
-  # shellcheck disable=SC2086 # one word per requirement
-  pip_install $missing
-fi
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
+missing=$("$PYTHON" benchmarks/gpu_check.py --missing-requirements)
+for requirement in $missing; do
+  # One at a time: a package that cannot be installed here is reported, and only the checks
+  # that import it fail.
+  echo "gpu_check.sh: installing missing requirement $requirement" >&2
+  pip_install "$requirement" || echo "gpu_check.sh: could not install $requirement; continuing" >&2
+done
 echo "gpu_check.sh: environment ready in $(( $(date +%s) - started ))s" >&2
-PYTHONPATH=. exec "$PYTHON" benchmarks/gpu_check.py "$@"
+exec "$PYTHON" benchmarks/gpu_check.py "$@"

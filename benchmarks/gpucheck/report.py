@@ -23,6 +23,9 @@ def _correctness(check: dict) -> list[str]:
     rows = []
     for r in check.get("rows", []):
         cells = [r["mask"], r["dtype"]]
+        if "skipped" in r:
+            rows.append([*cells, r["skipped"], "", "", "skipped"])
+            continue
         for key in ("output", "grad_input", "grad_qkv_weight"):
             err = r.get(key)
             cells.append(f"{err['flex_err']:.1e} / {err['sdpa_err']:.1e}" if err else "not run")

@@ -126,3 +126,49 @@ def test_cpu_smoke_runs_every_check_end_to_end(tmp_path):
     assert all("examples_per_s" in row for row in checks["qa_memxlnet"]["rows"])
     report = (tmp_path / "gpu_check.md").read_text()
     assert all(f"## {name}" in report for name in SECTIONS)
+
+
+def _fake_bin(tmp_path) -> Path:
+    """A PATH entry with a working `nvidia-smi` and a `python` whose torch is a CPU build: CUDA
+    cannot exist here, so the wrapper's decisions are observed through the calls it makes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3'\n")
+    calls = tmp_path / "calls.txt"
+    (bin_dir / "fakepython").write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+  *"torch.version.cuda"*) exit 1 ;;
+  *"torch.__version__"*) echo 2.13.0 ;;
+  *"--missing-requirements"*) echo "submitit>=1.5 zstandard>=0.22" ;;
+  *"pip install"*"zstandard"*) exit 1 ;;
+esac
+""")
+    for path in bin_dir.iterdir():
+        path.chmod(0o755)
+    return bin_dir
+
+
+def test_wrapper_installs_a_cuda_torch_and_missing_requirements_then_runs_the_check(tmp_path):
+    bin_dir = _fake_bin(tmp_path)
+    env = {**ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(bin_dir / "fakepython")}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--wheelhouse", "/wheels", "--out", "x"],
+                          check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert "-m pip uninstall -q -y torch" in calls
+    assert "-m pip install -q --no-index --find-links /wheels torch==2.13.0" in calls
+    assert "-m pip install -q --no-index --find-links /wheels submitit>=1.5" in calls
+    assert "could not install zstandard>=0.22; continuing" in proc.stderr
+    assert calls[-1] == "benchmarks/gpu_check.py --out x"
+
+
+def test_wrapper_refuses_without_a_gpu(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'No devices were found'; exit 6\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {**ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no NVIDIA GPU visible" in proc.stderr
