@@ -27,6 +27,7 @@ from stages.core.artifacts import (
 )
 from stages.core.context import StageContext, dist_env
 from stages.core.registry import StageSpec
+from stages.core.verify import verify_artifact
 
 
 @dataclasses.dataclass
@@ -107,6 +108,8 @@ def execute(
             log.info("cache hit after waiting: %s/%s", spec.name, signature)
             return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
                            True, existing.manifest.get("record", {}), rank)
+        for artifact in upstream.values():  # sizes on every rank, checksums once (rank 0, stamped)
+            verify_artifact(artifact, checksums=rank == 0)
         return _run_and_commit(spec, cfg, root, upstream, direct, signature, rank, world_size, local_rank, log)
     finally:
         if lock is not None:

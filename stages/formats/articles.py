@@ -113,7 +113,8 @@ class ShardWriter:
         self.path = path
         self._tmp = path.with_name(path.name + ".tmp")
         self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
-        self._zst = zstandard.ZstdCompressor(level=level).stream_writer(self._raw)
+        # Content checksums: a damaged frame fails to decode instead of yielding altered text.
+        self._zst = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(self._raw)
 
     def write(self, article: Article) -> None:
         row = {"id": article.id, "title": article.title, "text": article.text,
