@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 _NEWLINE = 10
-_CHUNK = 1 << 17  # strings per vectorized step: bounds the temporaries (~100 MB)
+_CHUNK = 1 << 14  # strings per vectorized step: bounds the temporaries (~15 MB)
 
 
 class StringTable:

@@ -83,3 +83,27 @@ def test_both_sample_formats_give_the_same_graph(tmp_path):
     for name in ("out_indptr", "out_indices", "in_indptr", "in_indices"):
         assert np.array_equal(np.load(xml.artifact / f"{name}.npy"), np.load(cirrus.artifact / f"{name}.npy"))
     assert (xml.artifact / "graph.jsonl").read_bytes() == (cirrus.artifact / "graph.jsonl").read_bytes()
+
+
+def test_the_undirected_union_is_stored_and_mapped_not_rebuilt(tmp_path):
+    from stages.formats.graph import GraphIndex
+
+    _, graph = run_chain(tmp_path)
+    opened = GraphIndex.open(graph.artifact)
+    indptr, indices = opened.csr("both")
+    assert isinstance(indices, np.memmap)  # read from the artifact, not built in this process
+    out_p, out_i = opened.csr("out")
+    in_p, in_i = opened.csr("in")
+    for node in range(len(opened)):
+        expected = sorted(set(out_i[out_p[node]:out_p[node + 1]].tolist()) | set(in_i[in_p[node]:in_p[node + 1]].tolist()))
+        assert indices[indptr[node]:indptr[node + 1]].tolist() == expected
+    assert opened._titles is None and opened.title(0) == read_titles(graph.artifact)[0]  # titles on first use
+
+
+def test_build_csr_matches_a_python_reference_on_random_edges():
+    rng = np.random.default_rng(3)
+    n = 300
+    src, dst = rng.integers(0, n, 5000).astype(np.int32), rng.integers(0, n, 5000).astype(np.int32)
+    indptr, indices = build_csr(n, src, dst)
+    rows = {i: sorted({int(d) for s, d in zip(src, dst) if s == i and d != i}) for i in range(n)}
+    assert [indices[indptr[i]:indptr[i + 1]].tolist() for i in range(n)] == [rows[i] for i in range(n)]
