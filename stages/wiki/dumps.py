@@ -16,7 +16,6 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
-import io
 import itertools
 import json
 import re
@@ -85,7 +84,12 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         raise ValueError(f"dump {path}: cannot decompress ({compression}): {err}") from None
     finally:
         raw.close()
-    first = head.lstrip()[:1]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:4] in (b"<\x00?\x00", b"\x00<\x00?"):
+        raise ValueError(
+            f"dump {path} is UTF-16 encoded XML; MediaWiki exports are UTF-8: convert it first "
+            f"(iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8.xml) and pass dump= the converted file"
+        )
+    first = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
     if first == b"<":
         return "xml", compression
     if first == b"{":
@@ -188,19 +192,24 @@ def _title_hint(chunk: bytes) -> str:
 
 
 def _cirrus_records(stream: BinaryIO, raw: BinaryIO, compression: str) -> Iterator[RawRecord]:
-    reader = io.BufferedReader(stream, _READ_BLOCK) if not isinstance(stream, io.BufferedReader) else stream
-    line_no = 0
-    while True:
-        try:
-            line = reader.readline()
-        except (EOFError, OSError) as err:
-            yield _truncated("cirrus", raw, compression, f"after line {line_no}", err)
+    """Lines of a CirrusSearch dump. Blocks are handed over as they are decompressed, so a
+    truncated file keeps every complete line before the cut; the cut line is reported (and
+    counted) as one error record."""
+    line_no, rest = 0, b""
+    for block in _stream_blocks(stream, raw, compression):
+        if isinstance(block, RawRecord):
+            lost = " and the partial line after it" if rest.strip() else ""
+            yield RawRecord("cirrus", f"after line {line_no}", error=f"{block.error} (input ends after line "
+                            f"{line_no}{lost}: the lines before the cut are kept)")
             return
-        if not line:
-            return
-        line_no += 1
-        if line.strip():
-            yield RawRecord("cirrus", f"line {line_no}", line)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            line_no += 1
+            if line.strip():
+                yield RawRecord("cirrus", f"line {line_no}", line)
+    if rest.strip():
+        yield RawRecord("cirrus", f"line {line_no + 1}", rest)
 
 
 def parse_record(record: RawRecord) -> Page | None:
@@ -239,6 +248,7 @@ def _parse_cirrus_line(line: bytes) -> Page | None:
         return None
     if "title" not in doc:
         raise ValueError("document without `title`")
+    _check_cirrus_types(doc)
     aliases = [r["title"] for r in doc.get("redirect") or [] if r.get("namespace", 0) == 0 and r.get("title")]
     return Page(
         title=doc["title"], namespace=int(doc.get("namespace", 0)),
@@ -246,6 +256,31 @@ def _parse_cirrus_line(line: bytes) -> Page | None:
         outgoing_links=list(doc.get("outgoing_link") or []),
         categories=list(doc.get("category") or []), aliases=aliases,
     )
+
+
+#: CirrusSearch fields this reader uses and the JSON types each may have (None: absent/null).
+_CIRRUS_TYPES = {"title": (str,), "namespace": (int, type(None)), "source_text": (str, type(None)),
+                 "text": (str, type(None)), "outgoing_link": (list, type(None)), "category": (list, type(None)),
+                 "redirect": (list, type(None))}
+
+
+class FieldTypeError(ValueError):
+    """Valid JSON whose field has the wrong type."""
+
+
+def _check_cirrus_types(doc: dict) -> None:
+    """Valid JSON with a wrong field type is a bad line (ValueError, so on_error applies), not a crash."""
+    for key, types in _CIRRUS_TYPES.items():
+        value = doc.get(key)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise FieldTypeError(f"field `{key}` is a JSON {type(value).__name__}, expected "
+                             f"{' or '.join(t.__name__ for t in types if t is not type(None))}")
+    for key in ("outgoing_link", "category"):
+        if any(not isinstance(item, str) for item in doc.get(key) or []):
+            raise FieldTypeError(f"field `{key}` must be a list of strings")
+    if any(not isinstance(r, dict) or not isinstance(r.get("title", ""), str)
+           or not isinstance(r.get("namespace", 0), int) for r in doc.get("redirect") or []):
+        raise FieldTypeError("field `redirect` must be a list of {title: str, namespace: int} objects")
 
 
 # --- Parallel reading: dump files, multistream indexes and units of work -----------------

@@ -39,7 +39,16 @@ from stages.formats.tables import (
     write_lines,
 )
 from stages.wiki.config import ExtractConfig
-from stages.wiki.dumps import RawRecord, ReadPlan, WorkUnit, dump_files, iter_unit_records, parse_record, plan_units
+from stages.wiki.dumps import (
+    FieldTypeError,
+    RawRecord,
+    ReadPlan,
+    WorkUnit,
+    dump_files,
+    iter_unit_records,
+    parse_record,
+    plan_units,
+)
 from stages.wiki.parallel import bounded_imap, worker_pool
 from stages.wiki.titles import file_stem, normalize_title
 from stages.wiki.wikitext import convert, marked_link_titles, render_links
@@ -58,6 +67,8 @@ def convert_record(record: RawRecord) -> tuple:
         return ("bad", reason, f"{record.where}: {record.error}")
     try:
         page = parse_record(record)
+    except FieldTypeError as err:
+        return ("bad", "wrong_field_type", f"{record.where}: {err}")
     except ValueError as err:
         reason = "malformed_xml" if record.format == "xml" else "invalid_json"
         return ("bad", reason, f"{record.where}: {err}")
@@ -403,6 +414,20 @@ def _report_skips(ctx, converted: list[dict]) -> None:
             ctx.skip(reason, None, count=count - shown.get(reason, 0))
 
 
+def _refuse_all_bad(cfg: ExtractConfig, converted: list[dict]) -> None:
+    """An input in which every record was bad is not a dump: fail rather than commit nothing."""
+    good = sum(p["articles"] + p["redirects"] + p["other_ns"] for p in converted)
+    bad: dict[str, int] = {}
+    for payload in converted:
+        for reason, count in payload["bad_counts"].items():
+            bad[reason] = bad.get(reason, 0) + count
+    if good == 0 and bad:
+        example = next((detail for p in converted for _, detail in p["bad_examples"]), "")
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(bad.items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"extract: no usable page in dump={cfg.dump}: every record was bad ({reasons}; first: "
+                         f"{example[:200]}); pass a MediaWiki XML export or a CirrusSearch dump")
+
+
 def run(cfg: ExtractConfig, ctx) -> dict:
     """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring)."""
     plan = read_plan(cfg, ctx.out_dir)
@@ -417,6 +442,7 @@ def run(cfg: ExtractConfig, ctx) -> dict:
             return {}
         _wait_for_shards(ctx, len(plan.units))
         converted = [ctx.shard_payload(f"convert-{u:05d}") for u in range(len(plan.units))]
+        _refuse_all_bad(cfg, converted)
         metrics = _write_phase(cfg, ctx, raw_dir, len(plan.units), pool)
     finally:
         if pool:

@@ -36,9 +36,15 @@ def title_hash(title: str) -> str:
     return hashlib.sha1(title.encode("utf-8")).hexdigest()[:6]
 
 
+#: Bytes of a title kept in a file name: `<title>_<6hex>.md` stays within the 255-byte name
+#: limit of common filesystems whatever the script (Cyrillic takes 2 bytes a letter, CJK 3).
+_STEM_TITLE_BYTES = 240
+
+
 def file_stem(title: str) -> str:
     """`Title_<6hex>`: the Markdown export's file name (without `.md`) for a title."""
     safe = _UNSAFE_FILENAME.sub("-", link_target(title))[:180]
+    safe = safe.encode("utf-8")[:_STEM_TITLE_BYTES].decode("utf-8", "ignore")  # never half a character
     return f"{safe}_{title_hash(title)}"
 
 
