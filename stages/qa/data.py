@@ -119,18 +119,113 @@ def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
 
 def load_squad(dataset: str, split: str, cache_dir: Path, sample_articles: int = 300, seed: int = 0,
                dev_fraction: float = 0.15) -> dict:
-    """``dataset`` is 'sample', a SQuAD JSON path, or a `datasets` id (split 'train'/'dev')."""
+    """``dataset`` is 'sample', a SQuAD JSON path, or a `datasets` id (split 'train'/'dev').
+    The result is validated (`validate_squad`); what was repaired or dropped is counted under
+    `VALIDATION_KEY`."""
     if dataset == SAMPLE:
-        return sample_squad(sample_articles, seed, split, dev_fraction)
+        return validate_squad(sample_squad(sample_articles, seed, split, dev_fraction))
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"dataset: {dataset} does not exist; pass a SQuAD v2 JSON file, 'sample' or a datasets id")
         squad = json.loads(path.read_text(encoding="utf-8"))
-        if "data" not in squad:
-            raise ValueError(f"dataset: {dataset} has no 'data' key; it is not in SQuAD JSON format")
-        return squad
-    return hf_squad(dataset, "validation" if split == "dev" else split, cache_dir)
+        if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
+            raise ValueError(f"dataset: {dataset} has no 'data' list; it is not in SQuAD JSON format")
+        return validate_squad(squad)
+    return validate_squad(hf_squad(dataset, "validation" if split == "dev" else split, cache_dir))
+
+
+#: Key, in each article of a validated SQuAD dict, counting what `validate_squad` repaired or
+#: dropped there (per article, so the counts follow the articles through splits and limits).
+VALIDATION_KEY = "wikigraph_validation"
+#: How far (characters) from the recorded answer_start a repair may look for the answer text.
+_REPAIR_WINDOW = 64
+
+
+def _locate(context: str, text: str, start) -> tuple[int | None, str]:
+    """(start, outcome) of one answer: "ok", "repaired" (a unique nearby match) or "dropped"."""
+    if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
+        return None, "dropped"
+    if context[start : start + len(text)] == text:
+        return start, "ok"
+    hits, at = [], context.find(text)
+    while at >= 0:
+        hits.append(at)
+        at = context.find(text, at + 1)
+    near = [h for h in hits if abs(h - start) <= _REPAIR_WINDOW]
+    if len(hits) == 1:
+        return hits[0], "repaired"
+    if len(near) == 1:
+        return near[0], "repaired"
+    return None, "dropped"
+
+
+def validate_squad(squad: dict) -> dict:
+    """Every question in one reading, shared by training and scoring.
+
+    - ``is_impossible: true`` wins: its answers move to ``plausible_answers`` (as in SQuAD v2).
+    - A question without ``answers`` is unanswerable if it says so, else dropped.
+    - Each answer must satisfy ``context[start:start+len(text)] == text``; otherwise it is moved
+      to the unique occurrence of its text in the context (or the unique one within
+      ``_REPAIR_WINDOW`` characters of its start), else dropped. An answerable question that
+      loses all its answers is dropped (never turned into an unanswerable one).
+    Answers are checked against their own paragraph, before paragraphs are joined, so an empty
+    or shifted paragraph can never move labels onto its neighbour.
+    """
+    data = []
+    for article in squad["data"]:
+        counts: dict[str, int] = dict(article.get(VALIDATION_KEY, {}))
+
+        def count(reason: str, n: int = 1, counts=counts) -> None:
+            counts[reason] = counts.get(reason, 0) + n
+
+        paragraphs = []
+        for paragraph in article.get("paragraphs", []):
+            context, qas = paragraph.get("context"), []
+            if not isinstance(context, str):
+                count("qa_paragraph_without_context", len(paragraph.get("qas", [])))
+                continue
+            for qa in paragraph.get("qas", []):
+                if not isinstance(qa.get("id"), str) or not isinstance(qa.get("question"), str):
+                    count("qa_question_malformed")
+                    continue
+                answers = qa.get("answers")
+                if qa.get("is_impossible") is True:
+                    if answers:
+                        count("qa_impossible_with_answers")
+                    qas.append({**qa, "answers": [], "is_impossible": True,
+                                "plausible_answers": qa.get("plausible_answers") or answers or []})
+                    continue
+                if answers is None:
+                    count("qa_missing_answers_dropped")
+                    continue
+                if not answers:  # SQuAD v2's own reading of an empty answer list
+                    qas.append({**qa, "answers": [], "is_impossible": True})
+                    continue
+                kept = []
+                for answer in answers if isinstance(answers, list) else []:
+                    text = answer.get("text") if isinstance(answer, dict) else None
+                    start, outcome = _locate(context, text, answer.get("answer_start") if text else None)
+                    if outcome != "ok":
+                        count(f"qa_answer_{outcome}")
+                    if start is not None:
+                        kept.append({**answer, "answer_start": start})
+                if not kept:
+                    count("qa_question_dropped_no_valid_answer")
+                    continue
+                qas.append({**qa, "answers": kept, "is_impossible": False})
+            paragraphs.append({**paragraph, "qas": qas})
+        data.append({**article, "paragraphs": paragraphs, VALIDATION_KEY: counts})
+    return {**squad, "data": data}
+
+
+def validation_counts(squad: dict) -> dict[str, int]:
+    """What `validate_squad` repaired or dropped in the articles of `squad`."""
+    total: dict[str, int] = {}
+    for article in squad["data"]:
+        for reason, n in article.get(VALIDATION_KEY, {}).items():
+            total[reason] = total.get(reason, 0) + n
+    return total
 
 
 def split_articles(squad: dict, split: str, dev_fraction: float) -> dict:
@@ -156,7 +251,7 @@ def join_paragraphs(squad: dict, long_context: int) -> dict:
                     answers = [{**a, "answer_start": a["answer_start"] + offset} for a in qa["answers"]]
                     qas.append({**qa, "answers": answers})
             joined.append({"context": context, "qas": qas})
-        data.append({"title": article["title"], "paragraphs": joined})
+        data.append({**article, "paragraphs": joined})
     return {**squad, "data": data}
 
 
@@ -182,7 +277,7 @@ def iter_examples(squad: dict) -> Iterator[QAExample]:
     for article in squad["data"]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
-                answers = [] if qa.get("is_impossible") else list(qa["answers"])
+                answers = [] if qa.get("is_impossible") else list(qa.get("answers") or [])
                 yield QAExample(qa["id"], article.get("title", ""), paragraph["context"], qa["question"], answers)
 
 

@@ -56,6 +56,8 @@ def run_qa_eval(cfg, ctx) -> dict:
     model, tokenizer, train_cfg = pipeline.load_checkpoint_model(folder)
     train = SimpleNamespace(**train_cfg)
     gold = gold_data(cfg, qa_artifact, train_cfg, ctx.cache_dir)
+    for reason, count in qa_data.validation_counts(gold).items():  # repaired/dropped answers
+        ctx.skip(reason, count=count)
     memory = model.memory_config
     spec = FeatureSpec(train.max_seq_length, train.doc_stride, train.max_query_length, train.max_n_segs,
                        tuple(memory.read_token_ids), tuple(memory.write_token_ids))

@@ -55,8 +55,14 @@ def _questions(dataset: list[dict]):
             yield from paragraph["qas"]
 
 
+def _gold_answers(qa: dict) -> list[dict]:
+    """A question's answers as training reads them: ``is_impossible: true`` means none, whatever
+    else the file lists (`stages.qa.data.validate_squad` moves those to ``plausible_answers``)."""
+    return [] if qa.get("is_impossible") is True else qa.get("answers") or []
+
+
 def has_answer_map(dataset: list[dict]) -> dict[str, bool]:
-    return {qa["id"]: bool(qa["answers"]) for qa in _questions(dataset)}
+    return {qa["id"]: bool(_gold_answers(qa)) for qa in _questions(dataset)}
 
 
 def raw_scores(dataset: list[dict], preds: dict[str, str]) -> tuple[dict[str, int], dict[str, float]]:
@@ -64,7 +70,7 @@ def raw_scores(dataset: list[dict], preds: dict[str, str]) -> tuple[dict[str, in
     exact, f1 = {}, {}
     for qa in _questions(dataset):
         qid = qa["id"]
-        golds = [a["text"] for a in qa["answers"] if normalize_answer(a["text"])] or [""]
+        golds = [a["text"] for a in _gold_answers(qa) if normalize_answer(a["text"])] or [""]
         if qid not in preds:
             print(f"Missing prediction for {qid}")
             continue

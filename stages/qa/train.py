@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.safestate import load_state, save_state
+from stages.qa import data as qa_data
 from stages.qa import pipeline, squad_eval
 from stages.qa.batching import EpochSampler, document_batch, trainable_documents
 from stages.qa.predict import predict
@@ -218,6 +219,9 @@ def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
     """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache."""
     with accelerator.main_process_first():
         train, dev = pipeline.load_splits(cfg, ctx.cache_dir)
+        for name, split in (("train", train), ("dev", dev)):  # repaired/dropped answers, in the manifest
+            for reason, count in qa_data.validation_counts(split).items():
+                ctx.skip(f"{name} {reason}", count=count)
         tokenizer, read_ids, write_ids = pipeline.build_tokenizer(cfg, train, ctx.cache_dir)
         spec = pipeline.feature_spec(cfg, read_ids, write_ids)
         train_store = pipeline.features(train, tokenizer, spec, ctx.cache_dir, ctx)
