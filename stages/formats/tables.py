@@ -30,8 +30,19 @@ class StringTable:
         self.path = Path(path)
         size = self.path.stat().st_size
         self.blob = np.memmap(self.path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-        ends = np.flatnonzero(self.blob == _NEWLINE) if size else np.zeros(0, np.int64)
-        self.starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+        saved = self.path.with_name(self.path.name + ".starts.npy")
+        if saved.is_file():  # mapped: processes that open the same table share it
+            self.starts = np.load(saved, mmap_mode="r")
+        else:
+            ends = np.flatnonzero(self.blob == _NEWLINE) if size else np.zeros(0, np.int64)
+            self.starts = np.concatenate([[0], ends + 1]).astype(np.int64)
+
+    def save_starts(self) -> None:
+        """Store the line starts beside the table, so that other processes map them instead of
+        each computing its own copy (8 bytes per string per process)."""
+        tmp = self.path.with_name(self.path.name + ".starts.tmp.npy")
+        np.save(tmp, np.asarray(self.starts))
+        tmp.replace(self.path.with_name(self.path.name + ".starts.npy"))  # a new file: live maps keep the old
 
     def __len__(self) -> int:
         return len(self.starts) - 1

@@ -250,7 +250,9 @@ def _build_tables(raw_dir: Path, parts: int, ctx) -> dict:
     dump order). Writes `titles.txt` (id order) with `part.npy`/`offset.npy` (where each
     article's page is) and `redirects.txt` -> `targets.txt` (resolved, hash-indexed)."""
     tables = raw_dir / "tables"
-    tables.mkdir(exist_ok=True)
+    shutil.rmtree(tables, ignore_errors=True)  # a relaunch rebuilds them from the parts
+    tables.mkdir()
+    _WORKER_TABLES.clear()
     stems = [raw_dir / f"part-{u:05d}" for u in range(parts)]
     titles = concatenate([Path(f"{s}.titles.txt") for s in stems], tables / "all-titles.txt")
     offsets = [np.load(f"{s}.offsets.npy") for s in stems]
@@ -272,7 +274,9 @@ def _build_tables(raw_dir: Path, parts: int, ctx) -> dict:
     del part_of, offset_of
     n_articles = write_lines(tables / "titles.txt", (titles[int(r)] for r in rows))
     del rows
-    articles = HashIndex.build(StringTable(tables / "titles.txt"))
+    title_table = StringTable(tables / "titles.txt")
+    title_table.save_starts()  # write workers map the tables
+    articles = HashIndex.build(title_table)
     redirects = _resolve_redirects(stems, tables, articles)
     return {"articles": n_articles, "redirects": redirects}
 
@@ -306,6 +310,8 @@ def _resolve_redirects(stems: list[Path], tables: Path, articles: HashIndex) -> 
     kept = valid_rows[via_alias[pointer[valid_rows]] != valid_rows]
     write_lines(tables / "redirects.txt", (aliases[int(r)] for r in kept))
     write_lines(tables / "targets.txt", (targets[int(pointer[r])] for r in kept))
+    for name in ("redirects.txt", "targets.txt"):
+        StringTable(tables / name).save_starts()
     HashIndex.build(StringTable(tables / "redirects.txt"))
     return len(kept)
 
