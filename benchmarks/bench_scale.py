@@ -165,7 +165,10 @@ def main() -> None:
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "stages"}), flush=True)
         for name, row in res["stages"].items():
-            print(f"  {name}: " + json.dumps({k: v for k, v in row.items() if k != "metrics"}), flush=True)
+            phases = {k: v for k, v in row.get("metrics", {}).items()
+                      if k in ("read_units", "convert_s", "tables_s", "tables_cpu_s", "write_s")}
+            print(f"  {name}: " + json.dumps({**{k: v for k, v in row.items() if k != "metrics"}, **phases}),
+                  flush=True)
         if args.json:
             with open(args.json, "a") as out:
                 out.write(json.dumps(res) + "\n")

@@ -384,6 +384,7 @@ def write_shard(task: tuple[int, int, int, dict]) -> dict:
 
 
 def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, parts: int, pool) -> dict:
+    started, started_cpu = time.perf_counter(), time.process_time()
     counts = _build_tables(raw_dir, parts, ctx)
     tables = raw_dir / "tables"
     write_titles_json(ctx.out_dir / "titles.json", StringTable(tables / "titles.txt"))
@@ -392,6 +393,9 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, parts: int, pool) -> di
                     StringTable(tables / "targets.txt"))
     if cfg.export_markdown:
         (ctx.out_dir / "markdown").mkdir(exist_ok=True)
+    serial = {"tables_s": round(time.perf_counter() - started, 2),  # rank 0 alone: the serial part
+              "tables_cpu_s": round(time.process_time() - started_cpu, 2)}
+    started = time.perf_counter()
     n = counts["articles"]
     per_shard = -(-n // cfg.shards) if n else 0
     state = {"tables": str(tables), "raw_dir": raw_dir, "out_dir": ctx.out_dir, "export_markdown": cfg.export_markdown}
@@ -401,7 +405,8 @@ def _write_phase(cfg: ExtractConfig, ctx, raw_dir: Path, parts: int, pool) -> di
     for result in ctx.progress(results, total=len(todo), desc="extract: write"):
         ctx.mark_shard_done(f"write-{result['shard']:05d}", result)  # as each finishes: a crash keeps it
     links_kept = sum(ctx.shard_payload(f"write-{k:05d}")["links_kept"] for k in range(cfg.shards))
-    return {"articles": n, "redirects": counts["redirects"], "links_kept": links_kept}
+    return {"articles": n, "redirects": counts["redirects"], "links_kept": links_kept, **serial,
+            "write_s": round(time.perf_counter() - started, 2)}
 
 
 def _report_skips(ctx, converted: list[dict]) -> None:
@@ -442,11 +447,13 @@ def run(cfg: ExtractConfig, ctx) -> dict:
                          "or on_error=skip to read it with one reader")
     raw_dir = ctx.out_dir / "raw"
     pool = worker_pool(cfg.workers)
+    started = time.perf_counter()
     try:
         _convert_phase(cfg, ctx, plan, raw_dir, pool)
         if ctx.rank != 0:
             return {}
         _wait_for_shards(ctx, len(plan.units))
+        convert_s = round(time.perf_counter() - started, 2)
         converted = [ctx.shard_payload(f"convert-{u:05d}") for u in range(len(plan.units))]
         _refuse_all_bad(cfg, converted)
         metrics = _write_phase(cfg, ctx, raw_dir, len(plan.units), pool)
@@ -466,6 +473,7 @@ def run(cfg: ExtractConfig, ctx) -> dict:
         skipped=sum(sum(p["bad_counts"].values()) for p in converted) + len(plan.index_problems),
         format="sample-" + cfg.sample_format if cfg.dump == "sample" else cfg.dump,
         read_units=len(plan.units),
+        convert_s=convert_s,
         read_units_by_rank=[sum(1 for p in converted if p.get("rank", 0) == r) for r in range(ctx.world_size)],
         reading=(f"parallel: {len(plan.units)} units ({parallel} multistream byte ranges, "
                  f"{len(plan.units) - parallel} whole files)" if plan.parallel
