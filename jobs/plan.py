@@ -9,6 +9,7 @@ anything is submitted.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from stages.core import locks, registry
 from stages.core.artifacts import Artifact, find_latest, load_artifact
 from stages.core.config import ConfigError, did_you_mean
 from stages.core.runner import stage_signature
+
+#: An artifact signature as `<stage>.from=` takes it.
+_SIGNATURE = re.compile(r"[0-9a-f]{12}")
 
 
 def node_key(stage: str, signature: str) -> str:
@@ -203,9 +207,16 @@ class Planner:
         if explicit is None and "" in self.parsed.upstream_from and not in_chain:
             explicit = self.parsed.upstream_from[""]
         if explicit:
+            if "/" in explicit or "\\" in explicit or explicit.startswith((".", "~")):
+                hint = f" (for that folder: {name}.from={Path(explicit).name})" if _SIGNATURE.fullmatch(Path(explicit).name) else ""
+                raise ConfigError(f"`{name}.from={explicit}`: give the 12-hex signature of a `{name}` artifact under "
+                                  f"{self.root / name}, not a path{hint}")
             artifact = load_artifact(self.root, name, explicit)
             if artifact is None:
                 raise ConfigError(f"`{name}.from={explicit}`: no complete artifact {self.root / name / explicit}")
+            if artifact.manifest.get("stage") != name:
+                raise ConfigError(f"`{name}.from={explicit}`: {artifact.path} is a `{artifact.manifest.get('stage')}` "
+                                  f"artifact, not a `{name}` one; pick a signature listed under {self.root / name}")
             node = Node(name, None, artifact.signature, tuple(artifact.manifest.get("upstream", {})),
                         dict(artifact.manifest.get("upstream_all", {})), existing=artifact)
             self._nodes.setdefault(node.key, node)

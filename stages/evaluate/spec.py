@@ -1,6 +1,7 @@
 """Spec and config of the `evaluate` stage (light: no torch import)."""
 
 import dataclasses
+import os
 
 from stages.core.config import knob
 from stages.core.registry import StageSpec
@@ -25,6 +26,8 @@ class EvaluateConfig:
             raise ValueError("`max_docs` must be >= 1")
         if self.test_size < 0:
             raise ValueError("`test_size` must be >= 0 (0 means all questions)")
+        if self.dataset.endswith(".json") and not os.path.isfile(os.path.expanduser(self.dataset)):
+            raise ValueError(f"dataset: {self.dataset} does not exist; pass a SQuAD v2 JSON file or leave it empty")
 
 
 def _upstream(cfg: EvaluateConfig) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 from stages.core.config import knob
@@ -68,6 +69,9 @@ class PretrainConfig(PackingConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 1")
+        for name in ("lr", "weight_decay", "beta2", "grad_clip", "min_lr_ratio", "val_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)} is not a finite number; e.g. lr=3e-4")
         if self.lr <= 0:
             raise ValueError(f"lr: {self.lr} must be positive; e.g. lr=3e-4")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -8,6 +8,7 @@ raises `Preempted`; a relaunch with the same out_dir resumes from the newest che
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 
@@ -109,7 +110,10 @@ class _Trainer:
             self.step += 1
             self.tokens_seen += tokens * self.world
             self.train_seconds += elapsed
-            loss = self.mean_across_ranks(loss)
+            loss = self.mean_across_ranks(loss)  # the same value on every rank: all stop together
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"pretrain loss is {loss} at step {self.step}; nothing is committed: "
+                                         f"lower lr (now {cfg.lr}) or set grad_clip")
             self.loss_curve.append([self.step, loss])
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
@@ -201,6 +205,9 @@ class _Trainer:
 
     def finish(self) -> dict:
         val_loss = self.validate()
+        if not math.isfinite(val_loss):  # e.g. the last step's update diverged after a finite loss
+            raise FloatingPointError(f"pretrain validation loss is {val_loss} after step {self.step}; nothing is "
+                                     f"committed: lower lr (now {self.cfg.lr}) or set grad_clip")
         self.save()  # a finished run is resumable too (e.g. to extend it with more steps)
         self.save_weights()
         self.acc.wait_for_everyone()

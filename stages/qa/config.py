@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from stages.core.config import knob
@@ -86,3 +88,41 @@ class QAConfig:
             raise ValueError(f"num_memory_heads: {self.num_memory_heads} outside 1..8; pick a value in 1..8")
         if self.batch_size < 1 or self.epochs_per_stage < 1:
             raise ValueError("batch_size/epochs_per_stage: must be >= 1")
+        self._validate_numbers()
+        for name in ("dataset", "eval_dataset"):
+            value = getattr(self, name)
+            if value.endswith(".json") and not Path(value).expanduser().is_file():
+                raise ValueError(f"{name}: {value} does not exist; pass a SQuAD v2 JSON file, 'sample' or a datasets id")
+
+    def _validate_numbers(self) -> None:
+        """Ranges of the numeric keys, so a bad value fails at submit time, not mid-training."""
+        for name in ("learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "no_answer_threshold",
+                     "memory_sharpness"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)} is not a finite number")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate: {self.learning_rate} must be > 0; e.g. learning_rate=3e-5")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("weight_decay/max_grad_norm: must be >= 0 (max_grad_norm=0 disables clipping)")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"warmup_ratio: {self.warmup_ratio} is a fraction of the steps; use a value in [0, 1]")
+        if self.max_answer_length < 1:
+            raise ValueError(f"max_answer_length: {self.max_answer_length} must be >= 1 token; e.g. 30")
+        if self.max_query_length < 1:
+            raise ValueError(f"max_query_length: {self.max_query_length} must be >= 1 token")
+        for name in ("train_size", "eval_size", "warmup_freeze_base_epochs", "warmup_disable_global_softmax_epochs",
+                     "warmup_disable_any_positive_epochs", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} must be >= 0 (0 means all/none)")
+        if self.memory_num_tokens < 0:
+            raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} must be >= 0 (0 = plain XLNet)")
+        room = self.max_seq_length - 2 * self.memory_num_tokens - self.max_query_length - 3
+        if room < 1:
+            raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} read + write tokens and max_query_length="
+                             f"{self.max_query_length} leave no context room in max_seq_length={self.max_seq_length}; "
+                             "lower memory_num_tokens or raise max_seq_length")
+        if self.tokenizer == "auto" and self.tokenizer_vocab_size < 100:
+            raise ValueError(f"tokenizer_vocab_size: {self.tokenizer_vocab_size} is too small for a SentencePiece "
+                             "model; use at least 100 (e.g. 2000)")
+        if self.memory_slots < 1 or self.checkpoint_every < 1 or self.sample_articles < 1:
+            raise ValueError("memory_slots/checkpoint_every/sample_articles: must be >= 1")

@@ -40,6 +40,13 @@ class ExtractConfig:
             raise ValueError(f"read_unit_mb: {self.read_unit_mb} must be > 0")
         if not self.dump:
             raise ValueError("dump: empty; pass a dump file path or `sample`")
+        if self.dump != "sample":
+            from stages.wiki.dumps import dump_files
+
+            try:
+                dump_files(self.dump)
+            except FileNotFoundError as err:
+                raise ValueError(str(err)) from None
 
 
 @dataclasses.dataclass
@@ -63,3 +70,8 @@ class PretokenizeConfig:
     def validate(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers: {self.workers} must be >= 1")
+        import tiktoken
+
+        known = tiktoken.list_encoding_names()
+        if self.encoding not in known:
+            raise ValueError(f"encoding: {self.encoding!r} is not a tiktoken encoding; choose one of {', '.join(known)}")

@@ -118,7 +118,7 @@ def _without_targets(text):
 
 
 def test_missing_dump_file_fails_early_with_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dump=sample"):
+    with pytest.raises(ValueError, match="dump=sample"):  # refused by the config, before the stage runs
         run_extract(tmp_path, dump=str(tmp_path / "nope.xml.bz2"))
 
 
