@@ -1,7 +1,7 @@
 """The executor base: what every backend shares, from a plan to a recorded run.
 
 `Executor.launch` owns the launch sequence: print the plan, validate, create the run
-directory, resolve offline resources (`jobs.prefetch`), discard forced partials, write each
+directory, resolve offline resources (each stage's `prefetch` hook), discard forced partials, write each
 node's resolved config, build the jobs and write the run record (`run.json`). A backend
 (`jobs.local`: inline and local; `jobs.slurm`: Slurm) only implements `execute`, which
 submits the jobs and, where it blocks, waits for them; optionally `validate`, `prepare` (e.g.

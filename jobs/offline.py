@@ -1,8 +1,9 @@
 """Offline compute nodes: the submit side fetches what jobs would download.
 
-Compute nodes on many clusters have no internet. Before submitting, `jobs.prefetch` resolves
-each job's downloads (tiktoken encodings, HF tokenizer/model files, datasets) into
-`{root}/cache`, and jobs run with the caches pointed there and the hubs switched offline.
+Compute nodes on many clusters have no internet. Before submitting, each stage's `prefetch`
+hook (`StageSpec.prefetch`, built on `stages.core.offline`) resolves its jobs' downloads
+(tiktoken encodings, HF tokenizer/model files, datasets) into `{root}/cache`, and jobs run with
+the caches pointed there and the hubs switched offline.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ def offline_env(root: Path) -> dict[str, str]:
 
 def prepare_offline(plan, root: Path) -> None:
     """Resolve, once per distinct config, what each job of the plan would download."""
-    from jobs.prefetch import prefetch
+    from stages.core import registry
 
     done = set()
     for node in plan.to_run:
         key = (node.stage, repr(node.cfg))
         if key in done:
             continue
-        for line in prefetch(node.stage, node.cfg, cache_dir(root)):
+        for line in registry.get(node.stage).prefetch_for(node.cfg, cache_dir(root)):
             print(f"offline cache: {line}", flush=True)
         done.add(key)

@@ -65,6 +65,7 @@ class Plan:
     force: bool
     default_sweep: list[str] = dataclasses.field(default_factory=list)
     on_busy: str = "wait"
+    grid_source: str = "stage=all"  # where default_sweep came from: stage=all or study=<name>
 
     @property
     def to_run(self) -> list[Node]:
@@ -78,24 +79,24 @@ class Plan:
         return list(groups.values())
 
 
-#: What `stage=all` compares unless the command line sets these keys: the embedded demo grid
-#: (every traversal strategy x the document-aware masks, QA with and without memory tokens).
-ALL_STAGE_DEFAULT_SWEEP = {
-    "pretrain.strategy": "random,random_walk,bfs,dfs",
-    "pretrain.mask": "doc,graph",
-    "qa.memory_num_tokens": "0,4",
-}
-
-
-def apply_default_sweep(parsed: ParsedArgs) -> list[str]:
-    """Add the `stage=all` default sweep for keys the user left alone; returns the keys added."""
+def apply_default_sweep(parsed: ParsedArgs, grid: dict[str, str]) -> list[str]:
+    """Add `grid` ({"stage.key": comma list}) for keys the user left alone; returns the keys added."""
     added = []
-    for key, values in ALL_STAGE_DEFAULT_SWEEP.items():
+    for key, values in grid.items():
         field = key.split(".", 1)[1]
         if key not in parsed.stage_values and field not in parsed.stage_values:
             parsed.stage_values[key] = split_top_level(values)
             added.append(key)
     return added
+
+
+def _study_grid(name: str) -> dict[str, str]:
+    """The sweep of `study=<name>`, from every stage that declares it (`StageSpec.studies`)."""
+    known = registry.studies()
+    if name not in known:
+        raise ConfigError(f"`study={name}` is unknown{did_you_mean(name, list(known))}; "
+                          f"choose one of: {', '.join(known) or 'none (no stage declares a study)'}")
+    return known[name]
 
 
 class Planner:
@@ -115,7 +116,14 @@ class Planner:
         self.on_busy = parsed.globals.get("lock", "wait")
         if self.on_busy not in locks.LOCK_MODES:
             raise ConfigError(f"`lock={self.on_busy}` is unknown; choose one of {', '.join(locks.LOCK_MODES)}")
-        self.default_sweep = apply_default_sweep(parsed) if self.stage_name == "all" else []
+        study = parsed.globals.get("study", "")
+        self.grid_source = f"study={study}" if study else "stage=all"
+        if study:
+            self.default_sweep = apply_default_sweep(parsed, _study_grid(study))
+        elif self.stage_name == "all":  # the demo's comparison grid, declared by the stages
+            self.default_sweep = apply_default_sweep(parsed, registry.default_grid())
+        else:
+            self.default_sweep = []
         self._nodes: dict[str, Node] = {}
         self._route_keys()
 
@@ -251,7 +259,8 @@ class Planner:
             first = points[0]
             self._nodes[key].sweep = {k: v for k, v in first.items() if all(p.get(k) == v for p in points)}
         ordered = _topological(list(self._nodes.values()))
-        return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep, self.on_busy)
+        return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep, self.on_busy,
+                    self.grid_source)
 
 
 def _topological(nodes: list[Node]) -> list[Node]:

@@ -22,7 +22,7 @@ def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
         sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())
         lines.append(f"  {node.stage:<12} {node.signature}  {state:<18} {sweep}")
     if plan.default_sweep:
-        lines.append(f"  default comparison grid for stage=all: {', '.join(plan.default_sweep)} "
+        lines.append(f"  default comparison grid for {plan.grid_source}: {', '.join(plan.default_sweep)} "
                      "(set these keys to run fewer)")
     groups = plan.groups()
     arrays = [g for g in groups if len(g) > 1]

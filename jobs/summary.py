@@ -1,15 +1,16 @@
 """The researcher-facing summary: headline tables and PNG plots from results records.
 
-Headline tables join a pretrain run with the evaluation of its checkpoint (by the pretrain
-signature the evaluation read), and list QA variants with EM/F1 broken down by HasAns/NoAns.
+The stages declare the headline tables (`StageSpec.headlines`): e.g. pretrain's joins each run
+with the evaluation of its checkpoint (by the pretrain signature the evaluation read), qa's lists
+the QA variants with EM/F1 broken down by HasAns/NoAns. Nothing here names a stage.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-LM_CONTEXTS = ("isolated", "graph", "random")
-QA_COLUMNS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
+from stages.core import registry
+from stages.core.registry import Headline
 
 
 def _label(record: dict, keys: tuple[str, ...] = ()) -> str:
@@ -23,34 +24,35 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
-def _evaluations(records: list[dict], upstream_stage: str) -> dict[str, dict]:
-    """evaluate records keyed by the signature of the upstream artifact they scored."""
+def _readers(records: list[dict], downstream: str, upstream_stage: str) -> dict[str, dict]:
+    """Records of stage `downstream` keyed by the signature of the `upstream_stage` artifact they
+    read (the newest wins: records come oldest first)."""
     return {r["upstream"][upstream_stage]: r for r in records
-            if r["stage"] == "evaluate" and upstream_stage in r.get("upstream", {})}
+            if r["stage"] == downstream and upstream_stage in r.get("upstream", {})}
 
 
-def lm_rows(records: list[dict]) -> list[dict]:
-    evals = _evaluations(records, "pretrain")
+def headline_rows(records: list[dict], stage: str, headline: Headline) -> list[dict]:
+    """One row per run of `stage`: its label, signature and the headline's columns."""
+    readers = {source: _readers(records, source, stage)
+               for source in {c.split(":", 1)[0] for c in headline.columns if ":" in c}}
     rows = []
-    for rec in (r for r in records if r["stage"] == "pretrain"):
-        ev = evals.get(rec["signature"], {}).get("metrics", {})
-        m = rec["metrics"]
-        rows.append({
-            "run": _label(rec), "signature": rec["signature"],
-            "final_train_loss": m.get("final_train_loss"), "val_loss": m.get("val_loss"),
-            **{f"ppl_{c}": ev.get(f"ppl_{c}") for c in LM_CONTEXTS},
-            "tokens_per_s": m.get("tokens_per_s"),
-        })
+    for rec in (r for r in records if r["stage"] == stage):
+        row = {"run": _label(rec), "signature": rec["signature"]}
+        for column in headline.columns:
+            source, _, metric = column.rpartition(":")
+            metrics = readers[source].get(rec["signature"], {}).get("metrics", {}) if source else rec["metrics"]
+            row[metric] = metrics.get(metric)
+        rows.append(row)
     return rows
 
 
-def qa_rows(records: list[dict]) -> list[dict]:
-    evals = _evaluations(records, "qa")
-    rows = []
-    for rec in (r for r in records if r["stage"] == "qa"):
-        ev = evals.get(rec["signature"], {}).get("metrics", {})
-        rows.append({"run": _label(rec), "signature": rec["signature"], **{c: ev.get(c) for c in QA_COLUMNS}})
-    return rows
+def _headlines(records: list[dict]):
+    """(headline, rows) for every headline a registered stage declares and the records fill."""
+    for stage, spec in registry.all_stages().items():
+        for headline in spec.headlines:
+            rows = headline_rows(records, stage, headline)
+            if rows:
+                yield headline, rows
 
 
 def _table(rows: list[dict]) -> str:
@@ -61,18 +63,11 @@ def _table(rows: list[dict]) -> str:
 
 
 def headline_sections(records: list[dict]) -> list[str]:
-    sections = []
-    lm = lm_rows(records)
-    if lm:
-        sections.append("## Graph-LM: loss, perplexity by context, throughput\n\n" + _table(lm) + "\n")
-    qa = qa_rows(records)
-    if qa:
-        sections.append("## MemXLNet QA: SQuAD v2 scores\n\n" + _table(qa) + "\n")
-    return sections
+    return [f"## {headline.title}\n\n" + _table(rows) + "\n" for headline, rows in _headlines(records)]
 
 
 def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
-    """Loss curves per stage, perplexity by context, QA F1 by variant. Returns PNG paths."""
+    """Loss curves per stage, and the bar chart each headline declares. Returns PNG paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,13 +76,13 @@ def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
         curves = [r for r in records if r["stage"] == stage and r.get("extra", {}).get("loss_curve")]
         if curves:
             paths.append(_plot_curves(curves, out_dir / f"loss_{stage}.png", f"{stage}: training loss"))
-    lm = [r for r in lm_rows(records) if r["ppl_isolated"] is not None]
-    if lm:
-        paths.append(_plot_bars(lm, [f"ppl_{c}" for c in LM_CONTEXTS], out_dir / "perplexity_by_context.png",
-                                "validation perplexity by context (lower is better)"))
-    qa = [r for r in qa_rows(records) if r["f1"] is not None]
-    if qa:
-        paths.append(_plot_bars(qa, ["f1", "HasAns_f1", "NoAns_f1"], out_dir / "qa_f1.png", "SQuAD v2 F1 by variant"))
+    for headline, rows in _headlines(records):
+        if headline.plot is None:
+            continue
+        stem, columns, title = headline.plot
+        rows = [r for r in rows if r[columns[0]] is not None]
+        if rows:
+            paths.append(_plot_bars(rows, list(columns), out_dir / f"{stem}.png", title))
     return paths
 
 

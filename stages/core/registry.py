@@ -26,8 +26,39 @@ EXTRA_MODULES_ENV = "WIKIGRAPH_EXTRA_STAGES"
 
 
 @dataclasses.dataclass(frozen=True)
+class Headline:
+    """A headline table of the results summary, declared by the stage whose runs are its rows.
+
+    `columns` are metric names: `name` is read from the run's own record, `stage:name` from the
+    newest record of that downstream stage which read this run (e.g. `evaluate:ppl_graph`, the
+    evaluation of a pretrain checkpoint); the table shows the bare name. `plot`, if given, is a
+    bar chart `(file stem, columns, title)` over the rows that have its first column.
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    plot: tuple[str, tuple[str, ...], str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """A stage: its name, typed config, upstream stages and a lazy `run` reference."""
+    """A stage: its name, typed config, upstream stages and a lazy `run` reference.
+
+    Everything `jobs/` needs to know about a stage is declared here, so that `jobs/` names no
+    stage and a new stage touches only its own package and one line of `BUILTIN_SPEC_MODULES`:
+
+    - `variants`: override sets `stage=all` runs the stage with (evaluate: task=lm, task=qa);
+    - `grid`: the comparison `stage=all` sweeps by default, `{key: "a,b,c"}` in the stage's own
+      keys; a key set on the command line replaces its entry;
+    - `studies`: named presets for `study=<name>`, `{name: {key: "a,b"}}`; every stage that
+      declares the name contributes its keys (a study may also sweep `seed`); they replace
+      the default grid;
+    - `prefetch`: `"module:function"`, `function(cfg, cache_dir) -> list[str]`, run on the submit
+      side to resolve what a job would download into `{root}/cache` (one line per resource);
+    - `headlines`: summary tables whose rows are this stage's runs (see `Headline`).
+
+    Hooks are strings or plain data, so listing stages never imports torch or transformers.
+    """
 
     name: str
     config_cls: type
@@ -40,13 +71,44 @@ class StageSpec:
     version: int = 1
     #: Override sets that `stage=all` runs this stage with (e.g. evaluate for task=lm and task=qa).
     variants: tuple[dict, ...] = ()
+    #: Default comparison grid of `stage=all`: stage key -> comma list.
+    grid: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    #: `study=<name>` presets: name -> {stage key -> comma list}.
+    studies: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict, hash=False)
+    #: Submit-side offline resolution, "module:function(cfg, cache_dir) -> list[str]" ("" if none).
+    prefetch: str = ""
+    #: Headline tables of the results summary whose rows are this stage's runs.
+    headlines: tuple[Headline, ...] = ()
 
     def upstream_of(self, cfg: Any) -> tuple[str, ...]:
         return tuple(self.upstream(cfg)) if callable(self.upstream) else tuple(self.upstream)
 
     def load_run(self) -> Callable:
-        module_name, _, attr = self.run.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return _load(self.run)
+
+    def prefetch_for(self, cfg: Any, cache_dir: os.PathLike) -> list[str]:
+        """Resolve what a job of this stage with `cfg` would download; one line per resource."""
+        return list(_load(self.prefetch)(cfg, cache_dir)) if self.prefetch else []
+
+
+def _load(ref: str) -> Any:
+    """The object named by "package.module:attribute", imported on first use."""
+    module_name, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def studies() -> dict[str, dict[str, str]]:
+    """Every `study=` preset: name -> {"stage.key": comma list}, over all registered stages."""
+    out: dict[str, dict[str, str]] = {}
+    for name, spec in all_stages().items():
+        for study, keys in spec.studies.items():
+            out.setdefault(study, {}).update({f"{name}.{key}": values for key, values in keys.items()})
+    return out
+
+
+def default_grid() -> dict[str, str]:
+    """The comparison `stage=all` runs by default: {"stage.key": comma list}."""
+    return {f"{name}.{key}": values for name, spec in all_stages().items() for key, values in spec.grid.items()}
 
 
 _REGISTRY: dict[str, StageSpec] = {}
@@ -74,7 +136,7 @@ def _import_spec_module(module_name: str, optional: bool) -> None:
         register(spec)
 
 
-def _load() -> None:
+def _load_specs() -> None:
     global _LOADED
     if _LOADED:
         return
@@ -87,7 +149,7 @@ def _load() -> None:
 
 def all_stages() -> dict[str, StageSpec]:
     """All registered stages, in pipeline order."""
-    _load()
+    _load_specs()
     return dict(_REGISTRY)
 
 

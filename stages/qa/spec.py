@@ -1,6 +1,6 @@
 """Stage spec of `qa` (light: stdlib and the config only)."""
 
-from stages.core.registry import StageSpec
+from stages.core.registry import Headline, StageSpec
 from stages.qa.config import QAConfig
 
 STAGE = StageSpec(
@@ -10,4 +10,31 @@ STAGE = StageSpec(
     upstream=(),
     description="MemXLNet long-document SQuAD v2: progressive-segment phase-2 training, resumable",
     resumable=True,
+    prefetch="stages.qa.spec:prefetch",
+    grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
+    headlines=(Headline(
+        "MemXLNet QA: SQuAD v2 scores",
+        tuple(f"evaluate:{m}" for m in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")),
+        plot=("qa_f1", ("f1", "HasAns_f1", "NoAns_f1"), "SQuAD v2 F1 by variant"),
+    ),),
 )
+
+#: Values of QA fields that need nothing from a hub.
+_BUILTIN = {"model": {"tiny"}, "tokenizer": {"auto"}, "dataset": {"sample", ""}, "eval_dataset": {"sample", ""}}
+
+
+def prefetch(cfg: QAConfig, cache_dir) -> list[str]:
+    """HF models/tokenizers and `datasets` given by hub id, into the root's cache for offline jobs."""
+    from stages.core.offline import fetch_dataset, fetch_hf_repo, is_hub_id
+
+    done = []
+    for key in ("model", "tokenizer"):
+        ref = getattr(cfg, key)
+        if ref not in _BUILTIN[key] and is_hub_id(ref):
+            done.append(fetch_hf_repo(f"qa.{key}", ref, cache_dir))
+    # The QA stage reads split "train" of `dataset` and "validation" of `eval_dataset`.
+    for key, split in (("dataset", "train"), ("eval_dataset", "validation")):
+        ref = getattr(cfg, key)
+        if ref not in _BUILTIN[key] and is_hub_id(ref):
+            done.append(fetch_dataset(f"qa.{key}", ref, split, cache_dir))
+    return done

@@ -23,5 +23,13 @@ PRETOKENIZE = StageSpec(
     run="stages.wiki.pretokenize:run",
     upstream=("extract",),
     description="tiktoken-encoded, memory-mapped token shards with a document index",
+    prefetch="stages.wiki.spec:prefetch_encoding",
 )
 STAGES = (EXTRACT, GRAPH, PRETOKENIZE)
+
+
+def prefetch_encoding(cfg: PretokenizeConfig, cache_dir) -> list[str]:
+    """The tiktoken encoding, verified and cached under the artifact root for offline jobs."""
+    from stages.core.offline import fetch_tiktoken
+
+    return [fetch_tiktoken(cfg.encoding, cache_dir)]

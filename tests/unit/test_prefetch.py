@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import prefetch
 from jobs.offline import offline_env
+from stages.core import offline as prefetch
+from stages.core import registry
 from stages.qa.config import QAConfig
 from stages.wiki.config import PretokenizeConfig
 
@@ -58,7 +59,7 @@ def test_tiktoken_encoding_lands_in_the_root_cache_and_resolves_offline(tmp_path
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     cache = tmp_path / "art" / "cache"
     try:
-        line = prefetch.prefetch("pretokenize", PretokenizeConfig(encoding="gpt2"), cache)
+        line = registry.get("pretokenize").prefetch_for(PretokenizeConfig(encoding="gpt2"), cache)
     except FileNotFoundError as err:
         pytest.skip(f"no offline source for gpt2 on this machine: {err}")
     assert len(line) == 1 and "tiktoken gpt2" in line[0]
@@ -75,7 +76,7 @@ def test_hf_repo_is_copied_from_the_users_cache_and_loads_offline(tmp_path, monk
     _user_hub_cache_with_tiny_xlnet(user_hub)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(user_hub))
     root = tmp_path / "art"
-    lines = prefetch.prefetch("qa", QAConfig(model=REPO_ID), root / "cache")
+    lines = registry.get("qa").prefetch_for(QAConfig(model=REPO_ID), root / "cache")
     assert lines == [f"qa.model={REPO_ID}: copied from {user_hub / 'models--wikigraph-test--tiny-xlnet'}"]
     proc = _offline_python(f"from transformers import XLNetConfig; print(XLNetConfig.from_pretrained('{REPO_ID}').d_model)",
                            root)
@@ -98,5 +99,5 @@ def test_missing_dataset_fails_before_submission(tmp_path):
 
 
 def test_stages_without_downloads_fetch_nothing(tmp_path):
-    assert prefetch.prefetch("qa", QAConfig(), tmp_path) == []  # tiny model, trained tokenizer, sample data
-    assert prefetch.prefetch("extract", object(), tmp_path) == []
+    assert registry.get("qa").prefetch_for(QAConfig(), tmp_path) == []  # tiny model, trained tokenizer, sample data
+    assert registry.get("extract").prefetch_for(object(), tmp_path) == []

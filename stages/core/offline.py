@@ -1,16 +1,17 @@
-"""Submit-side resolution of everything a job would otherwise download.
+"""Submit-side resolution of what a job would otherwise download: the building blocks of the
+stages' `prefetch` hooks (`StageSpec.prefetch`).
 
 Compute nodes are offline (jobs run with `HF_HUB_OFFLINE=1`, see `jobs.offline.offline_env`),
-so before anything is submitted the launcher resolves, per stage config, into the artifact
-root's cache (`{root}/cache`):
+so before anything is submitted the launcher calls each stage's hook, which resolves into the
+artifact root's cache (`{root}/cache`) with these:
 
-- tiktoken encodings (`pretokenize.encoding`) through `stages.core.tiktoken_offline`, which verifies
+- `fetch_tiktoken`: a tiktoken encoding through `stages.core.tiktoken_offline`, which verifies
   every file against tiktoken's own hashes and copies it to `{root}/cache/tiktoken`;
-- Hugging Face models and tokenizers given by hub id (`qa.model`, `qa.tokenizer`): found in the
-  root's HF cache, else copied from the submitting user's own HF cache, else downloaded when
-  this machine is online; otherwise the submission fails with the command that fixes it;
-- `datasets` ids (`qa.dataset`, `qa.eval_dataset`): loaded once here exactly as the job will
-  (same cache directory, offline), downloading first when online.
+- `fetch_hf_repo`: a Hugging Face model or tokenizer given by hub id: found in the root's HF
+  cache, else copied from the submitting user's own HF cache, else downloaded when this machine
+  is online; otherwise the submission fails with the command that fixes it;
+- `fetch_dataset`: a `datasets` id, loaded once here exactly as the job will (same cache
+  directory, offline), downloading first when online.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-#: Values of QA fields that need nothing from a hub.
-_QA_BUILTIN = {"model": {"tiny"}, "tokenizer": {"auto"}, "dataset": {"sample", ""}, "eval_dataset": {"sample", ""}}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -107,31 +105,3 @@ def fetch_dataset(key: str, dataset_id: str, split: str, cache_dir: Path, online
     raise FileNotFoundError(
         f"{key}={dataset_id!r} (split {split}) is not in the offline cache {datasets_dir} and {reason}; "
         "compute nodes cannot download: submit once from a machine with internet, or use a SQuAD v2 JSON file")
-
-
-def _pretokenize(cfg, cache_dir: Path) -> list[str]:
-    return [fetch_tiktoken(cfg.encoding, cache_dir)]
-
-
-def _qa(cfg, cache_dir: Path) -> list[str]:
-    done = []
-    for key in ("model", "tokenizer"):
-        ref = getattr(cfg, key)
-        if ref not in _QA_BUILTIN[key] and is_hub_id(ref):
-            done.append(fetch_hf_repo(f"qa.{key}", ref, cache_dir))
-    # The QA stage reads split "train" of `dataset` and "validation" of `eval_dataset`.
-    for key, split in (("dataset", "train"), ("eval_dataset", "validation")):
-        ref = getattr(cfg, key)
-        if ref not in _QA_BUILTIN[key] and is_hub_id(ref):
-            done.append(fetch_dataset(f"qa.{key}", ref, split, cache_dir))
-    return done
-
-
-#: What each stage would download, by stage name.
-PREFETCHERS: dict[str, Callable[[object, Path], list[str]]] = {"pretokenize": _pretokenize, "qa": _qa}
-
-
-def prefetch(stage: str, cfg, cache_dir: Path) -> list[str]:
-    """Resolve what `stage` with `cfg` would download into `cache_dir`; one line per resource."""
-    fetcher = PREFETCHERS.get(stage)
-    return fetcher(cfg, Path(cache_dir)) if fetcher else []

@@ -1,0 +1,104 @@
+"""A new stage touches only its own package and one registry line.
+
+The toy stage below is written into a fresh package outside the repository. Registering it is
+one line (its spec module added to `BUILTIN_SPEC_MODULES`); nothing in `jobs/` changes, yet
+`stage=all` runs its declared comparison grid, `study=` finds its preset, the launcher calls its
+prefetch hook before running it, and the results summary shows its headline table and plot.
+"""
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from jobs import cli
+from jobs.args import parse_args
+from jobs.plan import Planner
+from stages.core import registry
+from stages.core.config import ConfigError
+
+SPEC = '''
+import dataclasses
+from pathlib import Path
+
+from stages.core.config import knob
+from stages.core.registry import Headline, StageSpec
+
+
+@dataclasses.dataclass
+class ToyCountConfig:
+    base: int = knob(2, "counted up to base ** power")
+    power: int = knob(3, "exponent")
+
+
+def prefetch(cfg, cache_dir):
+    (Path(cache_dir) / "toy_count.txt").write_text(str(cfg.base))
+    return [f"toy_count: base {cfg.base} cached"]
+
+
+STAGE = StageSpec(
+    name="toy_count", config_cls=ToyCountConfig, run="toystage.run:run",
+    description="test-only: counts", grid={"base": "2,3"}, studies={"powers": {"power": "1,2,4"}},
+    prefetch="toystage.spec:prefetch",
+    headlines=(Headline("Toy counts", ("total",), plot=("toy_total", ("total",), "toy totals")),),
+)
+'''
+
+RUN = '''
+def run(cfg, ctx):
+    (ctx.out_dir / "count.txt").write_text(str(cfg.base ** cfg.power))
+    return {"total": cfg.base ** cfg.power}
+'''
+
+
+@pytest.fixture
+def toy_stage(tmp_path, monkeypatch):
+    package = tmp_path / "pkg" / "toystage"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "spec.py").write_text(textwrap.dedent(SPEC))
+    (package / "run.py").write_text(textwrap.dedent(RUN))
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+    # The one registry line a new stage needs:
+    monkeypatch.setattr(registry, "BUILTIN_SPEC_MODULES", (*registry.BUILTIN_SPEC_MODULES, "toystage.spec"))
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_LOADED", False)
+    yield
+    for name in [m for m in sys.modules if m.startswith("toystage")]:
+        del sys.modules[name]
+
+
+def _plan(tmp_path, *args):
+    return Planner(parse_args(list(args), cli.LAUNCHER_KEYS), tmp_path / "root", cli.LAUNCHER_KEYS).build()
+
+
+def test_stage_all_runs_the_grid_the_stage_declares(toy_stage, tmp_path):
+    plan = _plan(tmp_path, "stage=all")
+    assert "toy_count.base" in plan.default_sweep
+    bases = sorted(n.cfg.base for n in plan.to_run if n.stage == "toy_count")
+    assert bases == [2, 3]
+    narrowed = _plan(tmp_path, "stage=all", "toy_count.base=5")
+    assert [n.cfg.base for n in narrowed.to_run if n.stage == "toy_count"] == [5]
+
+
+def test_study_preset_comes_from_the_stage(toy_stage, tmp_path):
+    plan = _plan(tmp_path, "stage=toy_count", "study=powers")
+    assert sorted(n.cfg.power for n in plan.to_run) == [1, 2, 4]
+    assert plan.grid_source == "study=powers"
+    with pytest.raises(ConfigError, match="`study=power` is unknown.*did you mean `powers`"):
+        _plan(tmp_path, "stage=toy_count", "study=power")
+
+
+def test_launch_prefetches_and_the_summary_shows_the_headline(toy_stage, tmp_path, capsys):
+    root, results = tmp_path / "root", tmp_path / "results"
+    code = cli.main(["stage=toy_count", "executor=inline", f"root={root}", f"results={results}", "base=3,4"])
+    assert code == 0
+    assert (root / "cache" / "toy_count.txt").read_text() == "4"
+    assert "offline cache: toy_count: base 3 cached" in capsys.readouterr().out
+    summary = (results / "summary.md").read_text()
+    table = summary.split("## Toy counts\n\n", 1)[1]
+    assert "| run | signature | total |" in table and "| base=3 |" in table and "| 64 |" in table
+    assert (results / "toy_total.png").is_file()
+    record = json.loads(next((root / "runs").glob("*/run.json")).read_text())
+    assert record["executor"] == "inline" and all(j["state"] == "COMPLETED" for j in record["jobs"].values())
