@@ -82,10 +82,11 @@ def _by_input(records: list[dict], stage: str) -> dict[str, list[dict]]:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """The one Markdown table writer: floats to 4 significant digits, None as an empty cell."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.results import markdown_table
 from stages.core import registry
 from stages.core.registry import Headline
 
@@ -18,10 +19,6 @@ def _label(record: dict, keys: tuple[str, ...] = ()) -> str:
     cfg_keys = keys or tuple(sorted(sweep))
     parts = [f"{k.rsplit('.', 1)[-1]}={sweep[k]}" for k in cfg_keys if k in sweep]
     return ",".join(parts) or record["signature"]
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
 def _readers(records: list[dict], downstream: str, upstream_stage: str) -> dict[str, dict]:
@@ -57,9 +54,7 @@ def _headlines(records: list[dict]):
 
 def _table(rows: list[dict]) -> str:
     header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(row[h]) for h in header) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, [[row[h] for h in header] for row in rows])
 
 
 def headline_sections(records: list[dict]) -> list[str]:

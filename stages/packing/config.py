@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from stages.core.config import knob
 
@@ -36,10 +37,15 @@ class PackingConfig:
     # part of the signature on purpose.
     num_workers: int = knob(0, "DataLoader worker processes per rank (0 = in-process)")
 
-    def validate(self) -> None:
+    @functools.cached_property
+    def strategy_mix(self):
+        """`strategy` parsed (once per config): a `stages.packing.strategies.StrategyMix`."""
         from stages.packing.strategies import parse_strategy
 
-        parse_strategy(self.strategy)
+        return parse_strategy(self.strategy)
+
+    def validate(self) -> None:
+        self.strategy_mix  # noqa: B018 - parsing is the check
         minimum = 3 if self.layout == "bos_eos" else 2
         if self.token_budget < minimum:
             raise ValueError(f"token_budget: {self.token_budget} is too small; use at least {minimum}")
@@ -51,12 +57,3 @@ class PackingConfig:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
         if self.num_workers < 0:
             raise ValueError(f"num_workers: {self.num_workers} must be >= 0")
-
-
-def packing_config_from(source) -> PackingConfig:
-    """A validated PackingConfig from any config object (e.g. the pretrain stage's) that
-    carries fields of the same names; fields it lacks keep their defaults."""
-    names = [f.name for f in dataclasses.fields(PackingConfig)]
-    cfg = PackingConfig(**{name: getattr(source, name) for name in names if hasattr(source, name)})
-    cfg.validate()
-    return cfg

@@ -85,7 +85,7 @@ class PackSampler:
             )
         self.rng = random.Random(stream_seed(cfg.seed, stream, num_streams))
         ctx = TraversalContext(graph, self.rng, cfg.walk_direction, cfg.restart_prob)
-        self.strategy = make_strategy(cfg.strategy, ctx)
+        self.strategy = make_strategy(cfg.strategy_mix, ctx)
         self.lengths = store.lengths
         self.bos_eos = cfg.layout == "bos_eos"
         self.epoch = 0

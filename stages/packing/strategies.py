@@ -200,17 +200,26 @@ class CompositeStrategy:
         return self.parts[-1].propose()
 
 
-def parse_strategy(spec: str) -> list[tuple[str, float]]:
-    """`name` -> [(name, 1.0)]; `composite(a=0.7,b=0.3)` or `composite:a=0.7,b=0.3` ->
-    [(a, 0.7), (b, 0.3)] (a weight defaults to 1). On the command line use the parenthesised
-    form: the launcher reads a bare comma as a sweep."""
+@dataclasses.dataclass(frozen=True)
+class StrategyMix:
+    """A parsed `strategy=` value: `parts` [(name, weight)], and whether it was written as a
+    composite (a one-part composite still draws its part at random, so it is kept apart)."""
+
+    parts: tuple[tuple[str, float], ...]
+    composite: bool
+
+
+def parse_strategy(text: str) -> StrategyMix:
+    """The one parser of `strategy=` values: `name`, or `composite(a=0.7,b=0.3)` /
+    `composite:a=0.7,b=0.3` (a weight defaults to 1). On the command line use the parenthesised
+    form: the launcher reads a bare comma as a sweep. `PackingConfig.strategy_mix` holds the result."""
     known = ", ".join(sorted(STRATEGIES))
-    spec = spec.strip()
-    if not spec.startswith("composite"):
-        if spec not in STRATEGIES:
-            raise ValueError(f"strategy: unknown {spec!r}; use one of {known} or composite(name=weight,...)")
-        return [(spec, 1.0)]
-    rest = spec[len("composite") :].strip()
+    text = text.strip()
+    if not text.startswith("composite"):
+        if text not in STRATEGIES:
+            raise ValueError(f"strategy: unknown {text!r}; use one of {known} or composite(name=weight,...)")
+        return StrategyMix(((text, 1.0),), composite=False)
+    rest = text[len("composite") :].strip()
     if rest.startswith("(") and rest.endswith(")"):
         body = rest[1:-1]
     elif rest.startswith(":"):
@@ -218,13 +227,13 @@ def parse_strategy(spec: str) -> list[tuple[str, float]]:
     else:
         body = ""
     if not body.strip():
-        raise ValueError(f"strategy: {spec!r} names no parts; write e.g. composite(random_walk=0.7,random=0.3)")
+        raise ValueError(f"strategy: {text!r} names no parts; write e.g. composite(random_walk=0.7,random=0.3)")
     parts = []
     for item in body.split(","):
         name, _, weight = item.strip().partition("=")
         name = name.strip()
         if name not in STRATEGIES:
-            raise ValueError(f"strategy: unknown part {name!r} in {spec!r}; use one of {known}")
+            raise ValueError(f"strategy: unknown part {name!r} in {text!r}; use one of {known}")
         try:
             value = float(weight) if weight.strip() else 1.0
         except ValueError:
@@ -232,12 +241,11 @@ def parse_strategy(spec: str) -> list[tuple[str, float]]:
         if value <= 0:
             raise ValueError(f"strategy: weight of {name!r} must be > 0, got {value}")
         parts.append((name, value))
-    return parts
+    return StrategyMix(tuple(parts), composite=True)
 
 
-def make_strategy(spec: str, ctx: TraversalContext) -> Strategy:
-    """Build the strategy named by `spec` (see `parse_strategy`) over a shared context."""
-    parts = parse_strategy(spec)
-    if len(parts) == 1 and not spec.strip().startswith("composite"):
-        return STRATEGIES[parts[0][0]](ctx)
-    return CompositeStrategy([(STRATEGIES[name](ctx), weight) for name, weight in parts], ctx.rng)
+def make_strategy(mix: StrategyMix, ctx: TraversalContext) -> Strategy:
+    """Build the (parsed) strategy over a shared context."""
+    if not mix.composite:
+        return STRATEGIES[mix.parts[0][0]](ctx)
+    return CompositeStrategy([(STRATEGIES[name](ctx), weight) for name, weight in mix.parts], ctx.rng)

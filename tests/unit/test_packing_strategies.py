@@ -10,6 +10,7 @@ from stages.formats.graph import GraphIndex, write_graph
 from stages.packing.strategies import (
     STRATEGIES,
     CompositeStrategy,
+    StrategyMix,
     TraversalContext,
     make_strategy,
     parse_strategy,
@@ -28,14 +29,14 @@ def ctx(graph, direction="out", restart=0.0, seed=0):
 
 
 def test_random_never_moves(graph):
-    strategy = make_strategy("random", ctx(graph))
+    strategy = make_strategy(parse_strategy("random"), ctx(graph))
     strategy.start(5)
     assert strategy.propose() is None
 
 
 @pytest.mark.parametrize("direction", ["out", "in", "both"])
 def test_random_walk_follows_edges(graph, direction):
-    strategy = make_strategy("random_walk", ctx(graph, direction))
+    strategy = make_strategy(parse_strategy("random_walk"), ctx(graph, direction))
     root = next(n for n in range(300) if graph.degree(n, direction) > 0)
     strategy.start(root)
     prev = root
@@ -47,7 +48,7 @@ def test_random_walk_follows_edges(graph, direction):
 
 
 def test_random_walk_restarts_at_root(graph):
-    strategy = make_strategy("random_walk", ctx(graph, "out", restart=0.5))
+    strategy = make_strategy(parse_strategy("random_walk"), ctx(graph, "out", restart=0.5))
     root = int(np.argmax([graph.degree(n) for n in range(300)]))
     strategy.start(root)
     from_root = sum(strategy.propose() in set(graph.neighbors(root).tolist()) for _ in range(400))
@@ -57,7 +58,7 @@ def test_random_walk_restarts_at_root(graph):
 def test_random_walk_dead_end(tmp_path):
     write_graph(tmp_path, ["a", "b", "c"], np.array([0]), np.array([1]))  # a->b, b dead end, c isolated
     g = GraphIndex.open(tmp_path)
-    strategy = make_strategy("random_walk", ctx(g, "out"))
+    strategy = make_strategy(parse_strategy("random_walk"), ctx(g, "out"))
     strategy.start(0)
     assert [strategy.propose() for _ in range(4)] == [1, 1, 1, 1]  # dead end at b: back to a, then b
     strategy.start(2)
@@ -65,7 +66,7 @@ def test_random_walk_dead_end(tmp_path):
 
 
 def test_bfs_visits_by_depth_without_repeats(graph):
-    strategy = make_strategy("bfs", ctx(graph, "both"))
+    strategy = make_strategy(parse_strategy("bfs"), ctx(graph, "both"))
     root = 0
     strategy.start(root)
     first_ring = set(graph.neighbors(root, "both").tolist())
@@ -82,7 +83,7 @@ def test_bfs_visits_by_depth_without_repeats(graph):
 
 
 def test_dfs_goes_deep_without_repeats(graph):
-    strategy = make_strategy("dfs", ctx(graph, "both"))
+    strategy = make_strategy(parse_strategy("dfs"), ctx(graph, "both"))
     strategy.start(0)
     path, seen = [0], []
     while (node := strategy.propose()) is not None:
@@ -97,7 +98,7 @@ def test_dfs_goes_deep_without_repeats(graph):
 def test_composite_mixes_by_weight(graph):
     rng = random.Random(0)
     context = TraversalContext(graph, rng, "both", 0.0)
-    strategy = make_strategy("composite:random_walk=0.75,random=0.25", context)
+    strategy = make_strategy(parse_strategy("composite:random_walk=0.75,random=0.25"), context)
     assert isinstance(strategy, CompositeStrategy)
     strategy.start(next(n for n in range(300) if graph.degree(n, "both") > 0))
     nones = sum(strategy.propose() is None for _ in range(2000))
@@ -105,10 +106,10 @@ def test_composite_mixes_by_weight(graph):
 
 
 def test_parse_strategy_and_errors():
-    assert parse_strategy("bfs") == [("bfs", 1.0)]
-    assert parse_strategy("composite:random_walk=0.7, random=0.3") == [("random_walk", 0.7), ("random", 0.3)]
-    assert parse_strategy("composite:bfs,dfs") == [("bfs", 1.0), ("dfs", 1.0)]
-    assert parse_strategy("composite(random_walk=0.7,random=0.3)") == [("random_walk", 0.7), ("random", 0.3)]
+    assert parse_strategy("bfs") == StrategyMix((("bfs", 1.0),), composite=False)
+    assert parse_strategy("composite:random_walk=0.7, random=0.3").parts == (("random_walk", 0.7), ("random", 0.3))
+    assert parse_strategy("composite:bfs,dfs") == StrategyMix((("bfs", 1.0), ("dfs", 1.0)), composite=True)
+    assert parse_strategy("composite(random_walk=0.7,random=0.3)").parts == (("random_walk", 0.7), ("random", 0.3))
     with pytest.raises(ValueError, match="unknown 'walk'"):
         parse_strategy("walk")
     with pytest.raises(ValueError, match="unknown part 'nope'"):
@@ -138,7 +139,7 @@ def test_new_strategy_is_one_class_and_a_registry_entry(graph):
             return self.node
 
     try:
-        strategy = make_strategy("composite:lowest_neighbour=1", ctx(graph))
+        strategy = make_strategy(parse_strategy("composite:lowest_neighbour=1"), ctx(graph))
         strategy.start(0)
         assert strategy.propose() == int(graph.neighbors(0)[0])
         with pytest.raises(ValueError, match="registered twice"):
