@@ -48,7 +48,16 @@ class Artifact:
 
     @property
     def config(self) -> dict:
+        """The recorded config as a plain dict; readers want `typed_config()`."""
         return self.manifest["config"]
+
+    def typed_config(self) -> Any:
+        """The config this artifact was made with, as an instance of its stage's config class
+        (resolved through the stage registry from the manifest's stage name)."""
+        from stages.core import config as config_lib
+        from stages.core import registry
+
+        return config_lib.from_dict(registry.get(self.stage).config_cls, self.config)
 
     @classmethod
     def unmanaged(cls, path: Path, stage: str, config: dict | None = None) -> Artifact:

@@ -151,6 +151,23 @@ def resolve(cls: type, overrides: Mapping[str, Any] | None = None, where: str | 
     return cfg
 
 
+def from_dict(cls: type, recorded: Mapping[str, Any]):
+    """The config instance a recorded config dict describes (e.g. an upstream manifest's `config`).
+
+    The record is already resolved, so no preset is applied again: recorded fields keep their
+    values, fields the record lacks (an artifact older than the field) take the class default,
+    and keys the class no longer has are dropped. Readers of an upstream artifact use this (via
+    `Artifact.typed_config`) instead of `dict.get(key, fallback)`, so no reader carries a second
+    copy of a default.
+    """
+    names = set(field_names(cls))
+    known = {k: v for k, v in recorded.items() if k in names}
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(known)))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"recorded {cls.__name__} does not fit its class: {str(err).splitlines()[0]}") from None
+
+
 def check_choices(cfg: Any, where: str) -> None:
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")

@@ -74,3 +74,18 @@ def test_sweeps_split_on_top_level_commas_only():
     assert parsed.slurm_extra == {"mail-type": "END"}
     with pytest.raises(ConfigError, match="cannot be swept"):
         parse_args(["nodes=1,2"], ["nodes"])
+
+
+def test_recorded_config_becomes_the_stage_config_class():
+    """An upstream manifest's config is read as the upstream stage's class: no reader keeps its own
+    fallback defaults (pretrain's token_budget was 1024 in the config and 256 in its evaluator)."""
+    from stages.core.artifacts import Artifact
+    from stages.pretrain.config import PretrainConfig
+
+    recorded = {**config_lib.to_dict(config_lib.resolve(PretrainConfig, {"steps": "7"})), "removed_key": 1}
+    del recorded["token_budget"]  # an artifact older than the field
+    cfg = Artifact.unmanaged("/nowhere", "pretrain", recorded).typed_config()
+    assert isinstance(cfg, PretrainConfig) and cfg.steps == 7
+    assert cfg.token_budget == PretrainConfig().token_budget
+    with pytest.raises(config_lib.ConfigError, match="recorded PretrainConfig"):
+        config_lib.from_dict(PretrainConfig, {"steps": "many"})
