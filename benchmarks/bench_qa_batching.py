@@ -22,13 +22,13 @@ import torch
 
 from models.memxlnet import MemoryConfig, MemXLNetForQA, TimeStepMajorRunner, add_memory_tokens, global_softmax_loss
 from stages.qa import data as qa_data
-from stages.qa.batching import document_batch, trainable_documents
+from stages.qa.batching import document_batch
 from stages.qa.features import FeatureSpec, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
 
 def setup(args, cache: Path):
-    squad = qa_data.join_paragraphs(qa_data.sample_squad(args.articles, 0, "train"), 0)
+    squad = qa_data.load_squad("sample", "train", cache, args.articles, 0)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), cache, 2000)
     read, write = add_memory_tokens(tok, 4)
     spec = FeatureSpec(args.seq_len, args.seq_len // 2, 24, args.segments, tuple(read), tuple(write))
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--articles", type=int, default=40)
+    parser.add_argument("--articles", type=int, default=40, help="generated QA documents")
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         store, model = setup(args, Path(tmp))
-        docs = trainable_documents(store, args.segments)
+        docs = np.arange(len(store))
         rng = np.random.default_rng(0)
         batches = [rng.choice(docs, args.batch_size, replace=False) for _ in range(args.steps)]
         n_docs = args.steps * args.batch_size

@@ -16,7 +16,7 @@ def segment_local_loss(outputs: list[dict], steps: list[dict]) -> torch.Tensor:
     return total / max(count, 1)
 
 
-def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, any_positive: bool) -> torch.Tensor:
+def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, all_occurrences: bool) -> torch.Tensor:
     """Bool [B, T, L]: the positions whose probability mass counts as correct for each document."""
     n_steps = len(steps)
     answer = torch.zeros(n_docs, n_steps, seq_len, dtype=torch.bool)
@@ -27,7 +27,7 @@ def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, any_
         answer[rows[has], t, step[f"{side}_positions"][has]] = True
         cls[rows, t, step["cls_index"]] = True
     doc_has_answer = answer.flatten(1).any(1)
-    if not any_positive:
+    if not all_occurrences:
         # Single target: the first segment that holds the answer, else the first segment's CLS.
         segment_has = answer.any(2)
         first = segment_has & (segment_has.long().cumsum(1) == 1)
@@ -36,10 +36,10 @@ def _positive_mask(steps: list[dict], n_docs: int, seq_len: int, side: str, any_
     return torch.where(doc_has_answer.view(-1, 1, 1), answer, cls)
 
 
-def global_softmax_loss(outputs: list[dict], steps: list[dict], n_docs: int, any_positive: bool) -> torch.Tensor:
+def global_softmax_loss(outputs: list[dict], steps: list[dict], n_docs: int, all_occurrences: bool) -> torch.Tensor:
     """Softmax across all segments of a document; the loss is -log of the mass on the positives.
 
-    ``any_positive`` counts every occurrence of the answer (overlapping windows put it in several
+    ``all_occurrences`` counts every occurrence of the answer (overlapping windows put it in several
     segments; for unanswerable documents every segment's CLS); otherwise only the first one.
     """
     # Steps are trimmed to their longest segment, so widths differ: pad to the widest.
@@ -54,7 +54,7 @@ def global_softmax_loss(outputs: list[dict], steps: list[dict], n_docs: int, any
             full = torch.full((n_docs, seq_len), float("-inf"), device=device, dtype=step_logits.dtype)
             columns.append(full.index_copy(0, out["doc_index"], step_logits))
         logits = torch.stack(columns, dim=1)  # [B, T, L]; absent segments are -inf
-        positives = _positive_mask(steps, n_docs, seq_len, side, any_positive).to(device)
+        positives = _positive_mask(steps, n_docs, seq_len, side, all_occurrences).to(device)
         flat = logits.flatten(1)
         doc_loss = torch.logsumexp(flat, 1) - torch.logsumexp(flat.masked_fill(~positives.flatten(1), float("-inf")), 1)
         loss = loss + doc_loss.mean() / 2

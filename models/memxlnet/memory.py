@@ -6,6 +6,8 @@ so the time-step-major runner can select and scatter the rows of the documents s
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -25,33 +27,101 @@ def scatter_rows(state: MemoryState, rows: torch.Tensor, update: MemoryState) ->
     return {k: v.index_copy(0, rows, update[k].to(v.dtype)) for k, v in state.items()}
 
 
+class Memory(Protocol):
+    """What a memory variant provides (an ``nn.Module`` built as ``cls(cfg, d_model)``).
+
+    ``read`` returns the read-token embeddings [B, N, D] for the coming segment and an info dict;
+    ``write`` folds the write-token hidden states [B, N, D] into a new state and returns it with
+    an info dict. Info keys follow MemXLNet: ``read_weights``, ``write_weights``, ``memory_state``,
+    ``usage``, ``temporal_links`` (each where the variant has it).
+    """
+
+    def init_state(self, batch_size: int) -> MemoryState: ...
+
+    def read(self, state: MemoryState) -> tuple[torch.Tensor, dict]: ...
+
+    def write(self, state: MemoryState, written: torch.Tensor, read_info: dict) -> tuple[MemoryState, dict]: ...
+
+
+#: name -> memory class; ``memory_update=<name>`` (or ``use_differentiable_memory``) selects one.
+MEMORY_VARIANTS: dict[str, type[nn.Module]] = {}
+
+
+def register_memory(name: str):
+    """Class decorator: make a memory variant selectable by name."""
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in MEMORY_VARIANTS:
+            raise ValueError(f"memory variant {name!r} is registered twice")
+        MEMORY_VARIANTS[name] = cls
+        return cls
+
+    return add
+
+
+def build_memory(cfg: MemoryConfig, d_model: int) -> nn.Module | None:
+    """The memory module of a config, or None without memory tokens."""
+    if cfg.memory_num_tokens == 0:
+        return None
+    if cfg.variant not in MEMORY_VARIANTS:
+        raise ValueError(f"memory_update: {cfg.variant!r} unknown; use one of {sorted(MEMORY_VARIANTS)}")
+    return MEMORY_VARIANTS[cfg.variant](cfg, d_model)
+
+
 class TokenMemory(nn.Module):
-    """Memory = the N write-token hidden states, optionally blended with the old memory by a gate."""
+    """Memory = N vectors, one per memory token pair; starts from a learned (or zero) value."""
 
     def __init__(self, cfg: MemoryConfig, d_model: int):
         super().__init__()
         self.cfg = cfg
-        self.initial = nn.Parameter(torch.randn(cfg.num_tokens, d_model) * 0.02, requires_grad=cfg.init == "learned")
-        if cfg.init == "zeros":
-            nn.init.zeros_(self.initial)
-        self.gate = nn.Linear(2 * d_model, d_model) if cfg.update == "gated" else None
+        learned = cfg.memory_init == "learned"
+        initial = torch.randn(cfg.memory_num_tokens, d_model) * 0.02 if learned else torch.zeros(cfg.memory_num_tokens, d_model)
+        self.initial = nn.Parameter(initial, requires_grad=learned)
 
     def init_state(self, batch_size: int) -> MemoryState:
         return {"memory": self.initial.unsqueeze(0).expand(batch_size, -1, -1)}
 
     def read(self, state: MemoryState) -> tuple[torch.Tensor, dict]:
-        """Read-token embeddings [B, N, D] for the coming segment."""
         return state["memory"], {}
 
+    def update(self, old: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def write(self, state: MemoryState, written: torch.Tensor, read_info: dict) -> tuple[MemoryState, dict]:
-        """Fold the write-token hidden states [B, N, D] into the memory (``read_info`` is unused here)."""
-        old = state["memory"]
-        if self.gate is None:
-            return {"memory": written}, {}
+        new = self.update(state["memory"], written)
+        return {"memory": new}, {"memory_state": new}
+
+
+@register_memory("none")
+class FixedMemory(TokenMemory):
+    """No update: every segment reads the initial memory (MemXLNet's no-update baseline)."""
+
+    def update(self, old: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        return old
+
+
+@register_memory("replace")
+class ReplaceMemory(TokenMemory):
+    """Ungated: the next segment reads this segment's write-token states."""
+
+    def update(self, old: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        return written
+
+
+@register_memory("gated")
+class GatedMemory(TokenMemory):
+    """A learned sigmoid gate per dimension blends the write-token states into the old memory."""
+
+    def __init__(self, cfg: MemoryConfig, d_model: int):
+        super().__init__(cfg, d_model)
+        self.gate = nn.Linear(2 * d_model, d_model)
+
+    def update(self, old: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
         gate = torch.sigmoid(self.gate(torch.cat([old, written], dim=-1)))
-        return {"memory": gate * written + (1 - gate) * old}, {"gate": gate}
+        return gate * written + (1 - gate) * old
 
 
+@register_memory("differentiable")
 class DifferentiableMemory(nn.Module):
     """A slot memory [S, D] written and read by multi-head content addressing.
 
@@ -64,12 +134,12 @@ class DifferentiableMemory(nn.Module):
 
     def __init__(self, cfg: MemoryConfig, d_model: int):
         super().__init__()
-        if d_model % cfg.heads:
-            raise ValueError(f"num_memory_heads: {cfg.heads} does not divide d_model={d_model}; pick a divisor")
+        if d_model % cfg.num_memory_heads:
+            raise ValueError(f"num_memory_heads: {cfg.num_memory_heads} does not divide d_model={d_model}; pick a divisor")
         self.cfg = cfg
-        self.heads = cfg.heads
-        n, s = cfg.num_tokens, cfg.slots
-        learned = cfg.init == "learned"
+        self.heads = cfg.num_memory_heads
+        n, s = cfg.memory_num_tokens, cfg.memory_slots
+        learned = cfg.memory_init == "learned"
         self.initial_slots = nn.Parameter(torch.randn(s, d_model) * 0.02 if learned else torch.zeros(s, d_model),
                                           requires_grad=learned)
         self.initial_read = nn.Parameter(torch.randn(n, d_model) * 0.02 if learned else torch.zeros(n, d_model),
@@ -79,20 +149,20 @@ class DifferentiableMemory(nn.Module):
         self.value = nn.Linear(d_model, d_model)
         self.read_key = nn.Linear(d_model, d_model)
         self.read_out = nn.Linear(d_model, d_model)
-        self.alloc_gate = nn.Linear(d_model, 1) if cfg.usage_tracking else None
+        self.alloc_gate = nn.Linear(d_model, 1) if cfg.enable_usage_tracking else None
 
     def init_state(self, batch_size: int) -> MemoryState:
-        b, s = batch_size, self.cfg.slots
+        b, s = batch_size, self.cfg.memory_slots
         ref = self.initial_slots
         state = {
             "slots": ref.unsqueeze(0).expand(b, -1, -1),
-            "last_written": ref.new_zeros(b, self.cfg.num_tokens, ref.shape[1]),
-            "read_weights": ref.new_zeros(b, self.cfg.num_tokens, s),
+            "last_written": ref.new_zeros(b, self.cfg.memory_num_tokens, ref.shape[1]),
+            "read_weights": ref.new_zeros(b, self.cfg.memory_num_tokens, s),
             "started": ref.new_zeros(b, 1, 1),
         }
-        if self.cfg.usage_tracking:
+        if self.cfg.enable_usage_tracking:
             state["usage"] = ref.new_zeros(b, s)
-        if self.cfg.temporal_links:
+        if self.cfg.enable_temporal_links:
             state["links"] = ref.new_zeros(b, s, s)
             state["precedence"] = ref.new_zeros(b, s)
         return state
@@ -103,11 +173,11 @@ class DifferentiableMemory(nn.Module):
         k = keys.view(b, n, self.heads, d // self.heads)
         m = slots.view(b, slots.shape[1], self.heads, d // self.heads)
         sim = torch.einsum("bnhd,bshd->bhns", F.normalize(k, dim=-1), F.normalize(m, dim=-1))
-        return torch.softmax(self.cfg.sharpness * sim, dim=-1).mean(dim=1)
+        return torch.softmax(self.cfg.memory_sharpness * sim, dim=-1).mean(dim=1)
 
     def read(self, state: MemoryState) -> tuple[torch.Tensor, dict]:
         weights = self._address(self.read_key(state["last_written"]), state["slots"])
-        if self.cfg.temporal_links:
+        if self.cfg.enable_temporal_links:
             forward = torch.einsum("bst,bnt->bns", state["links"], state["read_weights"])
             weights = 0.5 * (weights + forward)
         vectors = self.read_out(torch.einsum("bns,bsd->bnd", weights, state["slots"]))
@@ -120,7 +190,7 @@ class DifferentiableMemory(nn.Module):
         slots = state["slots"]
         weights = self._address(self.write_key(written), slots)
         new: MemoryState = {}
-        if self.cfg.usage_tracking:
+        if self.cfg.enable_usage_tracking:
             usage = state["usage"]
             allocation = torch.softmax(-usage * slots.shape[1], dim=-1).unsqueeze(1)
             gate = torch.sigmoid(self.alloc_gate(written))
@@ -130,7 +200,7 @@ class DifferentiableMemory(nn.Module):
         erase = torch.einsum("bns,bnd->bsd", weights, torch.sigmoid(self.erase(written)))
         add = torch.einsum("bns,bnd->bsd", weights, torch.tanh(self.value(written)))
         new["slots"] = slots * (1 - erase).clamp(min=0) + add
-        if self.cfg.temporal_links:
+        if self.cfg.enable_temporal_links:
             w = weights.mean(dim=1)
             links = (1 - w.unsqueeze(2) - w.unsqueeze(1)) * state["links"] + w.unsqueeze(2) * state["precedence"].unsqueeze(1)
             eye = torch.eye(links.shape[-1], dtype=links.dtype, device=links.device)
@@ -139,6 +209,9 @@ class DifferentiableMemory(nn.Module):
         new["last_written"] = written
         new["read_weights"] = read_info["read_weights"]
         new["started"] = torch.ones_like(state["started"])
-        info = {"write_weights": weights, "memory": new["slots"]}
-        info.update({k: new[k] for k in ("usage", "links") if k in new})
+        info = {"write_weights": weights, "memory_state": new["slots"]}
+        if "usage" in new:
+            info["usage"] = new["usage"]
+        if "links" in new:
+            info["temporal_links"] = new["links"]
         return new, info

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import XLNetConfig, XLNetModel
 
 from models.memxlnet.config import TINY_XLNET, MemoryConfig
-from models.memxlnet.memory import DifferentiableMemory, MemoryState, TokenMemory
+from models.memxlnet.memory import MemoryState, build_memory
 
 MEMORY_CONFIG_NAME = "memxlnet_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -51,12 +51,7 @@ class MemXLNetForQA(nn.Module):
         self.transformer.mask_emb.requires_grad_(False)
         d_model = self.transformer.config.d_model
         self.qa_outputs = nn.Linear(d_model, 2)
-        if memory.num_tokens == 0:
-            self.memory = None
-        elif memory.differentiable:
-            self.memory = DifferentiableMemory(memory, d_model)
-        else:
-            self.memory = TokenMemory(memory, d_model)
+        self.memory = build_memory(memory, d_model)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -83,13 +78,6 @@ class MemXLNetForQA(nn.Module):
     def base_parameters(self) -> list[nn.Parameter]:
         """The pretrained backbone (frozen during ``warmup_freeze_base_epochs``)."""
         return list(self.transformer.parameters())
-
-    def memory_parameters(self) -> list[nn.Parameter]:
-        """Everything trained during base-freeze warmup: the memory module and the fresh QA head."""
-        params = list(self.qa_outputs.parameters())
-        if self.memory is not None:
-            params += list(self.memory.parameters())
-        return params
 
     # ----------------------------------------------------------------- forward
     def init_memory(self, batch_size: int) -> MemoryState | None:

@@ -34,7 +34,7 @@ class TimeStepMajorRunner(nn.Module):
 
     def _segment(self, input_ids, attention_mask, token_type_ids, p_mask, state):
         out = self.model(input_ids, attention_mask, token_type_ids, p_mask, state)
-        return out.start_logits, out.end_logits, out.memory_state
+        return out.start_logits, out.end_logits, out.memory_state, out.memory_info
 
     def forward(self, steps: list[dict], n_docs: int) -> list[dict]:
         """Per step: ``start_logits``/``end_logits`` [b_t, L], ``doc_index`` and ``memory_info``."""
@@ -45,8 +45,7 @@ class TimeStepMajorRunner(nn.Module):
             sub = None if state is None else select_rows(state, rows)
             args = [step[k] for k in STEP_KEYS]
             if self.checkpoint_segments and torch.is_grad_enabled():
-                start, end, new_sub = checkpoint(self._segment, *args, sub, use_reentrant=False)
-                info = {}
+                start, end, new_sub, info = checkpoint(self._segment, *args, sub, use_reentrant=False)
             else:
                 out = self.model(*args, sub)
                 start, end, new_sub, info = out.start_logits, out.end_logits, out.memory_state, out.memory_info

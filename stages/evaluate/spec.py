@@ -17,7 +17,8 @@ class EvaluateConfig:
     generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)")
     test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)")
     dataset: str = knob("", "qa: dataset to score (empty: the held-out split of the qa stage's dataset)")
-    no_answer_threshold: float = knob(0.0, "qa: predict no-answer when null score - best span score > this")
+    no_answer_threshold: float | None = knob(None, "qa: answer only when the answer margin (span - null score) "
+                                                   "exceeds this; unset: the threshold saved with the model")
     batch_size: int = knob(8, "evaluation batch size", signature=False)
     seed: int = knob(0, "seed for the random-context baseline and sampling")
 

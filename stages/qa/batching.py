@@ -14,11 +14,32 @@ import torch
 from stages.qa.features import FeatureStore
 
 
-def document_batch(store: FeatureStore, docs: list[int] | np.ndarray, max_segments: int) -> dict:
-    """``{"n_docs", "docs", "steps": [step dict per time step]}`` for the given document ids."""
+def answer_centred_starts(store: FeatureStore, docs: np.ndarray, max_segments: int) -> np.ndarray:
+    """First segment of each document's training window of ``max_segments`` consecutive segments.
+
+    A document longer than the window is trained on the window whose middle is nearest its answer
+    segment (so no question is dropped when the curriculum allows fewer segments than the
+    answer needs); a document without an answer segment starts at its first segment. Training
+    only: evaluation never looks at where the answer is.
+    """
+    n = store.docs["n_segments"][docs].astype(np.int64)
+    answer = store.docs["answer_segment"][docs].astype(np.int64)
+    centred = answer - (max_segments - 1) // 2
+    starts = np.clip(centred, 0, np.maximum(n - max_segments, 0))
+    return np.where(answer >= 0, starts, 0)
+
+
+def document_batch(store: FeatureStore, docs: list[int] | np.ndarray, max_segments: int,
+                   starts: np.ndarray | None = None) -> dict:
+    """``{"n_docs", "docs", "steps": [step dict per time step]}`` for the given document ids.
+
+    Document d contributes its segments ``starts[d] .. starts[d] + max_segments - 1`` (default:
+    from its first segment).
+    """
     docs = np.asarray(docs, dtype=np.int64)
-    first = store.docs["first_segment"][docs]
-    counts = np.minimum(store.docs["n_segments"][docs], max_segments)
+    offset = np.zeros(len(docs), dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
+    first = store.docs["first_segment"][docs] + offset
+    counts = np.minimum(store.docs["n_segments"][docs] - offset, max_segments)
     steps = []
     for t in range(int(counts.max()) if len(docs) else 0):
         active = np.nonzero(counts > t)[0]
@@ -44,13 +65,6 @@ def document_batch(store: FeatureStore, docs: list[int] | np.ndarray, max_segmen
             "segment_rows": rows,
         })
     return {"n_docs": len(docs), "docs": docs, "steps": steps}
-
-
-def trainable_documents(store: FeatureStore, max_segments: int) -> np.ndarray:
-    """Documents usable for training with this many segments: unanswerable ones, or answer within reach."""
-    answer = store.docs["answer_segment"]
-    impossible = np.array([not ex["answers"] for ex in store.examples()], dtype=bool)
-    return np.nonzero(impossible | ((answer >= 0) & (answer < max_segments)))[0]
 
 
 class EpochSampler:

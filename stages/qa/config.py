@@ -27,13 +27,16 @@ class QAConfig:
     preset: str = knob("tiny", "starting point: 'tiny' (random-init small XLNet, sample data) or 'base'",
                        choices=("tiny", "base"))
     model: str = knob("tiny", "'tiny' = random-init small XLNet; else XLNet weights by HF id or local folder")
+    tiny_d_model: int = knob(64, "model=tiny: hidden size (heads = d_model / 16, feed-forward = 2 x d_model)")
+    tiny_layers: int = knob(2, "model=tiny: transformer layers")
     tokenizer: str = knob("auto", "'auto' (the model folder's, else train SentencePiece on the data), "
                                   "a spiece.model path, an HF folder or an HF id")
     tokenizer_vocab_size: int = knob(2000, "vocabulary of the SentencePiece model trained for tokenizer=auto")
     dataset: str = knob("sample", "training data: 'sample', a SQuAD v2 JSON path, or a `datasets` id")
     eval_dataset: str = knob("", "dev data like `dataset`; empty = held-out articles of `dataset`")
-    sample_articles: int = knob(40, "articles generated for dataset=sample")
-    sample_seed: int = knob(0, "seed of the generated sample corpus")
+    sample_documents: int = knob(400, "training documents generated for dataset=sample (stages/qa/sample.py)")
+    sample_dev_documents: int = knob(40, "dev documents generated for dataset=sample")
+    data_seed: int = knob(0, "seed of the generated QA documents (dataset=sample)")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
@@ -43,7 +46,9 @@ class QAConfig:
     max_n_segs: int = knob(6, "segments kept per document (features and evaluation)")
     max_answer_length: int = knob(30, "longest answer span in tokens at prediction time")
     memory_num_tokens: int = knob(4, "memory tokens N ([MEM_READ_i]/[MEM_WRITE_i]); 0 = plain XLNet")
-    memory_update: str = knob("gated", "how write states update memory", choices=("gated", "none"))
+    memory_update: str = knob("gated", "memory variant (models/memxlnet/memory.py registry): gated (gate blends "
+                              "write states into memory), replace (write states become memory), none (memory "
+                              "keeps its initial value)")
     memory_init: str = knob("learned", "initial memory", choices=("learned", "zeros"))
     use_differentiable_memory: bool = knob(False, "slot memory with content addressing instead of token memory")
     memory_slots: int = knob(16, "slots of the differentiable memory")
@@ -60,10 +65,16 @@ class QAConfig:
     max_grad_norm: float = knob(1.0, "gradient clipping norm")
     warmup_freeze_base_epochs: int = knob(0, "first epochs train only memory and QA head parameters")
     warmup_disable_global_softmax_epochs: int = knob(1, "first epochs use a per-segment span softmax")
-    warmup_disable_any_positive_epochs: int = knob(1, "first epochs target only the first answer occurrence")
+    warmup_disable_any_positive_epochs: int = knob(1, "first epochs of each curriculum stage pick answers by "
+                                                   "best-score extraction (then `extraction`)")
     use_global_softmax: bool = knob(True, "span softmax across all segments of a document")
-    use_any_positive: bool = knob(True, "count every segment that contains the answer as correct")
-    no_answer_threshold: float = knob(0.0, "predict no answer when null score - best span score exceeds this")
+    extraction: str = knob("any_positive", "answer choice: any_positive (any segment confident that it holds an "
+                           "answer; its best span) or best_score (best span vs the largest null score)",
+                           choices=("any_positive", "best_score"))
+    all_answer_occurrences: bool = knob(True, "global-softmax loss: every segment that holds the answer is a "
+                                              "target (else only the first)")
+    no_answer_threshold: float = knob(0.0, "answer only when the answer margin (span score - null score) exceeds "
+                                           "this; saved with the model, the evaluate stage uses it by default")
     checkpoint_segments: bool = knob(False, "recompute each segment in backward instead of storing activations",
                                      signature=False)
     seed: int = knob(42, "random seed (init, dropout, data order)")
@@ -82,10 +93,9 @@ class QAConfig:
             raise ValueError("doc_stride/max_seq_length: too small; use doc_stride >= 1 and max_seq_length >= 16")
         if self.long_context < 0:
             raise ValueError(f"long_context: {self.long_context} < 0; use 0 (whole article) or k >= 1")
-        if self.use_differentiable_memory and self.memory_num_tokens == 0:
-            raise ValueError("use_differentiable_memory: needs memory_num_tokens > 0; set memory_num_tokens")
-        if not 1 <= self.num_memory_heads <= 8:
-            raise ValueError(f"num_memory_heads: {self.num_memory_heads} outside 1..8; pick a value in 1..8")
+        from models.memxlnet.config import MemoryConfig
+
+        MemoryConfig(**{key: getattr(self, key) for key in MemoryConfig.stage_keys()}).validate()
         if self.batch_size < 1 or self.epochs_per_stage < 1:
             raise ValueError("batch_size/epochs_per_stage: must be >= 1")
         self._validate_numbers()
@@ -124,5 +134,5 @@ class QAConfig:
         if self.tokenizer == "auto" and self.tokenizer_vocab_size < 100:
             raise ValueError(f"tokenizer_vocab_size: {self.tokenizer_vocab_size} is too small for a SentencePiece "
                              "model; use at least 100 (e.g. 2000)")
-        if self.memory_slots < 1 or self.checkpoint_every < 1 or self.sample_articles < 1:
-            raise ValueError("memory_slots/checkpoint_every/sample_articles: must be >= 1")
+        if self.memory_slots < 1 or self.checkpoint_every < 1 or min(self.sample_documents, self.sample_dev_documents) < 1:
+            raise ValueError("memory_slots/checkpoint_every/sample_documents/sample_dev_documents: must be >= 1")

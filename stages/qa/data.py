@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 SAMPLE = "sample"
-_MARKUP = re.compile(r"\*\*|^#+ ", re.MULTILINE)
+# Question kinds (an optional ``kind`` key of a SQuAD question), scored apart.
+KIND_LOCAL, KIND_CROSS, KIND_NONE = "local", "cross_segment", "unanswerable"
 
 
 @dataclasses.dataclass
@@ -39,68 +38,6 @@ def _split_of(title: str, dev_fraction: float) -> str:
     return "dev" if bucket < dev_fraction else "train"
 
 
-def sample_squad(n_articles: int, seed: int, split: str, dev_fraction: float = 0.15, linked_per_article: int = 2) -> dict:
-    """A SQuAD-v2-format set from the generated sample corpus.
-
-    Each article's plain text is one context (several segments long), split into section
-    paragraphs so that ``long_context`` can join them back. Answerable questions come from the
-    article's own facts ("What is the depth of Lake Belor?") and from facts of linked articles that
-    the article repeats further down; unanswerable ones ask for an attribute that other articles have
-    but this subject lacks, about the subject of the context.
-    """
-    from stages.wiki.sample import generate_sample
-    from stages.wiki.wikitext import convert, strip_link_markers
-
-    corpus = generate_sample(n_articles=n_articles, seed=seed)
-    all_attributes = sorted({f.attribute for a in corpus.articles for f in a.facts})
-    fact_of_phrase = {f"{f.attribute} is {f.value}": f for a in corpus.articles for f in a.facts}
-    rng = random.Random(seed)
-    data = []
-    for article in corpus.articles:
-        if _split_of(article.title, dev_fraction) != split:
-            continue
-        text, _ = strip_link_markers(convert(article.wikitext).text)
-        paragraphs = [p.strip() for p in _MARKUP.sub("", text).split("\n\n") if p.strip()]
-        qas_by_paragraph: list[list[dict]] = [[] for _ in paragraphs]
-        # Own facts sit near the top; facts of linked articles ("..., whose depth is 83 metres")
-        # sit further down, so their answers land in later segments.
-        candidates = [(f, f.sentence, f.value) for f in article.facts]
-        mentioned = [fact_of_phrase.get(line.split(", whose ", 1)[1].split(";", 1)[0])
-                     for p in paragraphs for line in p.splitlines() if ", whose " in line]
-        mentioned = [f for f in mentioned if f is not None]
-        for fact in mentioned[::-1][:linked_per_article]:
-            candidates.append((fact, f"whose {fact.attribute} is {fact.value}", fact.value))
-        for k, (fact, phrase, value) in enumerate(candidates):
-            for i, paragraph in enumerate(paragraphs):
-                at = paragraph.find(phrase)
-                if at >= 0:
-                    qas_by_paragraph[i].append({
-                        "id": f"{article.title}|{k}", "question": f"What is the {fact.attribute} of {fact.subject}?",
-                        "answers": [{"text": value, "answer_start": at + phrase.rindex(value)}], "is_impossible": False,
-                    })
-                    break
-        # Unanswerable: the same question form, about the article's subject or a linked subject,
-        # asking for an attribute the context does not state for that subject.
-        stated = {(f.subject, f.attribute) for f in article.facts + mentioned}
-        subjects = [article.facts[0].subject if article.facts else article.title] + [f.subject for f in mentioned]
-        n_answerable = sum(len(q) for q in qas_by_paragraph)
-        for k in range(n_answerable):
-            subject = subjects[0] if k % 2 == 0 or len(subjects) == 1 else rng.choice(subjects[1:])
-            options = [a for a in all_attributes if (subject, a) not in stated]
-            target = next((i for i, p in enumerate(paragraphs) if subject in p), None)
-            if not options or target is None:
-                continue
-            qas_by_paragraph[target].append({
-                "id": f"{article.title}|na{k}", "question": f"What is the {rng.choice(options)} of {subject}?",
-                "answers": [], "is_impossible": True,
-            })
-        data.append({
-            "title": article.title,
-            "paragraphs": [{"context": p, "qas": q} for p, q in zip(paragraphs, qas_by_paragraph)],
-        })
-    return {"version": "v2.0", "data": data}
-
-
 def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
     """A `datasets` SQuAD-v2-style split (columns id/title/context/question/answers) as SQuAD JSON."""
     import datasets
@@ -117,13 +54,14 @@ def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
         for title, contexts in articles.items()]}
 
 
-def load_squad(dataset: str, split: str, cache_dir: Path, sample_articles: int = 300, seed: int = 0,
-               dev_fraction: float = 0.15) -> dict:
-    """``dataset`` is 'sample', a SQuAD JSON path, or a `datasets` id (split 'train'/'dev').
-    The result is validated (`validate_squad`); what was repaired or dropped is counted under
-    `VALIDATION_KEY`."""
+def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int = 400, seed: int = 0) -> dict:
+    """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``), a SQuAD JSON
+    path, or a `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`);
+    what was repaired or dropped is counted under `VALIDATION_KEY`."""
     if dataset == SAMPLE:
-        return validate_squad(sample_squad(sample_articles, seed, split, dev_fraction))
+        from stages.qa.sample import generate_sample
+
+        return validate_squad(generate_sample(sample_documents, seed, split))
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():

@@ -41,8 +41,8 @@ def checkpoint_folder(qa_artifact: Path, choice: str = "") -> Path:
 def gold_data(cfg, qa_artifact: Path, train_cfg: dict, cache_dir: Path) -> dict:
     """The questions to score: ``cfg.dataset`` (or the qa run's dev split), first ``test_size`` of them."""
     if cfg.dataset:
-        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train_cfg.get("sample_articles", 40),
-                                   train_cfg.get("sample_seed", 0))
+        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train_cfg["sample_dev_documents"],
+                                   train_cfg["data_seed"])
         squad = qa_data.join_paragraphs(squad, train_cfg.get("long_context", 1))
     else:
         squad = json.loads((Path(qa_artifact) / "dev.json").read_text())
@@ -64,9 +64,10 @@ def run_qa_eval(cfg, ctx) -> dict:
     store = pipeline.features(gold, tokenizer, spec, ctx.cache_dir, ctx)
     if len(store) == 0:
         raise ValueError("evaluate: no questions to score; check dataset and test_size")
+    threshold = train.no_answer_threshold if cfg.no_answer_threshold is None else cfg.no_answer_threshold
     with torch.inference_mode():
         preds, na_probs = predict(model, store, cfg.batch_size, train.max_n_segs, train.max_answer_length,
-                                  cfg.no_answer_threshold)
+                                  threshold, extraction=train.extraction)
     scores = squad_eval.evaluate(gold["data"], preds, na_probs)
     out = Path(ctx.out_dir)
     for name, payload in (("gold.json", gold), ("predictions.json", preds), ("na_probs.json", na_probs),
@@ -75,5 +76,6 @@ def run_qa_eval(cfg, ctx) -> dict:
     examples = store.examples()[:SAMPLES_RECORDED]
     ctx.record["qa_samples"] = [{"id": e["id"], "gold": [a["text"] for a in e["answers"]], "prediction": preds[e["id"]],
                                  "na_prob": na_probs[e["id"]]} for e in examples]
+    ctx.record["no_answer_threshold"] = threshold
     ctx.record["checkpoint"] = str(folder.relative_to(qa_artifact)) if folder.is_relative_to(qa_artifact) else str(folder)
     return dict(scores)

@@ -15,12 +15,11 @@ TRAINING_CONFIG_NAME = "training_config.json"
 
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    kwargs = {"sample_articles": cfg.sample_articles, "seed": cfg.sample_seed}
-    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, **kwargs)
+    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, cfg.data_seed)
     if cfg.eval_dataset:
-        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, **kwargs)
+        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, cfg.data_seed)
     elif cfg.dataset == qa_data.SAMPLE:
-        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, **kwargs)
+        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, cfg.data_seed)
     else:
         train, dev = qa_data.split_articles(train, "train", 0.1), qa_data.split_articles(train, "dev", 0.1)
     train = qa_data.limit_questions(qa_data.join_paragraphs(train, cfg.long_context), cfg.train_size)
@@ -29,12 +28,9 @@ def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
 
 
 def memory_config(cfg, read_ids: list[int], write_ids: list[int]) -> MemoryConfig:
-    return MemoryConfig(
-        num_tokens=cfg.memory_num_tokens, update=cfg.memory_update, init=cfg.memory_init,
-        differentiable=cfg.use_differentiable_memory, slots=cfg.memory_slots, heads=cfg.num_memory_heads,
-        sharpness=cfg.memory_sharpness, usage_tracking=cfg.enable_usage_tracking,
-        temporal_links=cfg.enable_temporal_links, read_token_ids=read_ids, write_token_ids=write_ids,
-    )
+    """The model's memory config: the stage's memory keys under the same names, plus the token ids."""
+    values = {key: getattr(cfg, key) for key in MemoryConfig.stage_keys()}
+    return MemoryConfig(**values, read_token_ids=list(read_ids), write_token_ids=list(write_ids))
 
 
 def build_tokenizer(cfg, train: dict, cache_dir: Path):
@@ -50,7 +46,9 @@ def build_tokenizer(cfg, train: dict, cache_dir: Path):
 def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> MemXLNetForQA:
     memory = memory_config(cfg, read_ids, write_ids)
     if cfg.model == "tiny":
-        return MemXLNetForQA.tiny(len(tokenizer), memory)
+        d = cfg.tiny_d_model
+        return MemXLNetForQA.tiny(len(tokenizer), memory, d_model=d, n_layer=cfg.tiny_layers, n_head=max(1, d // 16),
+                                  d_inner=2 * d)
     model = MemXLNetForQA.from_base(cfg.model, memory)
     model.resize_token_embeddings(len(tokenizer))
     return model

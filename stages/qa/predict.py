@@ -1,4 +1,4 @@
-"""From segment logits to answers: best span across a document's segments, or no answer."""
+"""From segment logits to answers: any-positive or best-score extraction across a document's segments."""
 
 from __future__ import annotations
 
@@ -11,37 +11,66 @@ from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner
 from stages.qa.batching import document_batch
 from stages.qa.features import FeatureStore
 
+EXTRACTIONS = ("any_positive", "best_score")
 
-def best_answer(segments: list[dict], context: str, max_answer_length: int) -> tuple[str, float, float]:
-    """(answer text, best span score, null score) over one document's segments.
+
+def _segment_best_span(seg: dict, max_answer_length: int) -> tuple[int, int, float] | None:
+    """(start, end, score) of the best context span of one segment, or None without context."""
+    start, end, offsets = seg["start"], seg["end"], seg["offsets"]
+    in_context = offsets[:, 0] >= 0
+    if not in_context.any():
+        return None
+    length = np.arange(len(end))[None, :] - np.arange(len(start))[:, None]
+    valid = (length >= 0) & (length < max_answer_length) & in_context[:, None] & in_context[None, :]
+    scores = np.where(valid, start[:, None] + end[None, :], -np.inf)
+    s, e = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(s), int(e), float(scores[s, e])
+
+
+def best_answer(segments: list[dict], context: str, max_answer_length: int, extraction: str = "any_positive",
+                no_answer_threshold: float = 0.0) -> tuple[str, float]:
+    """(answer text or "", answer margin) over one document's segments.
 
     Each segment dict holds numpy ``start``/``end`` logits, ``offsets`` [L, 2] (-1 outside the
-    context) and ``cls`` (its CLS position). Span score = start + end logit over context spans of
-    at most ``max_answer_length`` tokens; the null score is the smallest CLS score over the
-    segments (the segment most sure that there is an answer decides).
+    context) and ``cls`` (its CLS position). A span scores start + end logit (context spans of at
+    most ``max_answer_length`` tokens); a segment's null score is its CLS start + end logit.
+
+    - ``any_positive``: every segment decides on its own whether it holds an answer (its best span
+      beats its own null score by more than ``no_answer_threshold``); the answer is the best span
+      of the confident segments, else no answer. Margin = the largest (span - null) of a segment.
+    - ``best_score``: the best span of the whole document against the largest null score of any
+      segment. Margin = that difference.
+
+    The caller abstains when the margin is not above the threshold; the margin is what a
+    threshold sweep orders questions by.
     """
-    best_text, best_score, null = "", -math.inf, math.inf
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"extraction: {extraction!r} unknown; use one of {EXTRACTIONS}")
+    spans = []  # (score, null, text)
     for seg in segments:
-        start, end, offsets, cls = seg["start"], seg["end"], seg["offsets"], seg["cls"]
-        null = min(null, float(start[cls] + end[cls]))
-        in_context = offsets[:, 0] >= 0
-        if not in_context.any():
-            continue
-        length = np.arange(len(end))[None, :] - np.arange(len(start))[:, None]
-        valid = (length >= 0) & (length < max_answer_length) & in_context[:, None] & in_context[None, :]
-        scores = np.where(valid, start[:, None] + end[None, :], -np.inf)
-        s, e = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        if scores[s, e] > best_score:
-            best_score = float(scores[s, e])
-            best_text = context[offsets[s][0] : offsets[e][1]].strip()
-    return best_text, best_score, null
+        null = float(seg["start"][seg["cls"]] + seg["end"][seg["cls"]])
+        best = _segment_best_span(seg, max_answer_length)
+        text = "" if best is None else context[seg["offsets"][best[0]][0] : seg["offsets"][best[1]][1]].strip()
+        spans.append((-math.inf if best is None else best[2], null, text))
+    if not spans:
+        return "", -math.inf
+    if extraction == "any_positive":
+        margin = max(score - null for score, null, _ in spans)
+        confident = [(score, text) for score, null, text in spans if score - null > no_answer_threshold and text]
+        return (max(confident)[1] if confident else ""), margin
+    score, _, text = max(spans, key=lambda x: x[0])
+    margin = score - max(null for _, null, _ in spans)
+    return (text if margin > no_answer_threshold else ""), margin
 
 
 @torch.no_grad()
 def predict(model: MemXLNetForQA, store: FeatureStore, batch_size: int, max_segments: int,
-            max_answer_length: int, no_answer_threshold: float, docs: np.ndarray | None = None
-            ) -> tuple[dict[str, str], dict[str, float]]:
-    """Predictions and no-answer probabilities (sigmoid of null - best score) per question id."""
+            max_answer_length: int, no_answer_threshold: float, docs: np.ndarray | None = None,
+            extraction: str = "any_positive") -> tuple[dict[str, str], dict[str, float]]:
+    """Predictions and no-answer probabilities (sigmoid of minus the answer margin) per question id.
+
+    Reads the first ``max_segments`` segments of every document, whatever the answer's position.
+    """
     was_training = model.training
     model.eval()
     runner = TimeStepMajorRunner(model)
@@ -59,9 +88,9 @@ def predict(model: MemXLNetForQA, store: FeatureStore, batch_size: int, max_segm
                                    "cls": int(step["cls_index"][row])})
         for d, doc in enumerate(batch["docs"].tolist()):
             example = examples[doc]
-            text, score, null = best_answer(per_doc[d], example["context"], max_answer_length)
-            diff = null - score
-            na_probs[example["id"]] = 1.0 / (1.0 + math.exp(-max(min(diff, 50.0), -50.0)))
-            preds[example["id"]] = "" if diff > no_answer_threshold or not text else text
+            text, margin = best_answer(per_doc[d], example["context"], max_answer_length, extraction,
+                                       no_answer_threshold)
+            na_probs[example["id"]] = 1.0 / (1.0 + math.exp(max(min(margin, 50.0), -50.0)))
+            preds[example["id"]] = text
     model.train(was_training)
     return preds, na_probs

@@ -1,9 +1,11 @@
 """XLNet SentencePiece tokenizers without a model hub.
 
 - A path to a ``spiece.model`` (e.g. the real XLNet one) or an HF folder: used as given.
-- ``auto`` with no such file: a small unigram SentencePiece model is trained on the training
+- ``auto`` with no such file: a small BPE SentencePiece model is trained on the training
   contexts (deterministic: one thread, fixed input order) and cached under the cache dir by the
-  hash of its input, so a second run and every rank reuse the same file.
+  hash of its input, so a second run and every rank reuse the same file. BPE, not unigram: on
+  templated text the unigram trainer prunes the most frequent words into letters ("The" ->
+  "T"+"he", twice the tokens per segment).
 The SentencePiece model is wrapped in transformers' XLNetTokenizer with XLNet's special tokens
 (``<sep>``, ``<cls>`` at the end, ``<pad>``, ...), which gives offsets mappings for span QA.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from transformers import XLNetTokenizer
 
 XLNET_CONTROL_SYMBOLS = ("<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>")
+BPE_MODEL_TYPE = 2  # sentencepiece TrainerSpec.ModelType.BPE
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -32,21 +35,23 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _length_delimited_field(buf: bytes, number: int) -> bytes | None:
-    """The first length-delimited field ``number`` of a serialized protobuf message, or None."""
+def _field(buf: bytes, number: int, wanted_wire_type: int):
+    """The first field ``number`` of a serialized protobuf message (bytes or int), or None."""
     pos = 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         field_number, wire_type = key >> 3, key & 7
         if wire_type == 0:
-            _, pos = _read_varint(buf, pos)
+            value, pos = _read_varint(buf, pos)
+            if field_number == number and wanted_wire_type == 0:
+                return value
         elif wire_type == 1:
             pos += 8
         elif wire_type == 5:
             pos += 4
         elif wire_type == 2:
             length, pos = _read_varint(buf, pos)
-            if field_number == number:
+            if field_number == number and wanted_wire_type == 2:
                 return buf[pos : pos + length]
             pos += length
         else:
@@ -63,10 +68,17 @@ def wrap_sentencepiece(model_file: str | Path) -> XLNetTokenizer:
         raise FileNotFoundError(f"tokenizer: {model_file} does not exist; pass a SentencePiece .model file")
     proto = model_file.read_bytes()
     sp = spm.SentencePieceProcessor(model_proto=proto)
-    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    # ModelProto.trainer_spec (field 2) -> TrainerSpec.model_type (field 3; 2 = BPE).
+    trainer = _field(proto, 2, 2)
+    bpe = trainer is not None and _field(trainer, 3, 0) == BPE_MODEL_TYPE
+    # transformers' XLNetTokenizer segments with a unigram model over piece scores. A BPE model's
+    # scores are merge ranks, under which unigram search prefers short pieces; scoring every piece
+    # about -1 (earlier merges slightly higher) makes the search pick the fewest pieces instead.
+    vocab = [(sp.id_to_piece(i), -1.0 - i * 1e-6 if bpe and sp.is_unknown(i) is False and not sp.is_control(i)
+              else sp.get_score(i)) for i in range(sp.get_piece_size())]
     # ModelProto.normalizer_spec (field 3) -> NormalizerSpec.precompiled_charsmap (field 3).
-    normalizer = _length_delimited_field(proto, 3)
-    charsmap = _length_delimited_field(normalizer, 3) if normalizer else None
+    normalizer = _field(proto, 3, 2)
+    charsmap = _field(normalizer, 3, 2) if normalizer else None
     missing = [s for s in XLNET_CONTROL_SYMBOLS if sp.piece_to_id(s) == sp.unk_id()]
     if missing:
         raise ValueError(f"tokenizer: {model_file} lacks XLNet symbols {missing}; train it with them as control symbols")
@@ -74,7 +86,7 @@ def wrap_sentencepiece(model_file: str | Path) -> XLNetTokenizer:
 
 
 def train_sentencepiece(texts: Iterable[str], out_file: Path, vocab_size: int) -> Path:
-    """Train a deterministic unigram model with XLNet's special symbols; write it atomically."""
+    """Train a deterministic BPE model with XLNet's special symbols; write it atomically."""
     import sentencepiece as spm
 
     buffer = io.BytesIO()
@@ -82,7 +94,7 @@ def train_sentencepiece(texts: Iterable[str], out_file: Path, vocab_size: int) -
         sentence_iterator=iter(texts),
         model_writer=buffer,
         vocab_size=vocab_size,
-        model_type="unigram",
+        model_type="bpe",
         character_coverage=1.0,
         num_threads=1,
         hard_vocab_limit=False,
@@ -121,7 +133,7 @@ def resolve_tokenizer(
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
-    key = f"{digest.hexdigest()[:16]}-v{vocab_size}"
+    key = f"{digest.hexdigest()[:16]}-bpe-v{vocab_size}"
     model_file = Path(cache_dir) / "qa_tokenizer" / key / "spiece.model"
     if not model_file.is_file():
         train_sentencepiece(texts, model_file, vocab_size)

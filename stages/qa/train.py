@@ -3,8 +3,10 @@
 Each curriculum stage ``i`` (with up to ``progressive_segments[i]`` segments per document) trains in
 ``stage_{i+1}_segs_{n}/``: a resumable ``checkpoint/`` while it runs, ``best_model/`` (best dev F1,
 HF-style folder with tokenizer and resolved training config) and ``stage_done.json`` when finished.
-The next stage starts from the previous stage's best model. Warmups count epochs across the whole
-curriculum. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
+The next stage starts from the previous stage's best model. Warm-ups count epochs within each
+curriculum stage, as MemXLNet does: every stage starts with its own warm-up epochs. A stage that
+allows fewer segments than a document has trains on the answer-centred window of its segments
+(nothing is dropped); evaluation reads the first ``max_n_segs`` segments. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
 bit for bit (model, optimizer, LR schedule, RNG, sampler position).
 """
 
@@ -28,7 +30,7 @@ from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.safestate import load_state, save_state
 from stages.qa import data as qa_data
 from stages.qa import pipeline, squad_eval
-from stages.qa.batching import EpochSampler, document_batch, trainable_documents
+from stages.qa.batching import EpochSampler, answer_centred_starts, document_batch
 from stages.qa.predict import predict
 
 FINAL_MODEL_POINTER = "final_model.json"
@@ -52,18 +54,31 @@ def lr_schedule(total_steps: int, warmup_ratio: float):
     return factor
 
 
-def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: int) -> tuple[dict, dict, dict]:
-    """(official metrics, predictions, na-probs) of a model on a feature store."""
-    preds, na_probs = predict(model, store, cfg.batch_size, max_segments, cfg.max_answer_length, cfg.no_answer_threshold)
+def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: int,
+                   extraction: str | None = None) -> tuple[dict, dict, dict]:
+    """(official metrics + per-kind scores, predictions, na-probs) of a model on a feature store."""
+    extraction = extraction or cfg.extraction
+    preds, na_probs = predict(model, store, cfg.batch_size, max_segments, cfg.max_answer_length,
+                              cfg.no_answer_threshold, extraction=extraction)
     return squad_eval.evaluate(gold["data"], preds, na_probs), preds, na_probs
+
+
+def warmups(cfg, epoch: int) -> dict[str, bool | str]:
+    """What epoch ``epoch`` (0-based, within its curriculum stage) runs with, after the warm-ups."""
+    any_positive = cfg.extraction == "any_positive" and epoch >= cfg.warmup_disable_any_positive_epochs
+    return {
+        "freeze_base": epoch < cfg.warmup_freeze_base_epochs,
+        "global_softmax": cfg.use_global_softmax and epoch >= cfg.warmup_disable_global_softmax_epochs,
+        "extraction": "any_positive" if any_positive else "best_score",
+    }
 
 
 class StageTrainer:
     """Trains one curriculum stage; owns its checkpoint folder."""
 
-    def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, epoch_offset: int, data: dict):
+    def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, data: dict):
         self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
-        self.index, self.segments, self.epoch_offset = index, segments, epoch_offset
+        self.index, self.segments = index, segments
         self.data = data
         self.dir = Path(ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
         self.ckpt = self.dir / "checkpoint"
@@ -76,10 +91,8 @@ class StageTrainer:
             self.model = pipeline.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
         else:
             self.model = MemXLNetForQA.from_pretrained(start_from)
-        docs = trainable_documents(data["train_store"], self.segments)
-        dropped = len(data["train_store"]) - len(docs)
-        if dropped and self.acc.is_main_process:
-            self.ctx.skip(f"answer beyond {self.segments} segments (stage {self.index + 1})", count=dropped)
+        docs = np.arange(len(data["train_store"]))
+        self.starts = answer_centred_starts(data["train_store"], docs, self.segments)
         self.sampler = EpochSampler(docs, cfg.batch_size, cfg.seed + self.index, self.acc.process_index, self.acc.num_processes)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         if self.steps_per_epoch == 0:
@@ -100,11 +113,8 @@ class StageTrainer:
         if self.ckpt.is_dir():
             self.load_checkpoint()
 
-    def global_epoch(self, step: int) -> int:
-        return self.epoch_offset + step // self.steps_per_epoch
-
     def base_frozen(self, step: int) -> bool:
-        return self.global_epoch(step) < self.cfg.warmup_freeze_base_epochs
+        return bool(warmups(self.cfg, step // self.steps_per_epoch)["freeze_base"])
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -145,12 +155,12 @@ class StageTrainer:
         self.ctx.log.info("qa stage %d: resumed at step %d", self.index + 1, self.step)
 
     # ------------------------------------------------------------------ training
-    def train_step(self, docs: np.ndarray, use_global: bool, use_any: bool) -> float:
-        batch = document_batch(self.data["train_store"], docs, self.segments)
+    def train_step(self, docs: np.ndarray, use_global: bool) -> float:
+        batch = document_batch(self.data["train_store"], docs, self.segments, self.starts[docs])
         steps = [{k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in s.items()} for s in batch["steps"]]
         outputs = self.runner(steps, batch["n_docs"])
         if use_global:
-            loss = global_softmax_loss(outputs, steps, batch["n_docs"], use_any)
+            loss = global_softmax_loss(outputs, steps, batch["n_docs"], self.cfg.all_answer_occurrences)
         else:
             loss = segment_local_loss(outputs, steps)
         self.acc.backward(loss)
@@ -167,15 +177,13 @@ class StageTrainer:
     def run(self, flag: PreemptionFlag) -> dict:
         cfg = self.cfg
         while self.sampler.epoch < cfg.epochs_per_stage:
-            epoch = self.epoch_offset + self.sampler.epoch
-            use_global = cfg.use_global_softmax and epoch >= cfg.warmup_disable_global_softmax_epochs
-            use_any = cfg.use_any_positive and epoch >= cfg.warmup_disable_any_positive_epochs
+            mode = warmups(cfg, self.sampler.epoch)
             batches = self.sampler.epoch_batches(self.sampler.epoch)
             while self.sampler.position < len(batches):
                 if flag.is_set_anywhere():
                     self.save_checkpoint()
                     raise Preempted(self.step)
-                loss = self.train_step(batches[self.sampler.position], use_global, use_any)
+                loss = self.train_step(batches[self.sampler.position], bool(mode["global_softmax"]))
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"qa loss is {loss} at step {self.step}; lower learning_rate")
                 self.curve.append(loss)
@@ -183,16 +191,16 @@ class StageTrainer:
                 self.sampler.position += 1
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-            self.end_epoch(use_global, use_any)
+            self.end_epoch(mode)
         return self.finish()
 
-    def end_epoch(self, use_global: bool, use_any: bool) -> None:
+    def end_epoch(self, mode: dict) -> None:
         metrics = {"exact": 0.0, "f1": 0.0}
         if self.acc.is_main_process:
-            metrics, _, _ = evaluate_model(self.model, self.data["dev_store"], self.data["dev"], self.cfg, self.cfg.max_n_segs)
+            metrics, _, _ = evaluate_model(self.model, self.data["dev_store"], self.data["dev"], self.cfg,
+                                           self.cfg.max_n_segs, str(mode["extraction"]))
             epoch_losses = self.curve[-self.steps_per_epoch:]
-            metrics = {**metrics, "epoch": self.epoch_offset + self.sampler.epoch, "global_softmax": use_global,
-                       "any_positive": use_any, "train_loss": float(np.mean(epoch_losses))}
+            metrics = {**metrics, "epoch": self.sampler.epoch, **mode, "train_loss": float(np.mean(epoch_losses))}
             self.ctx.log.info("qa stage %d epoch %d: loss %.4f dev EM %.2f F1 %.2f", self.index + 1,
                               metrics["epoch"], metrics["train_loss"], metrics["exact"], metrics["f1"])
             self.epoch_metrics.append(metrics)
@@ -244,7 +252,7 @@ def run(cfg, ctx) -> dict:
     flag = PreemptionFlag.install()
     previous_best, stages = None, []
     for index, segments in enumerate(cfg.progressive_segments):
-        trainer = StageTrainer(cfg, ctx, accelerator, index, segments, index * cfg.epochs_per_stage, data)
+        trainer = StageTrainer(cfg, ctx, accelerator, index, segments, data)
         done = trainer.dir / "stage_done.json"
         if done.is_file():
             summary = json.loads(done.read_text())

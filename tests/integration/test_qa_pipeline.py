@@ -10,7 +10,7 @@ from stages.core.artifacts import load_artifact
 from stages.qa import squad_eval
 
 REPO = Path(__file__).resolve().parents[2]
-QA = ("qa.sample_articles=24", "qa.progressive_segments=[2,4]", "qa.epochs_per_stage=2", "qa.eval_size=30")
+QA = ("qa.sample_documents=24", "qa.progressive_segments=[2,4]", "qa.epochs_per_stage=2", "qa.eval_size=30")
 
 
 def submit(*args):

@@ -11,7 +11,8 @@ CLS, SEP, PAD = 3, 4, 5
 
 
 def _memory(n_tokens: int, **kwargs) -> MemoryConfig:
-    return MemoryConfig(num_tokens=n_tokens, read_token_ids=READ[:n_tokens], write_token_ids=WRITE[:n_tokens], **kwargs)
+    return MemoryConfig(memory_num_tokens=n_tokens, read_token_ids=READ[:n_tokens], write_token_ids=WRITE[:n_tokens],
+                        **kwargs)
 
 
 def _segment(generator: torch.Generator, batch: int, length: int, n_tokens: int) -> dict:
@@ -39,9 +40,10 @@ def _model(memory: MemoryConfig) -> MemXLNetForQA:
     return MemXLNetForQA.tiny(VOCAB, memory).eval()
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(2, update="none", init="zeros"),
-                                    _memory(2, differentiable=True, heads=2, usage_tracking=True, temporal_links=True)],
-                         ids=["gated", "none-zeros", "differentiable"])
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, memory_update="replace", memory_init="zeros"),
+                                    _memory(2, use_differentiable_memory=True, num_memory_heads=2,
+                                            enable_usage_tracking=True, enable_temporal_links=True)],
+                         ids=["gated", "replace-zeros", "differentiable"])
 def test_changing_segment_one_changes_segment_three_with_memory(memory):
     model = _model(memory)
     runner = TimeStepMajorRunner(model)
@@ -89,11 +91,11 @@ def test_segment_checkpointing_gives_identical_gradients():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(0), _memory(2, differentiable=True, heads=4)],
-                         ids=["token", "none", "differentiable"])
+@pytest.mark.parametrize("memory", [_memory(2), _memory(0), _memory(2, use_differentiable_memory=True, num_memory_heads=4)],
+                         ids=["token", "no-memory", "differentiable"])
 def test_save_and_load_give_identical_outputs(tmp_path, memory):
     model = _model(memory)
-    steps = _steps(memory.num_tokens)
+    steps = _steps(memory.memory_num_tokens)
     with torch.no_grad():
         expected = TimeStepMajorRunner(model)(steps, 2)
     model.save_pretrained(tmp_path / "ckpt")
@@ -106,21 +108,29 @@ def test_save_and_load_give_identical_outputs(tmp_path, memory):
 
 
 def test_differentiable_memory_exposes_memory_info():
-    model = _model(_memory(2, differentiable=True, slots=8, heads=2, usage_tracking=True, temporal_links=True))
+    model = _model(_memory(2, use_differentiable_memory=True, memory_slots=8, num_memory_heads=2,
+                           enable_usage_tracking=True, enable_temporal_links=True))
     with torch.no_grad():
         outs = TimeStepMajorRunner(model)(_steps(2), 2)
+    with torch.enable_grad():
+        checkpointed = TimeStepMajorRunner(model, checkpoint_segments=True)(_steps(2), 2)
     info = outs[1]["memory_info"]
+    assert set(info) == {"read_weights", "write_weights", "memory_state", "usage", "temporal_links"}
+    assert set(checkpointed[1]["memory_info"]) == set(info)  # filled with checkpoint_segments too
     assert info["read_weights"].shape == (2, 2, 8) and info["write_weights"].shape == (2, 2, 8)
-    assert info["memory"].shape == (2, 8, 64) and info["usage"].shape == (2, 8) and info["links"].shape == (2, 8, 8)
+    assert info["memory_state"].shape == (2, 8, 64) and info["usage"].shape == (2, 8)
+    assert info["temporal_links"].shape == (2, 8, 8)
     assert torch.allclose(info["write_weights"].sum(-1), torch.ones(2, 2), atol=1e-5)
     assert (info["usage"] > 0).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [({"heads": 9}, "num_memory_heads"), ({"update": "lstm"}, "memory_update"),
-                                             ({"num_tokens": 0, "differentiable": True}, "use_differentiable_memory")])
+@pytest.mark.parametrize("kwargs, message", [({"num_memory_heads": 9}, "num_memory_heads"),
+                                             ({"memory_update": "lstm"}, "memory_update"),
+                                             ({"memory_num_tokens": 0, "use_differentiable_memory": True},
+                                              "use_differentiable_memory")])
 def test_bad_memory_config_is_rejected(kwargs, message):
-    cfg = MemoryConfig(**{"num_tokens": 2, "read_token_ids": READ, "write_token_ids": WRITE, **kwargs})
-    if cfg.num_tokens == 0:
+    cfg = MemoryConfig(**{"memory_num_tokens": 2, "read_token_ids": READ, "write_token_ids": WRITE, **kwargs})
+    if cfg.memory_num_tokens == 0:
         cfg.read_token_ids, cfg.write_token_ids = [], []
     with pytest.raises(ValueError, match=message):
         cfg.validate()

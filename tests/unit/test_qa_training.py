@@ -8,7 +8,7 @@ from stages.core.context import StageContext
 from stages.qa import pipeline, train
 from stages.qa.config import QAConfig
 
-SMALL = {"sample_articles": 12, "train_size": 16, "eval_size": 4, "progressive_segments": [2], "max_n_segs": 2,
+SMALL = {"sample_documents": 6, "sample_dev_documents": 2, "train_size": 16, "eval_size": 4, "progressive_segments": [2], "max_n_segs": 2,
          "batch_size": 4, "epochs_per_stage": 1, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
          "tokenizer_vocab_size": 300, "memory_num_tokens": 2, "num_threads": 1}
 

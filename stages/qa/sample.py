@@ -1,0 +1,138 @@
+"""Generated long documents for QA that separate what memory can and cannot help with.
+
+Every document is one context, several segments long, in three parts:
+
+1. **Subjects** (start of the document): a few people, each with a home town, a trade and a
+   patron guild, e.g. "The patron guild of Varnok is the Belor Guild."
+2. **Neighbours** (the middle): other people stated in the same forms, with their own guilds.
+   They are distractors, and the padding that keeps part 1 and part 3 in different segments.
+3. **Guild register** (the end): founding years of several guilds in random order, e.g.
+   "The Belor Guild was founded in 1432. The Ostel Guild was founded in 1501."
+
+Questions carry a ``kind`` (kept apart in the scores):
+
+- ``local``: the answer and the words that identify it are in one sentence ("What is the home
+  town of Varnok?", "When was the Ostel Guild founded?").
+- ``cross_segment``: "When was the patron guild of Varnok founded?" The answer is in the
+  register, which never names Varnok; only the start of the document says which guild is meant.
+  The register lists several guilds (those of the subjects, of the neighbours, and unrelated
+  ones), in random order, so a reader that sees only the register can do no better than a guess.
+- ``unanswerable``: the same question forms about a person or guild the document never mentions,
+  or an attribute it does not state.
+
+Names and values are drawn uniformly, so no answer can be learned by heart. Owned by the `qa`
+stage (``dataset=sample``); it does not depend on the wiki sample corpus.
+"""
+
+from __future__ import annotations
+
+import random
+
+from stages.qa.data import KIND_CROSS, KIND_LOCAL, KIND_NONE
+
+_SYLLABLES = ("var", "nok", "bel", "or", "os", "tel", "kar", "ith", "mel", "dun", "ra", "sa", "lo", "vin",
+              "tor", "ga", "bre", "kul", "fen", "dra", "mi", "ros", "tal", "ek")
+_GUILDS = ("Belor", "Ostel", "Kavin", "Dremor", "Falun", "Grisel", "Hanor", "Ithmar", "Jorvel", "Lunak",
+           "Morvan", "Pellas", "Quoran", "Ristel", "Sabor", "Tamin")
+_TRADES = ("baker", "smith", "weaver", "mason", "potter", "tanner", "miller", "carter", "brewer", "fisher",
+           "cooper", "dyer")
+_TOWN_ENDINGS = ("mar", "ford", "holm", "wick", "dale", "stead")
+_ATTRIBUTES = ("home town", "trade", "patron guild")
+_MISSING_ATTRIBUTES = ("birth year", "eldest child", "favourite song")
+
+
+def _name(rng: random.Random) -> str:
+    return "".join(rng.sample(_SYLLABLES, 2)).capitalize()
+
+
+def _town(rng: random.Random) -> str:
+    return rng.choice(_SYLLABLES).capitalize() + rng.choice(_SYLLABLES) + rng.choice(_TOWN_ENDINGS)
+
+
+def _person_sentences(name: str, facts: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(sentence, attribute, answer) per fact; the answer text occurs once, at the sentence's end."""
+    out = []
+    for attribute in _ATTRIBUTES:
+        value = facts[attribute]
+        shown = f"the {value} Guild" if attribute == "patron guild" else value
+        answer = f"{value} Guild" if attribute == "patron guild" else value
+        out.append((f"The {attribute} of {name} is {shown}.", attribute, answer))
+    return out
+
+
+def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: int, n_register: int) -> dict:
+    towns = [_town(rng) for _ in range(n_subjects + n_neighbours)]
+    names: list[str] = []
+    while len(names) < n_subjects + n_neighbours + 2:
+        # No name inside another name or a town ("Orsa" in "Torsa"): a segment that names no
+        # subject must not contain one by accident.
+        name = _name(rng)
+        if not any(name.lower() in w.lower() or w.lower() in name.lower() for w in names + towns + list(_GUILDS)):
+            names.append(name)
+    subjects, neighbours, absent = names[:n_subjects], names[n_subjects:-2], names[-2:]
+    guilds = rng.sample(_GUILDS, n_register + 1)
+    registered, unregistered = guilds[:n_register], guilds[n_register]
+    people = {}
+    # Subjects' guilds are in the register (so their cross-segment questions have an answer);
+    # neighbours' guilds are drawn from the register too, so they are distractors there.
+    for i, name in enumerate(subjects + neighbours):
+        people[name] = {"home town": towns[i], "trade": rng.choice(_TRADES),
+                        "patron guild": registered[i] if i < n_subjects else rng.choice(registered)}
+    founded = {g: str(rng.randint(1100, 1899)) for g in registered}
+
+    context, qas = "", []
+
+    def add(sentence: str) -> int:
+        nonlocal context
+        context = f"{context} {sentence}" if context else sentence
+        return len(context) - len(sentence)
+
+    def question(kind: str, text: str, answer: str | None, at: int | None) -> None:
+        answers = [] if answer is None else [{"text": answer, "answer_start": at}]
+        qas.append({"id": f"{doc_id}|{len(qas)}", "question": text, "answers": answers,
+                    "is_impossible": answer is None, "kind": kind})
+
+    for part in (subjects, neighbours):
+        for name in part:
+            for sentence, attribute, answer in _person_sentences(name, people[name]):
+                start = add(sentence)
+                if part is subjects:
+                    question(KIND_LOCAL, f"What is the {attribute} of {name}?", answer,
+                             start + sentence.rindex(answer))
+        if part is subjects:
+            context += "\n\n"
+    context += "\n\n"
+    order = registered[:]
+    rng.shuffle(order)
+    year_at = {}
+    for guild in order:
+        sentence = f"The {guild} Guild was founded in {founded[guild]}."
+        year_at[guild] = add(sentence) + sentence.rindex(founded[guild])
+    for name in subjects:
+        guild = people[name]["patron guild"]
+        question(KIND_CROSS, f"When was the patron guild of {name} founded?", founded[guild], year_at[guild])
+    local_guild = rng.choice(registered)
+    question(KIND_LOCAL, f"When was the {local_guild} Guild founded?", founded[local_guild], year_at[local_guild])
+    # Unanswerable: a person the document never names, a guild it does not register, an attribute
+    # it never states (two of these per document, drawn).
+    unanswerable = [
+        f"When was the patron guild of {absent[0]} founded?",
+        f"When was the {unregistered} Guild founded?",
+        f"What is the {rng.choice(_ATTRIBUTES)} of {absent[1]}?",
+        f"What is the {rng.choice(_MISSING_ATTRIBUTES)} of {rng.choice(subjects)}?",
+    ]
+    for text in rng.sample(unanswerable, 2):
+        question(KIND_NONE, text, None, None)
+    return {"title": doc_id, "paragraphs": [{"context": context, "qas": qas}]}
+
+
+def generate_sample(n_documents: int, seed: int, split: str, n_subjects: int = 1, n_neighbours: int = 2,
+                    n_register: int = 4) -> dict:
+    """A SQuAD-v2-format split of generated long documents (``split`` 'train' or 'dev' draw apart)."""
+    if split not in ("train", "dev"):
+        raise ValueError(f"split: {split!r}; use 'train' or 'dev'")
+    if n_subjects + n_neighbours > n_register + 4 or n_subjects > n_register:
+        raise ValueError("sample: more subjects than registered guilds; raise n_register")
+    rng = random.Random(f"qa-sample|{seed}|{split}")
+    data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register) for i in range(n_documents)]
+    return {"version": "v2.0", "data": data}
