@@ -319,10 +319,10 @@ class ReadPlan:
         return len(self.units) > 1
 
 
-def dump_files(spec: str) -> list[Path]:
+def dump_files(dump: str) -> list[Path]:
     """The files of `dump=`: one file, a directory of split dumps, a glob, or a `;` list."""
     files: list[Path] = []
-    for item in (part.strip() for part in spec.split(";")):
+    for item in (part.strip() for part in dump.split(";")):
         if not item:
             continue
         path = Path(item).expanduser()
