@@ -31,9 +31,11 @@ def timed_submit(root: Path, *args: str) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     before = os.times()
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "stage=extract", *args, f"root={root}",
-                    f"results={root / 'results'}"], check=True, capture_output=True, text=True, cwd=REPO,
-                   env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"))
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "stage=extract", *args, f"root={root}",
+                           f"results={root / 'results'}"], check=False, capture_output=True, text=True, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}")
     wall = time.perf_counter() - start
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
