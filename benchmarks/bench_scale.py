@@ -134,31 +134,62 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def report(results: list[dict], target: int = 7_000_000) -> str:
+#: enwiki, as the issue sizes it: articles, links, gpt2 tokens.
+ENWIKI = {"articles": 7_000_000, "links": 200_000_000, "tokens": 5_000_000_000}
+#: What each stage's work grows with, and whether its CPU work spreads over workers and ranks.
+DRIVERS = {"extract": ("articles", True), "graph": ("links", False), "pretokenize": ("tokens", True),
+           "loader": ("articles", False)}
+
+
+def report(results: list[dict], cores: int = 64, nodes: int = 4) -> str:
     lines = ["| stage | articles | wall s | CPU s | RSS parent MB | RSS worker max MB |", "|---|---|---|---|---|---|"]
     for res in results:
         for name, row in res["stages"].items():
             lines.append(f"| {name} | {res['articles']:,} | {row['wall_s']} | {row['cpu_s']} | "
                          f"{row['rss_parent_mb']} | {row['rss_worker_max_mb']} |")
-    if len(results) >= 2:
-        lines += ["", f"fit a + b * articles, extrapolated to {target:,} articles:", "",
-                  "| stage | CPU s per 1k articles | CPU s at target | parent MB per 1M articles | parent MB at target |",
-                  "|---|---|---|---|---|"]
-        for name in results[0]["stages"]:
-            cpu_a, cpu_b = fit([(r["articles"], r["stages"][name]["cpu_s"]) for r in results])
-            mem_a, mem_b = fit([(r["articles"], r["stages"][name]["rss_parent_mb"]) for r in results])
-            lines.append(f"| {name} | {cpu_b * 1000:.3f} | {cpu_a + cpu_b * target:,.0f} | "
-                         f"{mem_b * 1e6:.1f} | {mem_a + mem_b * target:,.0f} |")
+    if len(results) < 2:
+        return "\n".join(lines)
+    lines += ["", (f"Fit `a + b x` (x: what the stage grows with), extrapolated to enwiki ({ENWIKI['articles']:,} "
+              f"articles, {ENWIKI['links']:,} links, {ENWIKI['tokens']:,} tokens); wall on one {cores}-core node "
+              f"and on {nodes} nodes = serial CPU + parallel CPU / cores (an estimate: perfect spreading):"), "",
+              ("| stage | x | CPU s per 1M x | CPU s at enwiki | of it serial | wall 1 node | wall 4 nodes | "
+              "parent RSS MB per 1M x | parent RSS MB at enwiki | worker RSS MB at enwiki |"),
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in results[0]["stages"]:
+        driver, parallel = DRIVERS[name]
+        xs = [(r["links"] if driver == "links" else r[driver]) for r in results]
+        target = ENWIKI[driver]
+        cpu_a, cpu_b = fit([(x, r["stages"][name]["cpu_s"]) for x, r in zip(xs, results)])
+        mem_a, mem_b = fit([(x, r["stages"][name]["rss_parent_mb"]) for x, r in zip(xs, results)])
+        wmem_a, wmem_b = fit([(x, r["stages"][name]["rss_worker_max_mb"]) for x, r in zip(xs, results)])
+        cpu = cpu_a + cpu_b * target
+        if name == "extract":  # the tables phase runs on rank 0 alone
+            serial_a, serial_b = fit([(x, r["stages"][name]["metrics"].get("tables_cpu_s", 0.0))
+                                      for x, r in zip(xs, results)])
+            serial = serial_a + serial_b * target
+        else:
+            serial = 0.0 if parallel else cpu
+        one = serial + (cpu - serial) / cores
+        four = serial + (cpu - serial) / (cores * nodes)
+        lines.append(f"| {name} | {driver} | {cpu_b * 1e6:,.1f} | {cpu:,.0f} | {serial:,.0f} | {one:,.0f} s | "
+                     f"{four:,.0f} s | {mem_b * 1e6:,.1f} | {mem_a + mem_b * target:,.0f} | "
+                     f"{wmem_a + wmem_b * target:,.0f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dump", type=Path, action="append", required=True, help="dump to measure (repeat)")
+    parser.add_argument("--dump", type=Path, action="append", default=[], help="dump to measure (repeat)")
+    parser.add_argument("--report", type=Path, help="only print the tables of the rows in this --json file")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--root", type=Path, default=Path("/tmp/wikigraph-bench-scale"))
     parser.add_argument("--json", type=Path, help="append the raw rows here")
     args = parser.parse_args()
+    if args.report:
+        print(report([json.loads(line) for line in args.report.read_text().splitlines() if line.strip()]))
+        return
+    if not args.dump:
+        parser.error("pass --dump (or --report)")
     results = []
     for dump in args.dump:
         res = measure(dump, args.root / dump.stem.replace(".xml", ""), args.workers)
