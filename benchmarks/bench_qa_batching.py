@@ -23,7 +23,7 @@ import torch
 from models.memxlnet import MemoryConfig, MemXLNetForQA, TimeStepMajorRunner, add_memory_tokens, global_softmax_loss
 from stages.qa import data as qa_data
 from stages.qa.batching import document_batch
-from stages.qa.features import FeatureSpec, cached_features
+from stages.qa.features import SegmentLayout, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
 
@@ -31,7 +31,7 @@ def setup(args, cache: Path):
     squad = qa_data.load_squad("sample", "train", cache, args.articles, 0)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), cache, 2000)
     read, write = add_memory_tokens(tok, 4)
-    spec = FeatureSpec(args.seq_len, args.seq_len // 2, 24, args.segments, tuple(read), tuple(write))
+    spec = SegmentLayout(args.seq_len, args.seq_len // 2, 24, args.segments, tuple(read), tuple(write))
     store, _ = cached_features(squad, lambda: qa_data.iter_examples(squad), tok, spec, cache)
     torch.manual_seed(0)
     model = MemXLNetForQA.tiny(len(tok), MemoryConfig(4, read_token_ids=read, write_token_ids=write))

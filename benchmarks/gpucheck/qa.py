@@ -29,8 +29,8 @@ from benchmarks.gpucheck.runtime import (
 )
 from models.memxlnet import TINY_XLNET, MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss
 from stages.core.config import resolve
+from stages.qa.components import memory_config
 from stages.qa.config import QAConfig
-from stages.qa.pipeline import memory_config
 
 # xlnet-base-cased's published shape; the weights themselves are never needed here.
 XLNET_BASE_SHAPE = {"d_model": 768, "n_layer": 12, "n_head": 12, "d_inner": 3072, "dropout": 0.1, "mem_len": None}

@@ -2,9 +2,9 @@
 
 from models.memxlnet.config import TINY_XLNET, MemoryConfig
 from models.memxlnet.losses import global_softmax_loss, segment_local_loss
+from models.memxlnet.memory_tokens import add_memory_tokens, memory_token_names
 from models.memxlnet.modeling import MemXLNetForQA, SegmentOutput
 from models.memxlnet.runner import TimeStepMajorRunner
-from models.memxlnet.tokens import add_memory_tokens, memory_token_names
 
 __all__ = [
     "TINY_XLNET",

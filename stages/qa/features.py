@@ -41,7 +41,9 @@ DOC_ARRAYS = {"first_segment": np.int64, "n_segments": np.int32, "answer_segment
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
+class SegmentLayout:
+    """How a document is cut into model segments: lengths, stride, and the memory token ids."""
+
     max_seq_length: int
     doc_stride: int
     max_query_length: int
@@ -56,7 +58,7 @@ def _answer_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tupl
     return (hit[0], hit[-1]) if hit else None
 
 
-def featurize(example: QAExample, tokenizer, spec: FeatureSpec) -> tuple[dict[str, np.ndarray], int]:
+def featurize(example: QAExample, tokenizer, spec: SegmentLayout) -> tuple[dict[str, np.ndarray], int]:
     """Segment arrays for one example, and the index of the first segment holding the answer (-1: none)."""
     L, n_mem = spec.max_seq_length, len(spec.read_token_ids)
     question = tokenizer(example.question, add_special_tokens=False)["input_ids"][: spec.max_query_length]
@@ -123,7 +125,7 @@ class FeatureStore:
             return [json.loads(line) for line in f]
 
 
-def build_features(examples: Iterable[QAExample], tokenizer, spec: FeatureSpec, out_dir: Path,
+def build_features(examples: Iterable[QAExample], tokenizer, spec: SegmentLayout, out_dir: Path,
                    progress: Callable = lambda it: it) -> FeatureStore:
     """Featurize example by example, appending to files (bounded memory), then rename into place."""
     out_dir = Path(out_dir)
@@ -155,7 +157,7 @@ def build_features(examples: Iterable[QAExample], tokenizer, spec: FeatureSpec, 
     return FeatureStore(out_dir)
 
 
-def features_key(squad: dict, tokenizer, spec: FeatureSpec) -> str:
+def features_key(squad: dict, tokenizer, spec: SegmentLayout) -> str:
     """Cache key: the exact data, the tokenizer's vocabulary and every featurization setting."""
     digest = hashlib.sha256()
     digest.update(json.dumps(squad, sort_keys=True).encode("utf-8"))
@@ -164,7 +166,7 @@ def features_key(squad: dict, tokenizer, spec: FeatureSpec) -> str:
     return digest.hexdigest()[:20]
 
 
-def cached_features(squad: dict, examples: Callable[[], Iterable[QAExample]], tokenizer, spec: FeatureSpec,
+def cached_features(squad: dict, examples: Callable[[], Iterable[QAExample]], tokenizer, spec: SegmentLayout,
                     cache_root: Path, progress: Callable = lambda it: it) -> tuple[FeatureStore, bool]:
     """The features for this data/tokenizer/spec, built once; returns (store, reused)."""
     path = Path(cache_root) / features_key(squad, tokenizer, spec)

@@ -28,8 +28,8 @@ from safetensors.torch import load_file, save_file
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.safestate import load_state, save_state
+from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
-from stages.qa import pipeline, squad_eval
 from stages.qa.batching import EpochSampler, answer_centred_starts, document_batch
 from stages.qa.predict import predict
 
@@ -88,7 +88,7 @@ class StageTrainer:
         cfg, data = self.cfg, self.data
         _seed_everything(cfg.seed + self.index)
         if start_from is None:
-            self.model = pipeline.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
+            self.model = components.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
         else:
             self.model = MemXLNetForQA.from_pretrained(start_from)
         docs = np.arange(len(data["train_store"]))
@@ -135,7 +135,7 @@ class StageTrainer:
                 "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                 "step": self.step, "curve": self.curve, "best_f1": self.best_f1, "epoch_metrics": self.epoch_metrics,
             })
-            (tmp / pipeline.TRAINING_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
+            (tmp / components.TRAINING_CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
             shutil.rmtree(self.ckpt, ignore_errors=True)
             os.replace(tmp, self.ckpt)
         acc.wait_for_everyone()
@@ -206,7 +206,7 @@ class StageTrainer:
             self.epoch_metrics.append(metrics)
             if metrics["f1"] > self.best_f1:
                 self.best_f1 = metrics["f1"]
-                pipeline.save_checkpoint_model(self.model, self.data["tokenizer"], dataclasses.asdict(self.cfg),
+                components.save_checkpoint_model(self.model, self.data["tokenizer"], dataclasses.asdict(self.cfg),
                                                self.dir / "best_model")
         self.acc.wait_for_everyone()
         self.sampler.epoch += 1
@@ -226,14 +226,14 @@ class StageTrainer:
 def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
     """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache."""
     with accelerator.main_process_first():
-        train, dev = pipeline.load_splits(cfg, ctx.cache_dir)
+        train, dev = components.load_splits(cfg, ctx.cache_dir)
         for name, split in (("train", train), ("dev", dev)):  # repaired/dropped answers, in the manifest
             for reason, count in qa_data.validation_counts(split).items():
                 ctx.skip(f"{name} {reason}", count=count)
-        tokenizer, read_ids, write_ids = pipeline.build_tokenizer(cfg, train, ctx.cache_dir)
-        spec = pipeline.feature_spec(cfg, read_ids, write_ids)
-        train_store = pipeline.features(train, tokenizer, spec, ctx.cache_dir, ctx)
-        dev_store = pipeline.features(dev, tokenizer, spec, ctx.cache_dir, ctx)
+        tokenizer, read_ids, write_ids = components.build_tokenizer(cfg, train, ctx.cache_dir)
+        spec = components.segment_layout(cfg, read_ids, write_ids)
+        train_store = components.features(train, tokenizer, spec, ctx.cache_dir, ctx)
+        dev_store = components.features(dev, tokenizer, spec, ctx.cache_dir, ctx)
     if len(train_store) == 0 or len(dev_store) == 0:
         raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
                          "check dataset/eval_dataset and train_size/eval_size")

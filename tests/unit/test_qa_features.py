@@ -9,7 +9,7 @@ import torch
 from models.memxlnet import MemoryConfig, MemXLNetForQA, TimeStepMajorRunner, add_memory_tokens
 from stages.qa import data as qa_data
 from stages.qa.batching import EpochSampler, document_batch
-from stages.qa.features import FeatureSpec, build_features, cached_features
+from stages.qa.features import SegmentLayout, build_features, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
 REAL_SPIECE = Path(__file__).resolve().parents[3] / "shared" / "data" / "xlnet" / "spiece.model"
@@ -26,7 +26,7 @@ def tokenizer(tmp_path_factory):
 
 def _spec(tok, max_seq_length=40, max_n_segs=6):
     read, write = add_memory_tokens(tok, 2)
-    return FeatureSpec(max_seq_length, 12, 8, max_n_segs, tuple(read), tuple(write))
+    return SegmentLayout(max_seq_length, 12, 8, max_n_segs, tuple(read), tuple(write))
 
 
 def _example(qid, n_words, answer_at=None):

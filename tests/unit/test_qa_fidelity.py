@@ -15,7 +15,7 @@ from stages.qa import data as qa_data
 from stages.qa import train
 from stages.qa.batching import answer_centred_starts, document_batch
 from stages.qa.config import QAConfig
-from stages.qa.features import FeatureSpec, build_features, featurize
+from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
 from stages.qa.sample import generate_sample
 from stages.qa.tokenizer import resolve_tokenizer
@@ -36,7 +36,7 @@ def tokenizer(tmp_path_factory):
 
 def _spec(tok, max_n_segs=12):
     read, write = add_memory_tokens(tok, 2)
-    return FeatureSpec(40, 12, 8, max_n_segs, tuple(read), tuple(write))
+    return SegmentLayout(40, 12, 8, max_n_segs, tuple(read), tuple(write))
 
 
 def _example(qid, n_words, answer_at=None):
@@ -142,7 +142,7 @@ def test_cross_segment_questions_are_unanswerable_from_their_answer_segment(tmp_
     train_squad = generate_sample(60, 0, "train")
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(train_squad), tmp_path, cfg.tokenizer_vocab_size)
     read, write = add_memory_tokens(tok, cfg.memory_num_tokens)
-    spec = FeatureSpec(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, tuple(read), tuple(write))
+    spec = SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, tuple(read), tuple(write))
     kinds = qa_data_kinds(train_squad)
     checked = 0
     for example in qa_data.iter_examples(train_squad):

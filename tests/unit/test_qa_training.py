@@ -5,7 +5,7 @@ from safetensors.torch import load_file
 
 from stages.core.config import resolve
 from stages.core.context import StageContext
-from stages.qa import pipeline, train
+from stages.qa import components, train
 from stages.qa.config import QAConfig
 
 SMALL = {"sample_documents": 6, "sample_dev_documents": 2, "train_size": 16, "eval_size": 4, "progressive_segments": [2], "max_n_segs": 2,
@@ -20,11 +20,11 @@ def test_freeze_base_warmup_trains_only_memory_and_head(tmp_path):
     train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
     folder = out / "stage_1_segs_2" / "best_model"
     trained = load_file(str(folder / "model.safetensors"))
-    _, tokenizer, _ = pipeline.load_checkpoint_model(folder)
+    _, tokenizer, _ = components.load_checkpoint_model(folder)
     read = tokenizer.convert_tokens_to_ids(["[MEM_READ_0]", "[MEM_READ_1]"])
     write = tokenizer.convert_tokens_to_ids(["[MEM_WRITE_0]", "[MEM_WRITE_1]"])
     train._seed_everything(cfg.seed)  # the stage seeds like this right before building its model
-    initial = pipeline.build_model(cfg, tokenizer, read, write).state_dict()
+    initial = components.build_model(cfg, tokenizer, read, write).state_dict()
     base = [k for k in initial if k.startswith("transformer.")]
     rest = [k for k in initial if not k.startswith("transformer.")]
     assert base and rest

@@ -1,4 +1,5 @@
-"""Shared setup of the `qa` stage and QA evaluation: data, tokenizer, features, model."""
+"""The components a QA run is built from, shared by the `qa` stage and QA evaluation: data
+splits, tokenizer, segment layout and features, model, and the checkpoint folder format."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
 from stages.qa import data as qa_data
-from stages.qa.features import FeatureSpec, FeatureStore, cached_features
+from stages.qa.features import FeatureStore, SegmentLayout, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
 
 TRAINING_CONFIG_NAME = "training_config.json"
@@ -54,12 +55,12 @@ def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> Me
     return model
 
 
-def feature_spec(cfg, read_ids: list[int], write_ids: list[int]) -> FeatureSpec:
-    return FeatureSpec(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
+def segment_layout(cfg, read_ids: list[int], write_ids: list[int]) -> SegmentLayout:
+    return SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
                        tuple(read_ids), tuple(write_ids))
 
 
-def features(squad: dict, tokenizer, spec: FeatureSpec, cache_dir: Path, ctx=None) -> FeatureStore:
+def features(squad: dict, tokenizer, spec: SegmentLayout, cache_dir: Path, ctx=None) -> FeatureStore:
     """Cached features under ``{cache}/qa_features/``; counts reuse and drops in the context."""
     progress = (lambda it: ctx.progress(it, desc="qa features")) if ctx is not None else (lambda it: it)
     store, reused = cached_features(squad, lambda: qa_data.iter_examples(squad), tokenizer, spec,
