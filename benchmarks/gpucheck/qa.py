@@ -61,9 +61,10 @@ def time_step_major_steps(n_segments: int, batch: int, seq_len: int, read_ids: l
     return [{k: v.to(device) for k, v in step.items()} for step in steps]
 
 
-def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_docs: int, losses: list[float]) -> None:
+def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_docs: int, all_occurrences: bool,
+                losses: list[float]) -> None:
     """One stage training step over a time-step-major document batch."""
-    loss = global_softmax_loss(runner(steps, n_docs), steps, n_docs, True)
+    loss = global_softmax_loss(runner(steps, n_docs), steps, n_docs, all_occurrences)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -73,17 +74,18 @@ def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_doc
 def qa_memxlnet(ctx: CheckContext) -> dict:
     """examples/s and peak memory at 2/4/6 segments, with and without checkpoint_segments."""
     device = ctx.device
-    cfg = resolve(QAConfig, {"preset": "base"})
     if ctx.smoke:
-        shape, vocab_base, seq_len, batch, n_mem = dict(TINY_XLNET), 1000, 64, 2, 4
+        cfg = resolve(QAConfig, {"preset": "base", "memory_num_tokens": "4"})
+        shape, vocab_base, seq_len, batch = dict(TINY_XLNET), 1000, 64, 2
         segments, (warmup, steps) = [2, 4], (1, 1)
     else:
-        shape, vocab_base, seq_len, batch, n_mem = XLNET_BASE_SHAPE, XLNET_VOCAB, cfg.max_seq_length, cfg.batch_size, cfg.memory_num_tokens
+        cfg = resolve(QAConfig, {"preset": "base"})
+        shape, vocab_base, seq_len, batch = XLNET_BASE_SHAPE, XLNET_VOCAB, cfg.max_seq_length, cfg.batch_size
         segments, (warmup, steps) = sorted(set(cfg.progressive_segments)), (2, 4)
+    n_mem = cfg.memory_num_tokens
     read_ids = list(range(vocab_base, vocab_base + n_mem))
     write_ids = list(range(vocab_base + n_mem, vocab_base + 2 * n_mem))
     memory = memory_config(cfg, read_ids, write_ids)
-    memory.num_tokens = n_mem
     torch.manual_seed(cfg.seed)
     model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), memory).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
@@ -103,7 +105,7 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
                                                 vocab_base + 2 * n_mem, device)
             runner = TimeStepMajorRunner(model, checkpoint_segments=checkpointing)
             losses: list[float] = []
-            step = partial(_train_step, runner, optimizer, batch_steps, batch, losses)
+            step = partial(_train_step, runner, optimizer, batch_steps, batch, cfg.all_answer_occurrences, losses)
             reset_peak_memory(device)
             try:
                 times = step_times(step, device, warmup, steps)
