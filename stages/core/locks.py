@@ -236,9 +236,11 @@ def acquire(path: Path, on_busy: str = "wait", log: logging.Logger | None = None
         time.sleep(poll_s)
 
 
-def wait_for_job_lock(path: Path, on_busy: str = "wait", poll_s: float = 1.0, log: logging.Logger | None = None) -> None:
+def wait_for_job_lock(path: Path, on_busy: str = "wait", poll_s: float = 1.0, log: logging.Logger | None = None,
+                      done=lambda: False) -> None:
     """Ranks other than 0 wait until their own job's rank 0 holds the lock, so they never write
-    into a partial directory another run owns. Without a job id there is nothing to match."""
+    into a partial directory another run owns, or until `done()` (the artifact got committed
+    meanwhile). Without a job id there is nothing to match."""
     mine = current_job_id()
     if mine is None:
         return
@@ -246,7 +248,7 @@ def wait_for_job_lock(path: Path, on_busy: str = "wait", poll_s: float = 1.0, lo
     reported = False
     while True:
         owner = read_owner(path)
-        if owner is not None and owner.job_id == mine:
+        if owner is not None and owner.job_id == mine or done():
             return
         if owner is not None and on_busy == "refuse" and owner.gone() is None:
             raise ArtifactBusy(f"{path} is held by {owner.describe()}; wait for it (lock=wait) or stop that run")

@@ -101,7 +101,8 @@ def execute(
         lock = locks.acquire(lock_file, on_busy=on_busy, log=log)
     else:
         lock = None
-        locks.wait_for_job_lock(lock_file, on_busy=on_busy, log=log)
+        locks.wait_for_job_lock(lock_file, on_busy=on_busy, log=log,
+                                done=lambda: load_artifact(root, spec.name, signature) is not None)
     try:
         existing = load_artifact(root, spec.name, signature)
         if existing is not None and not force:  # the run we waited for committed it
