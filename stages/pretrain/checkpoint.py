@@ -2,22 +2,26 @@
 
 A checkpoint holds Accelerate's state (model, optimizer, every rank's RNG; DeepSpeed's
 partitioned state under ZeRO), each rank's loader state and the trainer state. The loader and
-trainer state are JSON (`stages.core.safestate`); Accelerate loads its own files with torch's
-`weights_only` unpickler, which refuses anything but tensors and plain containers. It is written to
+trainer state are JSON (`stages.core.safestate`). Accelerate's and DeepSpeed's own files are
+read with torch's `weights_only` unpickler, forced around `load_state` (`weights_only_loads`), which
+refuses anything but tensors, plain containers and DeepSpeed's few state types. It is written to
 a `.tmp` sibling by all ranks, then renamed by rank 0 after a barrier, so a directory without
 the `.tmp` suffix is always complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 from stages.core.safestate import load_state, save_state
+from stages.pretrain.accel import uses_deepspeed
 
 CHECKPOINTS = "checkpoints"
+_FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -64,8 +68,38 @@ def load_checkpoint(accelerator, path: Path) -> tuple[dict, dict]:
             f"{path / name}.json is missing: the checkpoint was written by fewer ranks; resume with the same world size"
         )
     loader_state = load_state(path, name)
-    accelerator.load_state(str(path))
+    with weights_only_loads(uses_deepspeed(accelerator)):
+        accelerator.load_state(str(path))
     return loader_state, json.loads((path / TRAINER_STATE).read_text())
+
+
+def _deepspeed_state_types() -> list:
+    """The non-tensor types DeepSpeed puts in its ZeRO checkpoints (loss scaler, stage enum,
+    parameter fragment addresses): plain data, safe to allow in the weights-only unpickler."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only_loads(deepspeed: bool = False):
+    """Every `torch.load` inside reads through torch's weights-only unpickler, whatever its caller
+    asks: DeepSpeed's checkpoint engine passes `weights_only=False`, which would run any code a
+    planted file names. Only tensors, plain containers and the listed DeepSpeed types load."""
+    import torch
+
+    previous = os.environ.get(_FORCE_WEIGHTS_ONLY)
+    os.environ[_FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        with torch.serialization.safe_globals(_deepspeed_state_types() if deepspeed else []):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop(_FORCE_WEIGHTS_ONLY, None)
+        else:
+            os.environ[_FORCE_WEIGHTS_ONLY] = previous
 
 
 def _prune(root: Path, keep: int) -> None:

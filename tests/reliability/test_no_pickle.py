@@ -103,3 +103,33 @@ def test_state_round_trip_is_exact(tmp_path):
     opt.load_state_dict(back["optimizer"])
     for a, b in zip(opt.state_dict()["state"].values(), state["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_deepspeed_checkpoint_engine_cannot_run_a_planted_pickle(tmp_path):
+    """DeepSpeed (ZeRO resumes) calls torch.load(weights_only=False) itself; the pretrain resume
+    forces the weights-only unpickler around it, with DeepSpeed's own state types allowed."""
+    pytest.importorskip("deepspeed")
+    import pickle
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    from stages.pretrain.checkpoint import weights_only_loads
+
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    _plant(planted, marker)
+    engine = TorchCheckpointEngine()
+    with weights_only_loads(deepspeed=True), pytest.raises(pickle.UnpicklingError):
+        engine.load(str(planted))
+    assert not marker.exists(), "the planted pickle was executed"
+
+    genuine = tmp_path / "genuine.pt"
+    torch.save({"loss_scaler": LossScaler(scale=128), "zero_stage": ZeroStageEnum.gradients,
+                "param_slice_mappings": [{"w": fragment_address(numel=4, start=0)}], "flat": torch.ones(3)}, genuine)
+    with weights_only_loads(deepspeed=True):
+        back = engine.load(str(genuine))
+    assert back["zero_stage"] == ZeroStageEnum.gradients and back["loss_scaler"].cur_scale == 128
+    assert back["param_slice_mappings"][0]["w"].numel == 4 and torch.equal(back["flat"], torch.ones(3))
