@@ -44,6 +44,11 @@ def fetch_tiktoken(name: str, cache_dir: Path) -> str:
     return f"tiktoken {name}: {len(info['files'])} file(s) in {Path(cache_dir) / 'tiktoken'}"
 
 
+def _online(online: bool | None) -> bool:
+    """`online` if given, else whether this machine may download (HF_HUB_OFFLINE unset or 0)."""
+    return online if online is not None else os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "")
+
+
 def fetch_hf_repo(key: str, repo_id: str, cache_dir: Path, online: bool | None = None) -> str:
     """Make an HF model/tokenizer repo available in the root's hub cache, or raise FileNotFoundError."""
     from huggingface_hub import snapshot_download
@@ -66,7 +71,7 @@ def fetch_hf_repo(key: str, repo_id: str, cache_dir: Path, online: bool | None =
         else:  # blobs, refs and snapshots (relative symlinks) move as one tree
             shutil.copytree(user_copy, target / folder, symlinks=True, dirs_exist_ok=True)
             return f"{key}={repo_id}: copied from {user_copy}"
-    if online if online is not None else os.environ.get("HF_HUB_OFFLINE", "0") in ("0", ""):
+    if _online(online):
         try:
             path = snapshot_download(repo_id, cache_dir=target)
             return f"{key}={repo_id}: downloaded to {path}"
@@ -95,7 +100,7 @@ def fetch_dataset(key: str, dataset_id: str, split: str, cache_dir: Path, online
 
     if load(offline=True).returncode == 0:
         return f"{key}={dataset_id} ({split}): cached in {datasets_dir}"
-    if online if online is not None else os.environ.get("HF_HUB_OFFLINE", "0") in ("0", ""):
+    if _online(online):
         proc = load(offline=False)
         if proc.returncode == 0:
             return f"{key}={dataset_id} ({split}): downloaded to {datasets_dir}"

@@ -11,7 +11,7 @@ from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
 from stages.core.tiktoken_offline import resolve_encoding
 from stages.formats.articles import iter_articles
-from stages.formats.tokens import TokenStore
+from stages.formats.tokens import TokenStore, token_shard_name
 from stages.wiki.pretokenize import clean_link_targets, encode_ordinary_array
 from stages.wiki.spec import EXTRACT, PRETOKENIZE
 from stages.wiki.titles import file_stem
@@ -62,7 +62,7 @@ def test_gpt2_shards_round_trip_to_the_article_text(tmp_path):
     for shard in sorted({int(s) for s in index["shard"]}):
         rows = index[index["shard"] == shard]
         assert rows["offset"].tolist() == np.concatenate([[0], np.cumsum(rows["length"])[:-1]]).tolist()
-        assert (out / f"tokens-{shard:05d}.bin").stat().st_size == 2 * int(rows["length"].sum())
+        assert (out / token_shard_name(shard)).stat().st_size == 2 * int(rows["length"].sum())
     assert outcome.metrics["tokens"] == int(index["length"].sum())
 
 
