@@ -44,9 +44,15 @@ def lock_path(root: Path, stage: str, signature: str) -> Path:
     return Path(root) / stage / f".{signature}.lock"
 
 
-def current_job_id() -> str | None:
-    """The scheduler job this process belongs to (all ranks of one job share it)."""
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or None
+def current_job() -> tuple[str | None, str | None, int]:
+    """(job id, scheduler, attempt) of this process; all ranks of one job share them. A local
+    submitit job wins over an enclosing Slurm allocation (several local jobs can run in one
+    `salloc`); the attempt counts Slurm requeues."""
+    if os.environ.get("SUBMITIT_LOCAL_JOB_ID"):
+        return os.environ["SUBMITIT_LOCAL_JOB_ID"], "local", 0
+    if os.environ.get("SLURM_JOB_ID"):
+        return os.environ["SLURM_JOB_ID"], "slurm", int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    return None, None, 0
 
 
 def _boot_id() -> str | None:
@@ -105,11 +111,14 @@ class Owner:
     start_ticks: int | None = None
     boot_id: str | None = None
     since: float = 0.0
+    scheduler: str | None = None  # "slurm" | "local" | None
+    attempt: int = 0
 
     @classmethod
     def me(cls) -> Owner:
-        return cls(socket.gethostname(), os.getpid(), current_job_id(), process_start_ticks(os.getpid()), _boot_id(),
-                   time.time())
+        job_id, scheduler, attempt = current_job()
+        return cls(socket.gethostname(), os.getpid(), job_id, process_start_ticks(os.getpid()), _boot_id(),
+                   time.time(), scheduler, attempt)
 
     def describe(self) -> str:
         job = f", job {self.job_id}" if self.job_id else ""
@@ -118,9 +127,10 @@ class Owner:
 
     def gone(self) -> str | None:
         """Why this owner is certainly dead, or None when it is (or may be) alive."""
-        mine = current_job_id()
-        if self.job_id and self.job_id == mine and (self.host, self.pid) != (socket.gethostname(), os.getpid()):
-            return f"left by an earlier attempt of job {mine}"  # only rank 0 of a job takes the lock
+        mine, scheduler, attempt = current_job()
+        if self.job_id and (self.job_id, self.scheduler) == (mine, scheduler) == (mine, "slurm") \
+                and (self.attempt or 0) < attempt:
+            return f"left by an earlier attempt of job {mine} (requeued)"
         if self.host == "?":
             return "the lock file is unreadable and older than a minute" if time.time() - self.since > 60 else None
         if self.host == socket.gethostname():
@@ -131,7 +141,7 @@ class Owner:
             if self.start_ticks is not None and process_start_ticks(self.pid) not in (None, self.start_ticks):
                 return f"process {self.pid} is gone (its PID was reused)"
             return None
-        if self.job_id and "SUBMITIT_LOCAL" not in self.job_id and slurm_job_finished(self.job_id):
+        if self.job_id and self.scheduler == "slurm" and slurm_job_finished(self.job_id):
             return f"Slurm job {self.job_id} has finished"
         return None
 
@@ -241,14 +251,14 @@ def wait_for_job_lock(path: Path, on_busy: str = "wait", poll_s: float = 1.0, lo
     """Ranks other than 0 wait until their own job's rank 0 holds the lock, so they never write
     into a partial directory another run owns, or until `done()` (the artifact got committed
     meanwhile). Without a job id there is nothing to match."""
-    mine = current_job_id()
+    mine, scheduler, _ = current_job()
     if mine is None:
         return
     log = log or logging.getLogger("wikigraph")
     reported = False
     while True:
         owner = read_owner(path)
-        if owner is not None and owner.job_id == mine or done():
+        if owner is not None and (owner.job_id, owner.scheduler) == (mine, scheduler) or done():
             return
         if owner is not None and on_busy == "refuse" and owner.gone() is None:
             raise ArtifactBusy(f"{path} is held by {owner.describe()}; wait for it (lock=wait) or stop that run")

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +26,10 @@ def _env() -> dict:
             "OMP_NUM_THREADS": "1"}
 
 
-def _submit(tmp_path: Path, *args: str, executor: str = "inline", shards: int = 4) -> subprocess.Popen:
+def _submit(tmp_path: Path, *args: str, executor: str = "inline", shards: int = 4, env: dict | None = None) -> subprocess.Popen:
     cmd = [sys.executable, str(REPO / "jobs" / "submit.py"), "stage=toy_numbers", f"executor={executor}",
            f"root={tmp_path / 'art'}", f"results={tmp_path / 'results'}", f"shards={shards}", "per_shard=10", *args]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.Popen(cmd, cwd=tmp_path, env={**_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
@@ -47,12 +49,16 @@ def _artifact(tmp_path: Path) -> Path:
     return path
 
 
-def test_second_run_waits_and_the_work_is_done_once(tmp_path):
-    first = _submit(tmp_path, "slow_s=1.5")
+@pytest.mark.parametrize("allocation", [None, "4242"], ids=["plain", "inside-one-slurm-allocation"])
+def test_second_run_waits_and_the_work_is_done_once(tmp_path, allocation):
+    """Also inside one `salloc`: both runs then carry the same SLURM_JOB_ID, which must not make
+    the second take the first's lock over as an "earlier attempt"."""
+    env = {"SLURM_JOB_ID": allocation} if allocation else {}
+    first = _submit(tmp_path, "slow_s=1.5", env=env)
     lock = _wait_for_lock(tmp_path, first)
     owner = json.loads(lock.read_text())
     assert owner["host"] == socket.gethostname() and owner["pid"] == first.pid
-    second = _submit(tmp_path, "slow_s=1.5")
+    second = _submit(tmp_path, "slow_s=1.5", env=env)
     out2 = second.communicate(timeout=300)[0]
     out1 = first.communicate(timeout=300)[0]
     assert first.returncode == 0, out1
