@@ -48,7 +48,8 @@ def _stability(check: dict) -> list[str]:
                      "verdict"], rows)
     for r in check.get("rows", []):
         for message in r.get("recompile_messages", [])[:2]:
-            lines.append(f"- recompile ({r['variant']}): `{message.splitlines()[0][:200]}`")
+            reason = " ".join(line.strip() for line in message.splitlines()[:3])  # function, then the failed guard
+            lines.append(f"- recompile ({r['variant']}): `{reason[:300]}`")
     return lines + [""]
 
 
@@ -96,6 +97,7 @@ def _pytest(check: dict) -> list[str]:
     return lines + [""]
 
 
+BASE_KEYS = {"name", "description", "seconds", "budget_s", "status", "summary"}
 SECTIONS = {"flex_correctness": _correctness, "compile_stability": _stability, "pretrain_throughput": _throughput,
             "pretrain_stage": _stage, "qa_memxlnet": _qa, "pytest_gpu": _pytest}
 
@@ -113,7 +115,7 @@ def render_markdown(run: dict) -> str:
                      for c in checks])
     for check in checks:
         render = SECTIONS.get(check["name"])
-        if render is None or check["status"] == "skipped" and not check.get("rows"):
+        if render is None or not set(check) - BASE_KEYS:  # nothing measured (e.g. skipped for time)
             continue
         lines += [f"## {check['name']}", "", check["description"], ""]
         try:

@@ -29,8 +29,14 @@ def pytest_gpu(ctx: CheckContext) -> dict:
         report = Path(tmp) / "junit.xml"
         command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                    f"--junitxml={report}", *files]
-        proc = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True,
-                              timeout=max(ctx.remaining() - 5, 10))
+        try:
+            proc = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True,
+                                  timeout=max(ctx.remaining() - 5, 10))
+        except subprocess.TimeoutExpired as exc:
+            output = "".join(part.decode() if isinstance(part, bytes) else part or ""
+                             for part in (exc.stdout, exc.stderr))
+            ctx.save(command=" ".join(command[1:]), output=output[-3000:])
+            return {"status": "timeout", "summary": "pytest did not finish within the check's budget (see output)"}
         tail = (proc.stdout + proc.stderr)[-3000:]
         if not report.is_file():
             return {"status": "error", "summary": f"pytest exited {proc.returncode} without a report", "output": tail}

@@ -91,14 +91,13 @@ def test_each_check_is_isolated_failures_are_reported_and_the_rest_run(monkeypat
              Check("dies", f"{here}:_dies", 60, 60, "dies"), Check("passes", f"{here}:_passes", 60, 60, "passes"))
     monkeypatch.setattr(gpu_check, "CHECKS", fakes)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    started = time.time()
     assert gpu_check.main(["--cpu-smoke", "--out", str(tmp_path)]) == 1
-    assert time.time() - started < 200  # the hanging check was killed at its budget
     run = json.loads((tmp_path / "gpu_check.json").read_text())
     status = {c["name"]: c for c in run["checks"]}
     assert [c["name"] for c in run["checks"]] == ["raises", "hangs", "dies", "passes"]
     assert status["raises"]["status"] == "error" and "illegal memory access" in status["raises"]["summary"]
     assert status["raises"]["rows"] == [{"measured": 1}]  # partial results survive
+    # Killed at its budget (it sleeps 600 s), its saved rows kept.
     assert status["hangs"]["status"] == "timeout" and status["hangs"]["rows"] == [{"measured": 2}]
     assert status["dies"]["status"] == "error" and "exited 7" in status["dies"]["summary"]
     assert status["passes"]["status"] == "pass"
