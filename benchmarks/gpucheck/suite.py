@@ -35,7 +35,7 @@ def pytest_gpu(ctx: CheckContext) -> dict:
         except subprocess.TimeoutExpired as exc:
             output = "".join(part.decode() if isinstance(part, bytes) else part or ""
                              for part in (exc.stdout, exc.stderr))
-            ctx.save(command=" ".join(command[1:]), output=output[-3000:])
+            ctx.save(command=" ".join(["python -m pytest -m gpu", *files]), output=output[-3000:])
             return {"status": "timeout", "summary": "pytest did not finish within the check's budget (see output)"}
         tail = (proc.stdout + proc.stderr)[-3000:]
         if not report.is_file():
@@ -46,7 +46,7 @@ def pytest_gpu(ctx: CheckContext) -> dict:
         bad = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
                if case.find("failure") is not None or case.find("error") is not None]
     ran = counts["tests"] - counts["skipped"]
-    ctx.save(command=" ".join(command[1:]), exit_code=proc.returncode, counts=counts, failed=bad, output=tail)
+    ctx.save(command=" ".join(["python -m pytest -m gpu", *files]), exit_code=proc.returncode, counts=counts, failed=bad, output=tail)
     passed = ran - counts["failures"] - counts["errors"]
     summary = f"{counts['tests']} selected: {passed} passed, {counts['failures']} failed, " \
               f"{counts['errors']} errors, {counts['skipped']} skipped"
