@@ -54,7 +54,7 @@ MFU_FORMULA = ("tokens/s x (6 N + 12 L d T) / peak, stages.pretrain.metrics.flop
                "parameter (the tied embedding once), attention FLOPs are those of a full causal mask for every mask")
 
 
-def _configs(smoke: bool) -> list[dict]:
+def throughput_rows(smoke: bool) -> list[dict]:
     """Rows in priority order: later rows are skipped when the check's time runs out."""
     if smoke:
         return [{"preset": "tiny", "token_budget": 256, "mask": mask, "batch_size": 2} for mask in ("graph", "causal")]
@@ -64,10 +64,14 @@ def _configs(smoke: bool) -> list[dict]:
     return rows
 
 
+def resolve_row(overrides: dict) -> PretrainConfig:
+    """A row's stage config, resolved as `python jobs/submit.py stage=pretrain key=value ...` would."""
+    return resolve(PretrainConfig, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in overrides.items()})
+
+
 def _measure(ctx: CheckContext, overrides: dict, corpus, peak: float | None) -> dict:
     device = ctx.device
-    keys = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in overrides.items()}
-    cfg = resolve(PretrainConfig, keys)
+    cfg = resolve_row(overrides)
     stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing_config(cfg)))
     batches = [to_device(next(stream), device) for _ in range(4)]
     reset_peak_memory(device)
@@ -144,7 +148,7 @@ def pretrain_throughput(ctx: CheckContext) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_synthetic(Path(tmp), n_docs=600 if ctx.smoke else 4000, mean_length=300)
         last = 0.0
-        for overrides in _configs(ctx.smoke):
+        for overrides in throughput_rows(ctx.smoke):
             # A row costs about what the previous one did (4x the tokens -> allow 3x); compiling the
             # blocks takes tens of seconds on its own.
             needed = max(3 * last, COMPILE_ROW_S if overrides.get("compile") and ctx.cuda else 0)

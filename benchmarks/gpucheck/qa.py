@@ -71,26 +71,36 @@ def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_doc
     losses.append(float(loss.detach()))
 
 
-def qa_memxlnet(ctx: CheckContext) -> dict:
-    """examples/s and peak memory at 2/4/6 segments, with and without checkpoint_segments."""
-    device = ctx.device
-    if ctx.smoke:
+def build_model(smoke: bool) -> tuple[MemXLNetForQA, QAConfig, dict]:
+    """The random-init model at the `qa preset=base` shape (tiny in the smoke) and its settings."""
+    if smoke:
         cfg = resolve(QAConfig, {"preset": "base", "memory_num_tokens": "4"})
-        shape, vocab_base, seq_len, batch = dict(TINY_XLNET), 1000, 64, 2
-        segments, (warmup, steps) = [2, 4], (1, 1)
+        shape, vocab_base, seq_len, batch, segments = dict(TINY_XLNET), 1000, 64, 2, [2, 4]
     else:
         cfg = resolve(QAConfig, {"preset": "base"})
         shape, vocab_base, seq_len, batch = XLNET_BASE_SHAPE, XLNET_VOCAB, cfg.max_seq_length, cfg.batch_size
-        segments, (warmup, steps) = sorted(set(cfg.progressive_segments)), (2, 4)
+        segments = sorted(set(cfg.progressive_segments))
     n_mem = cfg.memory_num_tokens
     read_ids = list(range(vocab_base, vocab_base + n_mem))
     write_ids = list(range(vocab_base + n_mem, vocab_base + 2 * n_mem))
-    memory = memory_config(cfg, read_ids, write_ids)
     torch.manual_seed(cfg.seed)
-    model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), memory).to(device).train()
+    model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), memory_config(cfg, read_ids, write_ids))
+    settings = {"shape": shape, "vocab": vocab_base + 2 * n_mem, "seq_len": seq_len, "documents_per_batch": batch,
+                "segments": segments, "read_ids": read_ids, "write_ids": write_ids}
+    return model, cfg, settings
+
+
+def qa_memxlnet(ctx: CheckContext) -> dict:
+    """examples/s and peak memory at 2/4/6 segments, with and without checkpoint_segments."""
+    device = ctx.device
+    model, cfg, settings = build_model(ctx.smoke)
+    model = model.to(device).train()
+    n_mem, vocab, seq_len, batch = cfg.memory_num_tokens, settings["vocab"], settings["seq_len"], settings["documents_per_batch"]
+    read_ids, write_ids, shape = settings["read_ids"], settings["write_ids"], settings["shape"]
+    segments, (warmup, steps) = settings["segments"], ((1, 1) if ctx.smoke else (2, 4))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     rows: list[dict] = []
-    ctx.save(shape={**shape, "vocab": vocab_base + 2 * n_mem, "memory_tokens": n_mem, "seq_len": seq_len,
+    ctx.save(shape={**shape, "vocab": vocab, "memory_tokens": n_mem, "seq_len": seq_len,
                     "documents_per_batch": batch}, precision="fp32 (the qa stage's Accelerator default)", rows=rows)
     last = 0.0
     for checkpointing in (False, True):
@@ -101,8 +111,7 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
                 ctx.save(rows=rows)
                 continue
             started = time.perf_counter()
-            batch_steps = time_step_major_steps(n_segments, batch, seq_len, read_ids, write_ids,
-                                                vocab_base + 2 * n_mem, device)
+            batch_steps = time_step_major_steps(n_segments, batch, seq_len, read_ids, write_ids, vocab, device)
             runner = TimeStepMajorRunner(model, checkpoint_segments=checkpointing)
             losses: list[float] = []
             step = partial(_train_step, runner, optimizer, batch_steps, batch, cfg.all_answer_occurrences, losses)

@@ -171,3 +171,30 @@ def test_wrapper_refuses_without_a_gpu(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], check=False, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no NVIDIA GPU visible" in proc.stderr
+
+
+def test_full_size_settings_resolve_and_the_qa_base_model_runs_a_segment():
+    """What only the GPU run uses, checked here: the gpt2-small rows resolve to the stage's preset,
+    and MemXLNet at the qa preset=base shape takes a full 384-token segment with 16 memory tokens."""
+    import torch
+
+    from benchmarks.gpucheck.pretrain import resolve_row, throughput_rows
+    from benchmarks.gpucheck.qa import build_model, time_step_major_steps
+    from models.memxlnet import TimeStepMajorRunner
+    from stages.pretrain.train import model_config
+
+    rows = throughput_rows(smoke=False)
+    assert {(r["token_budget"], r["mask"]) for r in rows} >= {(1024, "graph"), (1024, "causal"), (4096, "graph"),
+                                                              (4096, "causal")}
+    for row in rows:
+        cfg = resolve_row(row)
+        shape = model_config(cfg, 50257)
+        assert (cfg.batch_size, shape.n_layers, shape.d_model, shape.compile) == (16, 12, 768, bool(row.get("compile")))
+    model, cfg, settings = build_model(smoke=False)
+    assert (cfg.memory_num_tokens, settings["seq_len"], settings["segments"]) == (16, 384, [2, 4, 6])
+    assert model.config.n_layer == 12 and model.config.d_model == 768
+    steps = time_step_major_steps(1, 1, settings["seq_len"], settings["read_ids"], settings["write_ids"],
+                                  settings["vocab"], torch.device("cpu"))
+    with torch.no_grad():
+        out = TimeStepMajorRunner(model.eval())(steps, 1)
+    assert out[0]["start_logits"].shape == (1, 384) and torch.isfinite(out[0]["start_logits"]).all()
