@@ -201,8 +201,10 @@ class StageTrainer:
                                            self.cfg.max_n_segs, str(mode["extraction"]))
             epoch_losses = self.curve[-self.steps_per_epoch:]
             metrics = {**metrics, "epoch": self.sampler.epoch, **mode, "train_loss": float(np.mean(epoch_losses))}
-            self.ctx.log.info("qa stage %d epoch %d: loss %.4f dev EM %.2f F1 %.2f", self.index + 1,
-                              metrics["epoch"], metrics["train_loss"], metrics["exact"], metrics["f1"])
+            kinds = " ".join(f"{k[:-3]} {v:.1f}" for k, v in metrics.items() if k.endswith("_f1") and
+                             k.split("_")[0] in ("local", "cross", "unanswerable"))
+            self.ctx.log.info("qa stage %d epoch %d: loss %.4f dev EM %.2f F1 %.2f %s", self.index + 1,
+                              metrics["epoch"], metrics["train_loss"], metrics["exact"], metrics["f1"], kinds)
             self.epoch_metrics.append(metrics)
             if metrics["f1"] > self.best_f1:
                 self.best_f1 = metrics["f1"]
