@@ -12,7 +12,9 @@ from stages.core.config import knob
 
 @dataclass
 class QAConfig:
-    """Defaults train the tiny random-init preset on the generated sample corpus in 1-2 CPU minutes."""
+    """Defaults train the tiny random-init preset on generated long documents (stages/qa/sample.py)
+    in a few CPU minutes: 64-token segments, a 1000-piece BPE vocabulary, batches of 16 documents,
+    learning rate 2e-3. Each curriculum stage starts with its own warm-up epochs."""
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {},
@@ -21,6 +23,7 @@ class QAConfig:
             "long_context": 1, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
             "max_n_segs": 6, "progressive_segments": [2, 4, 6], "memory_num_tokens": 16,
             "epochs_per_stage": 2, "learning_rate": 3e-5, "batch_size": 8, "warmup_freeze_base_epochs": 1,
+            "warmup_disable_global_softmax_epochs": 1, "warmup_disable_any_positive_epochs": 1,
         },
     }
 
@@ -31,19 +34,19 @@ class QAConfig:
     tiny_layers: int = knob(2, "model=tiny: transformer layers")
     tokenizer: str = knob("auto", "'auto' (the model folder's, else train SentencePiece on the data), "
                                   "a spiece.model path, an HF folder or an HF id")
-    tokenizer_vocab_size: int = knob(2000, "vocabulary of the SentencePiece model trained for tokenizer=auto")
+    tokenizer_vocab_size: int = knob(1000, "vocabulary of the SentencePiece model trained for tokenizer=auto")
     dataset: str = knob("sample", "training data: 'sample', a SQuAD v2 JSON path, or a `datasets` id")
     eval_dataset: str = knob("", "dev data like `dataset`; empty = held-out articles of `dataset`")
-    sample_documents: int = knob(100, "training documents generated for dataset=sample (stages/qa/sample.py)")
-    sample_dev_documents: int = knob(40, "dev documents generated for dataset=sample")
+    sample_documents: int = knob(400, "training documents generated for dataset=sample (stages/qa/sample.py)")
+    sample_dev_documents: int = knob(30, "dev documents generated for dataset=sample")
     data_seed: int = knob(0, "seed of the generated QA documents (dataset=sample)")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
-    max_seq_length: int = knob(96, "tokens per segment (question, context window, memory and special tokens)")
+    max_seq_length: int = knob(64, "tokens per segment (question, context window, memory and special tokens)")
     doc_stride: int = knob(64, "context tokens between the starts of consecutive windows")
-    max_query_length: int = knob(24, "question tokens kept")
-    max_n_segs: int = knob(6, "segments kept per document (features and evaluation)")
+    max_query_length: int = knob(16, "question tokens kept")
+    max_n_segs: int = knob(4, "segments kept per document (features and evaluation)")
     max_answer_length: int = knob(30, "longest answer span in tokens at prediction time")
     memory_num_tokens: int = knob(4, "memory tokens N ([MEM_READ_i]/[MEM_WRITE_i]); 0 = plain XLNet")
     memory_update: str = knob("gated", "memory variant (models/memxlnet/memory.py registry): gated (gate blends "
@@ -58,15 +61,17 @@ class QAConfig:
     enable_temporal_links: bool = knob(False, "differentiable memory: follow write order when reading")
     progressive_segments: list[int] = knob([2, 4], "curriculum: max segments per document in each stage")  # noqa: RUF009
     epochs_per_stage: int = knob(2, "epochs of each curriculum stage")
-    batch_size: int = knob(8, "documents per batch per rank (each batch runs time step by time step)")
+    batch_size: int = knob(16, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")
     weight_decay: float = knob(0.01, "AdamW weight decay")
     warmup_ratio: float = knob(0.1, "linear LR warmup, fraction of each stage's steps")
     max_grad_norm: float = knob(1.0, "gradient clipping norm")
-    warmup_freeze_base_epochs: int = knob(0, "first epochs train only memory and QA head parameters")
-    warmup_disable_global_softmax_epochs: int = knob(1, "first epochs use a per-segment span softmax")
+    warmup_freeze_base_epochs: int = knob(0, "first epochs of each curriculum stage train only memory and QA head "
+                                             "(base: 1; tiny: 0, a random-init backbone has nothing to protect)")
+    warmup_disable_global_softmax_epochs: int = knob(1, "first epochs of each curriculum stage use a per-segment "
+                                                        "span softmax (base and tiny: 1)")
     warmup_disable_any_positive_epochs: int = knob(1, "first epochs of each curriculum stage pick answers by "
-                                                   "best-score extraction (then `extraction`)")
+                                                   "best-score extraction, then `extraction` (base and tiny: 1)")
     use_global_softmax: bool = knob(True, "span softmax across all segments of a document")
     extraction: str = knob("any_positive", "answer choice: any_positive (any segment confident that it holds an "
                            "answer; its best span) or best_score (best span vs the largest null score)",

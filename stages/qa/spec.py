@@ -12,11 +12,26 @@ STAGE = StageSpec(
     resumable=True,
     prefetch="stages.qa.spec:prefetch",
     grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
-    headlines=(Headline(
-        "MemXLNet QA: SQuAD v2 scores",
-        tuple(f"evaluate:{m}" for m in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")),
-        plot=("qa_f1", ("f1", "HasAns_f1", "NoAns_f1"), "SQuAD v2 F1 by variant"),
-    ),),
+    # `study=qa_memory`: does memory help across segments? Memory vs none, 3 seeds each (the
+    # generated data stays fixed; the seed changes init and data order). One curriculum stage of
+    # all 4 segments: a 2-segment stage cannot see both ends of a cross-segment question, so the
+    # whole budget goes to the stage that can.
+    studies={"qa_memory": {"memory_num_tokens": "0,4", "seed": "1,2,3", "progressive_segments": "[4]",
+                           "epochs_per_stage": "10", "num_threads": "1"}},
+    headlines=(
+        Headline(
+            "MemXLNet QA: dev F1 by question kind (the qa run's own dev split)",
+            ("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_HasAns_f1", "train_steps"),
+            plot=("qa_f1_by_kind", ("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1"),
+                  "QA dev F1 by question kind"),
+        ),
+        Headline(
+            "MemXLNet QA: SQuAD v2 scores (evaluate stage)",
+            tuple(f"evaluate:{m}" for m in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
+                                            "local_f1", "cross_segment_f1", "unanswerable_f1")),
+            plot=("qa_f1", ("f1", "HasAns_f1", "NoAns_f1"), "SQuAD v2 F1 by variant"),
+        ),
+    ),
 )
 
 #: Values of QA fields that need nothing from a hub.
