@@ -327,7 +327,7 @@ def dump_files(dump: str) -> list[Path]:
             continue
         path = Path(item).expanduser()
         if any(ch in item for ch in "*?["):
-            matches = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            matches = sorted((p for p in path.parent.glob(path.name) if p.is_file()), key=_split_order)
             if not matches:
                 raise FileNotFoundError(f"dump: no file matches {item}; pass dump=/path/to/dump or a glob that matches")
             files += [p for p in matches if not _is_index(p)]

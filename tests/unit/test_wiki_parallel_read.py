@@ -151,3 +151,16 @@ def test_single_stream_split_files_are_units_too(tmp_path):
     single = run_extract(tmp_path, sample_format="xml")
     assert [(a.title, a.text, a.links) for a in iter_articles(split.artifact)] == \
            [(a.title, a.text, a.links) for a in iter_articles(single.artifact)]
+
+
+def test_dump_files_take_a_list_a_glob_or_a_directory_in_page_order(tmp_path):
+    names = ["x-pages-articles10.xml-p200p299.bz2", "x-pages-articles2.xml-p100p199.bz2",
+             "x-pages-articles1.xml-p1p99.bz2", "x-pages-articles-multistream-index1.txt-p1p99.bz2"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    by_page = [tmp_path / names[2], tmp_path / names[1], tmp_path / names[0]]
+    assert dump_files(str(tmp_path)) == by_page  # the index file is not a dump
+    assert dump_files(str(tmp_path / "x-pages-articles1*.bz2")) == [tmp_path / names[2], tmp_path / names[0]]
+    assert dump_files(f"{tmp_path / names[1]};{tmp_path / names[2]}") == [tmp_path / names[1], tmp_path / names[2]]
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        dump_files(str(tmp_path / "nothing*.bz2"))
