@@ -9,6 +9,11 @@ in memory. XML is cut into `<page>...</page>` byte chunks that are parsed one by
 malformed page costs only that page, and a page cut off by a truncated file is never
 yielded. The cheap cutting runs in the reading process; parsing and conversion run in
 worker processes (`parse_record`).
+
+Parallel reading (`plan_units`, `iter_unit_records`): the dump files (one, a directory, a
+glob or a `;` list) are cut into units of work, byte ranges of whole bzip2 streams of a
+multistream file located through its index, or whole files; a worker seeks to its unit and
+decompresses only that.
 """
 
 from __future__ import annotations
