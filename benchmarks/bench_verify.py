@@ -75,7 +75,7 @@ def main() -> None:
         return {"wall": round(best[kind][0] / best[stage][0], 4), "cpu": round(best[kind][1] / max(best[stage][1], 1e-9), 4)}
 
     print(json.dumps({
-        "input": overrides.get("dump"), "articles_files": len(extract.manifest["files"]), "artifact_bytes": nbytes,
+        "input": overrides.get("dump"), "artifact_files": len(extract.manifest["files"]), "artifact_bytes": nbytes,
         "best_s": {name: {"wall": round(w, 4), "cpu": round(c, 4)} for name, (w, c) in best.items()},
         "verify_cold_vs_pretokenize": ratio("cold", "pretokenize"),
         "verify_warm_vs_pretokenize": ratio("warm", "pretokenize"),
