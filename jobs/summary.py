@@ -3,6 +3,11 @@
 The stages declare the headline tables (`StageSpec.headlines`): e.g. pretrain's joins each run
 with the evaluation of its checkpoint (by the pretrain signature the evaluation read), qa's lists
 the QA variants with EM/F1 broken down by HasAns/NoAns. Nothing here names a stage.
+
+Seeds: runs whose sweep values differ only in a seed key are one variant (`jobs/seeds.py`). Each
+stage that lists `seed_metrics` gets a table of their mean ± 95% CI over seeds per variant, and of
+the paired differences between variants by seed (`paired_metrics`). Headline bar charts plot the
+mean over seeds with 95% CI whiskers.
 """
 
 from __future__ import annotations
@@ -58,7 +63,39 @@ def _table(rows: list[dict]) -> str:
 
 
 def headline_sections(records: list[dict]) -> list[str]:
-    return [f"## {headline.title}\n\n" + _table(rows) + "\n" for headline, rows in _headlines(records)]
+    sections = [f"## {headline.title}\n\n" + _table(rows) + "\n" for headline, rows in _headlines(records)]
+    return sections + seed_sections(records)
+
+
+def seed_sections(records: list[dict]) -> list[str]:
+    """Per stage (and input) with `seed_metrics` and several seeds of a variant: mean ± 95% CI
+    over seeds per variant, then the paired differences between variants by seed."""
+    from jobs import seeds
+    from jobs.results import _by_input
+
+    sections = []
+    for stage, spec in registry.all_stages().items():
+        if not spec.seed_metrics:
+            continue
+        for source, group in _by_input(records, stage).items():
+            by_variant = seeds.group_by_variant(group)
+            if not by_variant or max(len(s) for s in by_variant.values()) < 2:
+                continue  # one seed per variant: nothing to aggregate
+            present = [m for m in spec.seed_metrics if any(seeds.numeric(r["metrics"].get(m)) for r in group)]
+            aggregated = seeds.aggregate(group, present)
+            header = ["variant", "seeds", *present]
+            rows = [[seeds.variant_label(v), len(by_variant[v]), *(str(est[m]) for m in present)]
+                    for v, est in aggregated.items()]
+            title = f"{stage} (of {source})" if source else stage
+            text = (f"## {title}: mean ± 95% CI over seeds\n\n"
+                    "t-interval over seeds; `*` marks an interval that excludes 0.\n\n"
+                    + markdown_table(header, rows) + "\n")
+            paired = [m for m in spec.paired_metrics if m in present]
+            if paired and len(aggregated) > 1:
+                text += (f"\n### {title}: paired differences by seed (a - b; same seeds, same scored documents)\n\n"
+                         + markdown_table(*seeds.paired_table(group, paired)) + "\n")
+            sections.append(text)
+    return sections
 
 
 def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
@@ -71,13 +108,21 @@ def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
         curves = [r for r in records if r["stage"] == stage and r.get("extra", {}).get("loss_curve")]
         if curves:
             paths.append(_plot_curves(curves, out_dir / f"loss_{stage}.png", f"{stage}: training loss"))
-    for headline, rows in _headlines(records):
-        if headline.plot is None:
-            continue
-        stem, columns, title = headline.plot
-        rows = [r for r in rows if r[columns[0]] is not None]
-        if rows:
-            paths.append(_plot_bars(rows, list(columns), out_dir / f"{stem}.png", title))
+    from jobs import seeds
+
+    for stage, spec in registry.all_stages().items():
+        for headline in spec.headlines:
+            if headline.plot is None:
+                continue
+            stem, columns, title = headline.plot
+            runs = [r for r in records if r["stage"] == stage]
+            # the headline's row of each run, as a record that seeds.aggregate can group by variant
+            rows = [{"sweep": rec.get("sweep", {}), "signature": rec["signature"], "metrics": row}
+                    for rec, row in zip(runs, headline_rows(records, stage, headline))]
+            aggregated = [(seeds.variant_label(v), est) for v, est in seeds.aggregate(rows, list(columns)).items()
+                          if est[columns[0]].n]
+            if aggregated:
+                paths.append(_plot_bars(aggregated, list(columns), out_dir / f"{stem}.png", title))
     return paths
 
 
@@ -98,17 +143,21 @@ def _plot_curves(records: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def _plot_bars(rows: list[dict], columns: list[str], path: Path, title: str) -> Path:
+def _plot_bars(rows: list[tuple[str, dict]], columns: list[str], path: Path, title: str) -> Path:
+    """Grouped bars: one group per variant, one bar per column (mean over seeds), 95% CI whiskers."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.3), 4))
     width = 0.8 / len(columns)
     x = np.arange(len(rows))
     for i, col in enumerate(columns):
-        ax.bar(x + i * width, [row[col] or 0.0 for row in rows], width, label=col)
-    ax.set_xticks(x + width * (len(columns) - 1) / 2, [row["run"] for row in rows], rotation=30, ha="right", fontsize=7)
-    ax.set_title(title)
+        means = [est[col].mean if est[col].n else 0.0 for _, est in rows]
+        errors = [est[col].half_width if est[col].n >= 2 else 0.0 for _, est in rows]
+        ax.bar(x + i * width, means, width, yerr=errors, capsize=3, label=col)
+    counts = "/".join(str(n) for n in sorted({est[columns[0]].n for _, est in rows}))
+    ax.set_xticks(x + width * (len(columns) - 1) / 2, [label for label, _ in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_title(f"{title}\nmean over {counts} seed(s); whiskers: 95% CI over seeds", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -36,6 +36,9 @@ class GraphLMConfig:
     tie_embeddings: bool = True
     mask: str = "doc"
     attention_impl: str = "auto"
+    #: RoPE positions restart at 0 in every document (the packing layout's `reset_positions`);
+    #: inference rebuilds them the same way. Off: positions are absolute in the pack.
+    reset_positions: bool = False
     ce_chunk_tokens: int = 1024
     init_std: float = 0.02
     compile: bool = False

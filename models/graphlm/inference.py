@@ -27,6 +27,15 @@ def doc_index_from_spans(doc_spans: Sequence[Sequence[DocSpan]], seq_len: int) -
     return index
 
 
+def positions_from_doc_index(doc_index: Tensor) -> Tensor:
+    """Positions [B, T] that restart at 0 at every document start (padding counts on)."""
+    index = torch.arange(doc_index.shape[1], device=doc_index.device).expand_as(doc_index)
+    starts = torch.ones_like(doc_index, dtype=torch.bool)
+    starts[:, 1:] = doc_index[:, 1:] != doc_index[:, :-1]
+    start_at = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - start_at
+
+
 class GraphLMInference:
     """Evaluation and generation on a trained GraphLMForTraining's weights (shared, not copied).
 
@@ -55,8 +64,12 @@ class GraphLMInference:
         doc_index = doc_index_from_spans(doc_spans, tokens.shape[1]).to(self.device)
         edges = None if edges is None else edges.to(self.device)
         mask = self._mask(mode or self.config.mask, doc_index, edges, torch.arange(tokens.shape[1], device=self.device))
-        hidden = self.model.hidden_states(tokens, mask)
+        hidden = self.model.hidden_states(tokens, mask, self._positions(doc_index))
         return (hidden @ self.model.output_weight.t()).float()
+
+    def _positions(self, doc_index: Tensor) -> Tensor | None:
+        """The positions the model was trained with (None: absolute in the pack)."""
+        return positions_from_doc_index(doc_index) if self.config.reset_positions else None
 
     @torch.no_grad()
     def document_nll(self, tokens: Tensor, doc_spans: Sequence[DocSpan], target: int,
@@ -66,23 +79,38 @@ class GraphLMInference:
         Only predictions inside the target document count (its first token has no in-document
         history, so a document of length L gives L - 1 predictions).
         """
+        losses = self.document_token_nll(tokens, doc_spans, target, edges, mode)
+        return float(losses.sum().item()), int(losses.numel())
+
+    @torch.no_grad()
+    def document_token_nll(self, tokens: Tensor, doc_spans: Sequence[DocSpan], target: int,
+                           edges: Tensor | None = None, mode: str | None = None) -> Tensor:
+        """Per-prediction NLL [L - 1] inside document `target`: entry i scores its token i + 1."""
         tokens = tokens.view(1, -1).to(self.device)
         seq_len = tokens.shape[1]
         doc_index = doc_index_from_spans([doc_spans], seq_len).to(self.device)
         edges = None if edges is None else edges.to(self.device)
         mask = self._mask(mode or self.config.mask, doc_index, edges, torch.arange(seq_len, device=self.device))
-        hidden = self.model.hidden_states(tokens, mask)[0]
+        hidden = self.model.hidden_states(tokens, mask, self._positions(doc_index))[0]
         start, length = int(doc_spans[target][0]), int(doc_spans[target][1])
+        if length < 2:
+            return torch.zeros(0)
         labels = torch.full((seq_len,), -100, dtype=torch.long, device=self.device)
         labels[start:start + length - 1] = tokens[0, start + 1:start + length]
         losses = token_losses(hidden, self.model.output_weight, labels, self.config.ce_chunk_tokens)
-        return float(losses.sum().item()), max(length - 1, 0)
+        return losses.view(-1)[start:start + length - 1].float().cpu()
 
     def context_nll(self, document: Sequence[int], context: Sequence[Sequence[int]],
                     mode: str | None = None) -> tuple[float, int]:
         """NLL of `document` with `context` documents packed before it, each linked to it."""
         tokens, spans, edges = pack_with_context(document, context)
         return self.document_nll(tokens, spans, len(spans) - 1, edges, mode)
+
+    def context_token_nll(self, document: Sequence[int], context: Sequence[Sequence[int]],
+                          mode: str | None = None) -> Tensor:
+        """Per-prediction NLL [len(document) - 1] of `document` after linked `context` documents."""
+        tokens, spans, edges = pack_with_context(document, context)
+        return self.document_token_nll(tokens, spans, len(spans) - 1, edges, mode)
 
     @staticmethod
     def perplexity(nll_sum: float, n_tokens: int) -> float:
@@ -111,9 +139,12 @@ class GraphLMInference:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         new_tokens: list[int] = []
         step_input, positions = tokens, torch.arange(tokens.shape[1], device=self.device)
+        prompt_start = int(spans[-1][0]) if self.config.reset_positions else 0
+        rope = self._positions(doc_index)
+        rope = positions if rope is None else rope[0]
         for _ in range(max_new_tokens):
             mask = self._mask(mode, doc_index, edges, positions)
-            hidden = self.model.norm(self.model.backbone(self.model.embed(step_input), mask, positions, cache))
+            hidden = self.model.norm(self.model.backbone(self.model.embed(step_input), mask, rope, cache))
             logits = (hidden[0, -1] @ self.model.output_weight.t()).float()
             next_token = _sample(logits, temperature, top_k, generator)
             new_tokens.append(next_token)
@@ -121,6 +152,7 @@ class GraphLMInference:
                 break
             step_input = torch.tensor([[next_token]], device=self.device)
             positions = torch.tensor([doc_index.shape[1]], device=self.device)
+            rope = positions - prompt_start
             doc_index = torch.cat((doc_index, torch.tensor([[prompt_doc]], device=self.device)), dim=1)
         return new_tokens
 

@@ -34,9 +34,12 @@ class RMSNorm(nn.Module):
 
 
 def rotary_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos/sin tables [T, head_dim/2] for the given absolute positions [T]."""
+    """cos/sin tables for positions [T] (shared by the batch: tables [T, head_dim/2]) or per pack
+    [B, T] (tables [B, 1, T, head_dim/2], broadcast over heads)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
-    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = positions.float()[..., None] * inv_freq
+    if positions.dim() == 2:
+        angles = angles[:, None]
     return angles.cos(), angles.sin()
 
 
@@ -132,8 +135,9 @@ class Block(nn.Module):
 class Backbone(nn.Module):
     """The layer stack only: hidden states [B, T, d] in, hidden states out.
 
-    RoPE positions are absolute positions in the pack, so relative distances inside a document are
-    the same wherever it sits, and linked context documents are consistently "in the past".
+    RoPE positions default to absolute positions in the pack, so relative distances inside a
+    document are the same wherever it sits, and linked context documents are consistently "in the
+    past". Per-pack `positions` [B, T] (e.g. restarting at 0 per document) replace them.
     """
 
     def __init__(self, config: GraphLMConfig) -> None:

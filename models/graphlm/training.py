@@ -67,9 +67,10 @@ class GraphLMForTraining(nn.Module):
         return build_attention_mask(mode or self.config.mask, batch["doc_index"], batch.get("edges"),
                                     self.config.attention_impl)
 
-    def hidden_states(self, tokens: Tensor, mask: AttentionMask) -> Tensor:
-        """Final-normed hidden states [B, T, d] for tokens [B, T]."""
-        return self.norm(self.backbone(self.embed(tokens), mask))
+    def hidden_states(self, tokens: Tensor, mask: AttentionMask, positions: Tensor | None = None) -> Tensor:
+        """Final-normed hidden states [B, T, d] for tokens [B, T]; `positions` [B, T] (the
+        loader's, restarting per document when reset_positions) or None for 0..T-1."""
+        return self.norm(self.backbone(self.embed(tokens), mask, positions))
 
     def forward(self, batch: dict, mask: AttentionMask | None = None) -> LMOutput:
         missing = [key for key in REQUIRED_BATCH_KEYS if key not in batch]
@@ -78,7 +79,8 @@ class GraphLMForTraining(nn.Module):
         tokens, labels = batch["tokens"], batch["labels"]
         if tokens.shape != labels.shape or tokens.shape != batch["doc_index"].shape:
             raise ValueError("batch: tokens, labels and doc_index must all have shape [B, T]")
-        hidden = self.hidden_states(tokens, mask if mask is not None else self.build_mask(batch))
+        positions = batch.get("positions") if self.config.reset_positions else None
+        hidden = self.hidden_states(tokens, mask if mask is not None else self.build_mask(batch), positions)
         flat_labels = labels.reshape(-1)
         loss = chunked_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), self.output_weight, flat_labels,
                                      self.config.ce_chunk_tokens)

@@ -79,6 +79,11 @@ class StageSpec:
     prefetch: str = ""
     #: Headline tables of the results summary whose rows are this stage's runs.
     headlines: tuple[Headline, ...] = ()
+    #: Metrics the summary shows as mean ± 95% CI over seeds per variant (a record's missing
+    #: ones are left out, e.g. QA metrics of an LM evaluation); see `jobs/seeds.py`.
+    seed_metrics: tuple[str, ...] = ()
+    #: Metrics whose differences between variants the summary pairs by seed.
+    paired_metrics: tuple[str, ...] = ()
 
     def upstream_of(self, cfg: Any) -> tuple[str, ...]:
         return tuple(self.upstream(cfg)) if callable(self.upstream) else tuple(self.upstream)

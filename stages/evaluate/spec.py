@@ -13,7 +13,12 @@ class EvaluateConfig:
 
     task: str = knob("lm", "lm: perplexity of a pretrain checkpoint; qa: SQuAD v2 scores of a qa checkpoint",
                      choices=("lm", "qa"))
-    max_docs: int = knob(64, "lm: held-out documents scored per context")
+    max_docs: int = knob(64, "lm: documents scored per context")
+    corpus: str = knob("auto", "lm: auto (fresh on a generated sample, heldout on a dump) | heldout (the "
+                       "pretrain split) | fresh (the sample regenerated with another seed) | path of a pretokenize artifact")
+    copy_ngram: int = knob(4, "lm: a target token is copyable when the n-gram ending at it occurs in the graph context")
+    mask: str = knob("trained", "lm: mask to score with (trained: the model's own; others are labelled cross_mask)",
+                     choices=("trained", "causal", "doc", "graph"))
     generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)")
     test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)")
     dataset: str = knob("", "qa: dataset to score (empty: the held-out split of the qa stage's dataset)")
@@ -25,6 +30,8 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.max_docs < 1:
             raise ValueError("`max_docs` must be >= 1")
+        if self.copy_ngram < 1:
+            raise ValueError("`copy_ngram` must be >= 1; e.g. 4")
         if self.test_size < 0:
             raise ValueError("`test_size` must be >= 0 (0 means all questions)")
         if self.dataset.endswith(".json") and not os.path.isfile(os.path.expanduser(self.dataset)):
@@ -42,4 +49,11 @@ STAGE = StageSpec(
     upstream=_upstream,
     description="perplexity in isolated/graph/random contexts (task=lm) or SQuAD v2 EM/F1 (task=qa)",
     variants=({"task": "lm"}, {"task": "qa"}),
+    seed_metrics=(
+        "nll_copy_isolated", "nll_copy_graph", "nll_copy_random", "d_copy_graph_isolated", "d_copy_graph_random",
+        "nll_fact_isolated", "nll_fact_graph", "d_fact_graph_isolated", "d_fact_graph_random",
+        "ppl_isolated", "ppl_graph", "ppl_random",
+        "exact", "f1", "HasAns_f1", "NoAns_f1",
+    ),
+    paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1"),
 )

@@ -28,7 +28,9 @@ class PackingConfig:
     overflow: str = knob("truncate", "document longer than the room left", choices=OVERFLOW_POLICIES)
     order_mode: str = knob("as_traversed", "document order inside a pack", choices=ORDER_MODES)
     layout: str = knob("bos_eos", "decoration around each document", choices=LAYOUTS)
-    reset_positions: bool = knob(True, "position ids restart at 0 for each document")
+    # Off by default: with absolute positions a linked context document is consistently "in the
+    # past" of the document that reads it; restarting would overlap their positions.
+    reset_positions: bool = knob(False, "position ids (RoPE) restart at 0 for each document")
     restart_prob: float = knob(0.15, "random_walk: probability of jumping back to the pack's root")
     walk_direction: str = knob("both", "graph edges followed by walks and searches", choices=DIRECTIONS)
     batch_size: int = knob(8, "packs per batch (per data-parallel rank)")

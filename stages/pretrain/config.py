@@ -53,7 +53,12 @@ class PretrainConfig(PackingConfig):
     zero_stage: int = knob(0, "0 = DDP; 1/2/3 = DeepSpeed ZeRO stage", choices=(0, 1, 2, 3))
     precision: str = knob("auto", "auto = bf16 autocast on GPU, fp32 on CPU", choices=("auto", "fp32", "bf16"))
 
-    val_fraction: float = knob(0.05, "share of documents held out (deterministic by doc id)")
+    vocab: str = knob("compact", "compact: train on the token ids the corpus uses (table in the artifact); "
+                      "full: the whole encoding", choices=("compact", "full"))
+    heldout: str = knob("closed", "held-out split: closed (held-out documents' link neighbours are kept out of "
+                        "training too) or doc (by document id alone; leaks linked facts)", choices=("closed", "doc"))
+    hub_degree: int = knob(0, "closed split: documents with more links are never held out (0: 2x the median)")
+    val_fraction: float = knob(0.03, "share of documents held out (candidates chosen by doc id)")
     val_every: int = knob(20, "validate every N steps (0 = only at the end)")
     val_batches: int = knob(4, "held-out batches per validation")
     checkpoint_every: int = knob(20, "checkpoint every N steps (0 = only on preemption and at the end)",
@@ -78,7 +83,7 @@ class PretrainConfig(PackingConfig):
             raise ValueError(f"min_lr_ratio: {self.min_lr_ratio} is outside [0, 1]")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction: {self.val_fraction} must be in (0, 0.5); e.g. 0.05")
-        for name in ("warmup_steps", "val_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        for name in ("hub_degree", "warmup_steps", "val_every", "checkpoint_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 0")
         if self.grad_clip < 0:

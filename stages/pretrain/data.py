@@ -36,22 +36,64 @@ def is_heldout(doc_ids: np.ndarray, fraction: float) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Document ids (with tokens and in the graph) used for training and held out for validation."""
+    """Document ids (with tokens and in the graph) used for training, held out for evaluation, and
+    kept out of both (`buffer`: the link neighbours of held-out documents under `closed`)."""
 
     train: np.ndarray
     heldout: np.ndarray
+    buffer: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    mode: str = "doc"
+    hub_degree: int = 0
+
+    def sizes(self) -> dict:
+        """What goes into the manifest: how the split was made and how big each side is."""
+        return {"heldout_mode": self.mode, "train_docs": len(self.train), "heldout_docs": len(self.heldout),
+                "buffer_docs": len(self.buffer), "hub_degree": self.hub_degree}
 
 
-def split_documents(graph: GraphIndex, store: TokenStore, fraction: float) -> Split:
-    """Split the usable documents; raises if either side would be empty."""
+SPLIT_MODES = ("closed", "doc")
+
+
+def _degrees(graph: GraphIndex, n: int) -> np.ndarray:
+    """Links per document, both directions (a link both ways counts twice; a cap, not a count)."""
+    return (np.diff(graph.csr("out")[0])[:n] + np.diff(graph.csr("in")[0])[:n]).astype(np.int64)
+
+
+def split_documents(graph: GraphIndex, store: TokenStore, fraction: float, mode: str = "closed",
+                    hub_degree: int = 0) -> Split:
+    """Split the usable documents; raises if either side would be empty.
+
+    `doc`: each document is held out by its id alone (`is_heldout`). Its facts are repeated by
+    the documents that link to it, which stay in training, so context cannot beat recall.
+    `closed`: the same id-hashed candidates, but only those with at most `hub_degree` links
+    (0: twice the median degree) are held out, and every document they link to or are linked from
+    is kept out of training too (the buffer). No training document is adjacent to a held-out one.
+    Hubs are never held out, so no held-out document drags a hub's neighbourhood out of training;
+    a hub linked by a held-out document is itself buffered (one document).
+    """
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"heldout: {mode!r} is not one of {SPLIT_MODES}")
     n = min(graph.num_nodes, len(store.lengths))
     usable = np.flatnonzero(store.lengths[:n] > 0)
     held = is_heldout(usable, fraction)
-    split = Split(train=usable[~held], heldout=usable[held])
+    if mode == "doc":
+        split = Split(train=usable[~held], heldout=usable[held], mode=mode)
+    else:
+        degree = _degrees(graph, n)
+        cap = hub_degree or max(2, int(2 * np.median(degree[usable])) if len(usable) else 2)
+        heldout = usable[held & (degree[usable] <= cap)]
+        excluded = np.zeros(n, dtype=bool)
+        excluded[heldout] = True
+        for doc in heldout:
+            linked = graph.neighbors(int(doc), "both")
+            excluded[linked[linked < n]] = True
+        buffer = np.setdiff1d(np.flatnonzero(excluded), heldout)
+        buffer = buffer[store.lengths[buffer] > 0]
+        split = Split(train=usable[~excluded[usable]], heldout=heldout, buffer=buffer, mode=mode, hub_degree=cap)
     if len(split.train) == 0 or len(split.heldout) == 0:
         raise ValueError(
-            f"val_fraction={fraction} leaves {len(split.train)} training and {len(split.heldout)} held-out "
-            f"documents out of {len(usable)}; use a larger corpus or change val_fraction"
+            f"val_fraction={fraction} (heldout={mode}) leaves {len(split.train)} training and "
+            f"{len(split.heldout)} held-out documents out of {len(usable)}; use a larger corpus or change val_fraction"
         )
     return split
 

@@ -18,6 +18,19 @@ STAGE = StageSpec(
         ("final_train_loss", "val_loss", "evaluate:ppl_isolated", "evaluate:ppl_graph", "evaluate:ppl_random",
          "tokens_per_s"),
         plot=("perplexity_by_context", ("ppl_isolated", "ppl_graph", "ppl_random"),
-              "validation perplexity by context (lower is better)"),
+              "perplexity by context (lower is better)"),
+    ), Headline(
+        "Graph-LM: tokens the context could supply (NLL by context; d_ = graph - isolated)",
+        ("evaluate:eval_corpus", "evaluate:nll_copy_isolated", "evaluate:nll_copy_graph", "evaluate:nll_copy_random",
+         "evaluate:d_copy_graph_isolated", "evaluate:nll_fact_isolated", "evaluate:nll_fact_graph",
+         "evaluate:d_fact_graph_isolated", "evaluate:d_repeat"),
+        plot=("copy_nll_by_context", ("nll_copy_isolated", "nll_copy_graph", "nll_copy_random"),
+              "copyable-token NLL by context (lower is better)"),
+    ), Headline(
+        "Graph-LM: linked-fact values (generated corpus)",
+        ("evaluate:nll_fact_isolated", "evaluate:nll_fact_graph", "evaluate:nll_fact_random",
+         "evaluate:tokens_fact_scored"),
+        plot=("fact_nll_by_context", ("nll_fact_isolated", "nll_fact_graph", "nll_fact_random"),
+              "linked-fact value NLL by context (lower is better)"),
     ),),
 )

@@ -24,6 +24,7 @@ from stages.pretrain.accel import build_accelerator, release_accelerator, uses_d
 from stages.pretrain.data import split_documents, to_device, tokens_in, train_loader, validation_batches
 from stages.pretrain.metrics import MetricsLog, flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw, set_lr, warmup_cosine
+from stages.pretrain.vocab import CompactVocab
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "model_config.json"
@@ -34,7 +35,7 @@ def model_config(cfg, n_vocab: int) -> GraphLMConfig:
     """The GraphLM shape for this stage config and tokenizer."""
     return GraphLMConfig.from_preset(
         cfg.preset, vocab_size=n_vocab, mask=cfg.mask, tie_embeddings=cfg.tie_embeddings,
-        attention_impl=cfg.attention_impl, compile=cfg.compile,
+        attention_impl=cfg.attention_impl, compile=cfg.compile, reset_positions=cfg.reset_positions,
     )
 
 
@@ -62,10 +63,13 @@ class _Trainer:
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.main = accelerator.is_main_process
         seed_everything(cfg.seed)
-        split = split_documents(graph, store, cfg.val_fraction)
+        split = split_documents(graph, store, cfg.val_fraction, cfg.heldout, cfg.hub_degree)
+        self.split_sizes = split.sizes()
+        self.vocab = CompactVocab.from_store(store) if cfg.vocab == "compact" else None
         self.loader = train_loader(graph, store, cfg, split, self.rank, self.world)
-        self.val_batches = validation_batches(graph, store, cfg, split, self.rank, self.world, cfg.val_batches)
-        self.model_config = model_config(cfg, store.n_vocab)
+        self.val_batches = [self.encode(b) for b in
+                            validation_batches(graph, store, cfg, split, self.rank, self.world, cfg.val_batches)]
+        self.model_config = model_config(cfg, self.vocab.size if self.vocab else store.n_vocab)
         model = GraphLMForTraining.from_config(self.model_config)
         self.n_params = model.num_parameters()
         optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
@@ -90,6 +94,12 @@ class _Trainer:
         self.peak = peak_flops(cfg.peak_tflops)
         if self.main:
             (ctx.out_dir / MODEL_CONFIG).write_text(json.dumps(self.model_config.to_dict(), indent=1))
+            if self.vocab is not None:
+                self.vocab.save(ctx.out_dir)
+
+    def encode(self, batch: dict) -> dict:
+        """Loader ids -> model ids (dense ones under vocab=compact)."""
+        return self.vocab.encode_batch(batch) if self.vocab is not None else batch
 
     # ---- training ------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -135,7 +145,7 @@ class _Trainer:
         self.model.train()
         losses, grad_norm, tokens = [], None, 0
         for _ in range(cfg.grad_accum):
-            batch = to_device(next(batches), acc.device)
+            batch = to_device(self.encode(next(batches)), acc.device)
             tokens += tokens_in(batch)
             with acc.accumulate(self.model):
                 out = self.model(batch)
@@ -224,6 +234,8 @@ class _Trainer:
             "params": self.n_params,
             "world_size": self.world,
             "resumed_from_step": self.resumed_from,
+            "vocab_size": self.model_config.vocab_size,
+            **self.split_sizes,
         }
         if self.peak:
             metrics["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)

@@ -58,7 +58,7 @@ def test_labels_are_next_tokens_within_a_document(corpus):
 
 
 def test_doc_index_and_positions(corpus):
-    _, batch = make_batch(corpus)
+    _, batch = make_batch(corpus, reset_positions=True)
     _, plain = make_batch(corpus, reset_positions=False)
     for b, spans in enumerate(batch["doc_spans"]):
         for i, (start, length, _, _) in enumerate(spans):

@@ -70,7 +70,7 @@ def test_workers_serve_their_streams_round_robin(art):
     for k in range(4):
         sampler = samplers[k % 2]
         packs = [sampler.next_pack() for _ in range(CFG["batch_size"])]
-        expected.append(collate_packs(packs, ref.store, ref.graph, CFG["token_budget"], True))
+        expected.append(collate_packs(packs, ref.store, ref.graph, CFG["token_budget"], False))
     assert_batches_equal(take(loader(art, num_workers=2), 4), expected)
 
 

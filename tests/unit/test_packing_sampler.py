@@ -236,3 +236,12 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="unknown 'walker'"):
         PackingConfig(strategy="walker").validate()
     assert dataclasses.asdict(PackingConfig())["strategy"] == "random_walk"
+
+
+def test_prefer_targets_first_reorders_a_linked_two_document_pack(tmp_path):
+    corpus = chain_corpus(tmp_path, [0], [1], n=2)  # 0 -> 1, room for both documents
+    traversed = sampler(corpus, strategy="bfs", walk_direction="out", token_budget=30, seed=0).next_pack()
+    assert [seg[0] for seg in traversed] == [0, 1]
+    ordered = sampler(corpus, strategy="bfs", walk_direction="out", token_budget=30, seed=0,
+                      order_mode="prefer_targets_first").next_pack()
+    assert [seg[0] for seg in ordered] == [1, 0]
