@@ -7,13 +7,13 @@ import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining
 from models.graphlm.inference import positions_from_doc_index
-from models.graphlm.synthetic import random_packed_batch
 from stages.formats.generators import GPT2_META, write_synthetic
 from stages.formats.graph import GraphIndex, write_graph
 from stages.formats.tokens import TokenStore, write_tokens
 from stages.pretrain.data import split_documents
 from stages.pretrain.lm_metrics import copyable_mask, value_mask
 from stages.pretrain.vocab import CompactVocab
+from tests.fixtures import random_packed_batch
 
 
 @pytest.fixture(scope="module")
