@@ -25,7 +25,8 @@ GLOBAL_KEYS = {
     "wait": "executor=slurm: block until every job is final, then collect results; exit non-zero if any failed",
     "debug": "true: print the full traceback of a failing stage (default: stage, signature, reason, log path)",
     "profile": "site profile from slurm/profiles/<name>.yaml (partition, account, ...)",
-    "study": "a comparison preset declared by the stages (sweeps their keys unless set on the command line)",
+    "study": "a comparison preset declared by the stages (with stage=all: runs the stages that declare it; "
+             "sweeps their keys unless set on the command line)",
 }
 
 

@@ -117,6 +117,7 @@ class Planner:
         if self.on_busy not in locks.LOCK_MODES:
             raise ConfigError(f"`lock={self.on_busy}` is unknown; choose one of {', '.join(locks.LOCK_MODES)}")
         study = parsed.globals.get("study", "")
+        self.study = study
         self.grid_source = f"study={study}" if study else "stage=all"
         if study:
             self.default_sweep = apply_default_sweep(parsed, _study_grid(study))
@@ -134,6 +135,8 @@ class Planner:
             return [(self.stage_name, {})]
         chain = []
         for name, spec in self.stages.items():
+            if self.study and self.study not in spec.studies:
+                continue  # stage=all study=<name> runs the stages that declare the study
             for variant in spec.variants or ({},):
                 chain.append((name, dict(variant)))
         return chain

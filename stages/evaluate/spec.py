@@ -17,7 +17,7 @@ class EvaluateConfig:
     corpus: str = knob("auto", "lm: auto (fresh on a generated sample, heldout on a dump) | heldout (the "
                        "pretrain split) | fresh (the sample regenerated with another seed) | path of a pretokenize artifact")
     copy_ngram: int = knob(4, "lm: a target token is copyable when the n-gram ending at it occurs in the graph context")
-    mask: str = knob("trained", "lm: mask to score with (trained: the model's own; others are labelled cross_mask)",
+    score_mask: str = knob("trained", "lm: mask to score with (trained: the model's own; others are labelled cross_mask)",
                      choices=("trained", "causal", "doc", "graph"))
     generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)")
     test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)")
@@ -52,8 +52,9 @@ STAGE = StageSpec(
     seed_metrics=(
         "nll_copy_isolated", "nll_copy_graph", "nll_copy_random", "d_copy_graph_isolated", "d_copy_graph_random",
         "nll_fact_isolated", "nll_fact_graph", "d_fact_graph_isolated", "d_fact_graph_random",
-        "ppl_isolated", "ppl_graph", "ppl_random",
+        "d_repeat", "ppl_isolated", "ppl_graph", "ppl_random",
         "exact", "f1", "HasAns_f1", "NoAns_f1",
     ),
     paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1"),
+    studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}},
 )

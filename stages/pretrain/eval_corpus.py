@@ -27,7 +27,7 @@ class EvalCorpus:
     graph_path: Path
     tokens_path: Path
     candidates: np.ndarray | None  # documents to score (None: every document)
-    sample: tuple[int, int] | None  # (articles, seed) when it is a generated sample
+    sample: tuple[int, int, str] | None  # generate_sample's (articles, seed, fact_style) for a generated sample
     split_sizes: dict = dataclasses.field(default_factory=dict)
 
 
@@ -47,10 +47,11 @@ def upstream_paths(ctx) -> dict[str, Path]:
     return paths
 
 
-def _sample_of(extract_cfg: dict) -> tuple[int, int] | None:
+def _sample_of(extract_cfg: dict) -> tuple[int, int, str] | None:
     if extract_cfg.get("dump") != "sample":
         return None
-    return int(extract_cfg.get("sample_articles", 300)), int(extract_cfg.get("sample_seed", 0))
+    return (int(extract_cfg.get("sample_articles", 300)), int(extract_cfg.get("sample_seed", 0)),
+            str(extract_cfg.get("sample_fact_style", "whose")))
 
 
 def resolve(choice: str, train_cfg: dict, ctx) -> EvalCorpus:
@@ -104,12 +105,12 @@ def _heldout(paths: dict[str, Path], train_cfg: dict, sample) -> EvalCorpus:
     return EvalCorpus("heldout", paths["graph"], paths["pretokenize"], split.heldout, sample, split.sizes())
 
 
-def _fresh(paths: dict[str, Path], extract_cfg: dict, sample: tuple[int, int], ctx) -> EvalCorpus:
+def _fresh(paths: dict[str, Path], extract_cfg: dict, sample: tuple[int, int, str], ctx) -> EvalCorpus:
     from stages.core import config as config_lib
     from stages.core import registry
     from stages.core.runner import execute
 
-    articles, seed = sample
+    articles, seed, style = sample
     root = ctx.out_dir / "corpus"
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "cache").exists():
@@ -129,7 +130,7 @@ def _fresh(paths: dict[str, Path], extract_cfg: dict, sample: tuple[int, int], c
 
         upstream[stage] = load_artifact(root, stage, outcome.signature)
     return EvalCorpus("fresh", upstream["graph"].path, upstream["pretokenize"].path, None,
-                      (articles, seed + FRESH_SEED_OFFSET))
+                      (articles, seed + FRESH_SEED_OFFSET, style))
 
 
 def _signature_fields(cfg: dict, stage: str) -> dict:
@@ -137,5 +138,5 @@ def _signature_fields(cfg: dict, stage: str) -> dict:
     from stages.core import config as config_lib
     from stages.core import registry
 
-    known = set(config_lib.field_names(registry.get(stage).config_cls))
-    return {k: v for k, v in cfg.items() if k in known}
+    defaults = config_lib.to_dict(config_lib.resolve(registry.get(stage).config_cls, {}))
+    return {k: v for k, v in cfg.items() if k in defaults and v != defaults[k]}

@@ -11,7 +11,9 @@ the mask the model was trained with (a doc-mask model cannot see any context: it
 agree), so the only difference between `graph` and `random` is what the context says. Three token
 sets are scored: every prediction (`nll_*`, `ppl_*`), the copyable tokens (`nll_copy_*`: the
 n-gram ending at the token occurs in the graph context), and on a generated corpus the values of
-the linked facts the document repeats (`nll_fact_*`, from the generator's own records). The
+the linked facts the document repeats (`nll_fact_*`, from the generator's own records). A copy
+check (`nll_repeat_*`, `d_repeat`) reads each document twice in a row: if the second reading is no
+easier, the model cannot copy from context at all and no context can help it yet. The
 corpus (`corpus=`) is the training corpus's held-out split, a fresh generated corpus, or another
 pretokenize artifact; `eval_corpus` in the metrics says which.
 """
@@ -111,14 +113,14 @@ class _Facts:
 def run_lm_eval(cfg, ctx) -> dict:
     """Score up to cfg.max_docs documents per context; see the module docstring.
 
-    Reads: cfg.max_docs, cfg.corpus, cfg.copy_ngram, cfg.mask, cfg.generate_tokens, cfg.seed.
+    Reads: cfg.max_docs, cfg.corpus, cfg.copy_ngram, cfg.score_mask, cfg.generate_tokens, cfg.seed.
     """
     pretrain = ctx.upstream["pretrain"]
     train_cfg = pretrain.config
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_trained_model(pretrain.path, device)
     infer = model.to_inference_model()
-    mode = model.config.mask if cfg.mask == "trained" else cfg.mask
+    mode = model.config.mask if cfg.score_mask == "trained" else cfg.score_mask
     source = eval_corpus.resolve(cfg.corpus, train_cfg, ctx)
     graph = GraphIndex.open(source.graph_path)
     store = TokenStore.open(source.tokens_path)
@@ -179,8 +181,20 @@ def _score(infer: GraphLMInference, corpus: _Corpus, facts: _Facts, order: np.nd
                                              mode=mode).numpy()
             for prefix, mask in sets.items():
                 row[f"nll_{prefix}{name}"] = float(losses[mask].sum())
+        row.update(_repeat_nll(infer, corpus.model_ids(target), mode))
         details.append(row)
     return details
+
+
+def _repeat_nll(infer: GraphLMInference, target: list[int], mode: str) -> dict:
+    """Can the model copy at all? NLL of the target read twice in a row inside one document: the
+    second reading is fully copyable from the first under any mask. `nll_repeat_first` near
+    `nll_repeat_second` means the model has not learned in-context copying (no induction), so no
+    context, linked or not, can help it yet."""
+    losses = infer.context_token_nll(target + target, [], mode=mode).numpy()
+    half = len(target)
+    return {"nll_repeat_first": float(losses[: half - 1].sum()), "nll_repeat_second": float(losses[half:].sum()),
+            "n_repeat_scored": half - 1}
 
 
 def _summarise(details: list[dict], mode: str, with_facts: bool) -> dict:
@@ -202,6 +216,11 @@ def _summarise(details: list[dict], mode: str, with_facts: bool) -> dict:
         # Paired on the same tokens: negative = the graph context helps.
         metrics[f"d_{prefix}graph_isolated"] = round(means["graph"] - means["isolated"], 6)
         metrics[f"d_{prefix}graph_random"] = round(means["graph"] - means["random"], 6)
+    repeated = sum(row["n_repeat_scored"] for row in details)
+    if repeated:
+        for half in ("first", "second"):
+            metrics[f"nll_repeat_{half}"] = round(sum(row[f"nll_repeat_{half}"] for row in details) / repeated, 6)
+        metrics["d_repeat"] = round(metrics["nll_repeat_second"] - metrics["nll_repeat_first"], 6)
     return metrics
 
 

@@ -13,6 +13,11 @@ STAGE = StageSpec(
     # The demo's comparison: every traversal strategy x the document-aware masks (`causal` is
     # left out to fit the 10-minute budget; `pretrain.mask=causal,doc,graph` adds it).
     grid={"strategy": "random,random_walk,bfs,dfs", "mask": "doc,graph"},
+    # The graph-LM research question, sized for 2 CPU cores (README, "The graph-LM study"):
+    # random vs random_walk packing x doc vs graph mask, 3 seeds; evaluated on a fresh corpus.
+    # Only the pretrain seed is swept: every run is scored on the same documents.
+    studies={"lm": {"strategy": "random,random_walk", "mask": "doc,graph", "seed": "0,1,2", "steps": "300",
+                    "order_mode": "prefer_targets_first", "val_every": "100"}},
     headlines=(Headline(
         "Graph-LM: loss, perplexity by context, throughput",
         ("final_train_loss", "val_loss", "evaluate:ppl_isolated", "evaluate:ppl_graph", "evaluate:ppl_random",

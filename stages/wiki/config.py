@@ -23,6 +23,9 @@ class ExtractConfig:
                               choices=("xml", "cirrus", "multistream", "split"))
     sample_articles: int = knob(300, "articles in the generated sample")
     sample_seed: int = knob(0, "seed of the generated sample")
+    sample_fact_style: str = knob("whose", "how a generated article repeats a linked article's fact: whose "
+                                  "(\", whose depth is 83 metres\") or restate (the linked article's sentence)",
+                                  choices=("whose", "restate"))
     export_markdown: bool = knob(False, "also write a markdown/ tree of Title_<6hex>.md files")
     on_error: str = knob("skip", "bad input (truncated file, invalid JSON, malformed XML): "
                          "skip and count it, or fail with its location", choices=("skip", "fail"))

@@ -200,11 +200,12 @@ def tiled_pages(base: list[DumpPage], articles: int) -> Iterator[DumpPage]:
             return
 
 
-def sample_pages(n_articles: int, seed: int = 0) -> list[DumpPage]:
+def sample_pages(n_articles: int, seed: int = 0, fact_style: str = "whose") -> list[DumpPage]:
     """The generated sample corpus as dump pages, in the order of its XML export."""
     from stages.wiki.sample import _pages, generate_sample
 
-    return [DumpPage(title, text, ns, target) for _, ns, title, text, target in _pages(generate_sample(n_articles, seed))]
+    corpus = generate_sample(n_articles, seed, fact_style)
+    return [DumpPage(title, text, ns, target) for _, ns, title, text, target in _pages(corpus)]
 
 
 def read_pages(path: str | Path) -> list[DumpPage]:

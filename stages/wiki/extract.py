@@ -103,17 +103,17 @@ def _dump_spec(cfg: ExtractConfig, out_dir: Path) -> str:
     from stages.wiki import dump_writer
     from stages.wiki.sample import generate_sample
 
-    stem = f"sample-{cfg.sample_articles}-{cfg.sample_seed}"
+    stem = f"sample-{cfg.sample_articles}-{cfg.sample_seed}-{cfg.sample_fact_style}"
     inputs = out_dir / "_input"
     if cfg.sample_format in ("xml", "cirrus"):
         path = inputs / f"{stem}.{cfg.sample_format.replace('cirrus', 'json')}"
         if not path.is_file():
-            corpus = generate_sample(cfg.sample_articles, cfg.sample_seed)
+            corpus = generate_sample(cfg.sample_articles, cfg.sample_seed, cfg.sample_fact_style)
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
             corpus.write_xml(tmp) if cfg.sample_format == "xml" else corpus.write_cirrus(tmp)
             tmp.replace(path)
         return str(path)
-    pages = dump_writer.sample_pages(cfg.sample_articles, cfg.sample_seed)
+    pages = dump_writer.sample_pages(cfg.sample_articles, cfg.sample_seed, cfg.sample_fact_style)
     if cfg.sample_format == "multistream":
         path = inputs / f"{stem}-multistream.xml.bz2"
         if not path.is_file():

@@ -136,8 +136,19 @@ def _fact_value(rng: random.Random, kind: str, attribute: str, peers: list[str])
     return rng.choice(peers) if peers else "unrecorded"
 
 
-def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
-    """Build the corpus: same `(n_articles, seed)` -> byte-identical dumps."""
+FACT_STYLES = ("whose", "restate")
+
+
+def generate_sample(n_articles: int = 300, seed: int = 0, fact_style: str = "whose") -> SampleCorpus:
+    """Build the corpus: same `(n_articles, seed, fact_style)` -> byte-identical dumps.
+
+    `fact_style` is how an article repeats a fact of a link target: `whose` ("tied to [[Y]],
+    whose depth is 83 metres; ...") or `restate` ("tied to [[Y]]. The depth of Y is 83 metres.
+    ..."), the linked article's own sentence word for word, so that a model can copy the value
+    by matching the words before it (what the LM positive control plants).
+    """
+    if fact_style not in FACT_STYLES:
+        raise ValueError(f"sample_fact_style: {fact_style!r} is not one of {FACT_STYLES}")
     if n_articles < 10:
         raise ValueError(f"sample_articles: {n_articles} is too small; use at least 10")
     rng = random.Random(seed)
@@ -227,7 +238,8 @@ def generate_sample(n_articles: int = 300, seed: int = 0) -> SampleCorpus:
         category = "Sample hubs" if c < 0 else f"{titles[c]} region"
         repeated: list[Fact] = []
         text = _article_wikitext(rng, i, titles, kinds, facts, links[i], alias_of,
-                                 community_vocab[c] if c >= 0 else community_vocab[0], category, repeated)
+                                 community_vocab[c] if c >= 0 else community_vocab[0], category, repeated,
+                                 fact_style)
         articles.append(SampleArticle(title, text, [category], facts[i], c, repeated))
     return SampleCorpus(articles, redirects)
 
@@ -246,7 +258,8 @@ def _link_markup(rng: random.Random, target: str, alias_of: dict[str, str]) -> s
     return f"[[{target}]]"
 
 
-def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category, repeated) -> str:
+def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, category, repeated,
+                      fact_style="whose") -> str:
     title, kind = titles[i], kinds[i]
     words = lambda k: " ".join(rng.choices(vocab, k=k))
     infobox = "\n".join(f"| {f.attribute.replace(' ', '_')} = {f.value}" for f in facts[i])
@@ -264,8 +277,11 @@ def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, ca
     for j in targets:
         ref = facts[j][rng.randrange(len(facts[j]))]
         repeated.append(ref)
-        lines.append(f"* {title} is tied to {_link_markup(rng, titles[j], alias_of)}, whose "
-                     f"{ref.attribute} is {ref.value}; both share the {words(2)}.")
+        link = _link_markup(rng, titles[j], alias_of)
+        if fact_style == "restate":
+            lines.append(f"* {title} is tied to {link}. {ref.sentence} Both share the {words(2)}.")
+        else:
+            lines.append(f"* {title} is tied to {link}, whose {ref.attribute} is {ref.value}; both share the {words(2)}.")
     if rng.random() < 0.2:
         lines += ["", '{| class="wikitable"', "! Year !! Event", "|-", f"| 1700 || {words(3)}", "|}"]
     lines += [

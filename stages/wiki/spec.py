@@ -9,6 +9,8 @@ EXTRACT = StageSpec(
     run="stages.wiki.extract:run",
     upstream=(),
     description="Wikipedia dump (XML/CirrusSearch, or the generated sample) -> Markdown article shards",
+    # study=lm: articles restate the linked article's fact sentences (see stages/wiki/sample.py)
+    studies={"lm": {"sample_articles": "1000", "sample_fact_style": "restate"}},
 )
 GRAPH = StageSpec(
     name="graph",
@@ -16,6 +18,7 @@ GRAPH = StageSpec(
     run="stages.wiki.graph:run",
     upstream=("extract",),
     description="article link graph: CSR out/in adjacency, graph.jsonl, degree and component stats",
+    studies={"lm": {}},
 )
 PRETOKENIZE = StageSpec(
     name="pretokenize",
@@ -24,6 +27,7 @@ PRETOKENIZE = StageSpec(
     upstream=("extract",),
     description="tiktoken-encoded, memory-mapped token shards with a document index",
     prefetch="stages.wiki.spec:prefetch_encoding",
+    studies={"lm": {}},
 )
 STAGES = (EXTRACT, GRAPH, PRETOKENIZE)
 

@@ -57,3 +57,13 @@ def test_stage_all_defaults_to_the_comparison_grid_and_explicit_keys_narrow_it(t
     narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory_num_tokens=4").stdout
     assert "job arrays: pretrain[2], evaluate[2]" in narrow
     assert "default comparison grid for stage=all: pretrain.mask " in narrow
+
+
+def test_study_runs_its_grid_and_stages_and_command_line_keys_win(tmp_path):
+    out = submit("stage=all", "study=lm", f"root={tmp_path}", "dry_run=true").stdout
+    assert "job arrays: pretrain[12], evaluate[12]" in out  # 2 strategies x 2 masks x 3 seeds, no qa
+    assert " qa " not in out
+    fewer = submit("stage=all", "study=lm", "seed=0", "mask=graph", f"root={tmp_path}", "dry_run=true").stdout
+    assert "job arrays: pretrain[2], evaluate[2]" in fewer
+    bad = submit("stage=all", "study=nope", f"root={tmp_path}", "dry_run=true", check=False)
+    assert bad.returncode == 2 and "`study=nope` is unknown" in bad.stderr
