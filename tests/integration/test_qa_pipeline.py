@@ -39,9 +39,11 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
         assert json.loads((best / "training_config.json").read_text())["progressive_segments"] == [2, 4]
         assert not (qa.path / d / "checkpoint").exists()
     assert [s["segments"] for s in stages] == [2, 4]
-    curve = stages[0]["loss_curve"] + stages[1]["loss_curve"]
-    tenth = len(curve) // 10
-    assert sum(curve[-tenth:]) / tenth < sum(curve[:tenth]) / tenth  # the loss goes down
+    # Warm-ups restart in every curriculum stage, so compare like with like: the first epoch of
+    # each stage trains with the per-segment softmax; its loss goes down from stage 1 to stage 2.
+    first_epochs = [s["epochs"][0] for s in stages]
+    assert [e["global_softmax"] for e in first_epochs] == [False, False]
+    assert first_epochs[1]["train_loss"] < first_epochs[0]["train_loss"]
     assert qa.manifest["metrics"]["final_model"] == "stage_2_segs_4/best_model"
 
     submit("stage=evaluate", "task=qa", "test_size=20", *QA, *common)
