@@ -53,7 +53,7 @@ STAGE = StageSpec(
         "nll_copy_isolated", "nll_copy_graph", "nll_copy_random", "d_copy_graph_isolated", "d_copy_graph_random",
         "nll_fact_isolated", "nll_fact_graph", "d_fact_graph_isolated", "d_fact_graph_random",
         "d_repeat", "ppl_isolated", "ppl_graph", "ppl_random",
-        "exact", "f1", "HasAns_f1", "NoAns_f1",
+        "exact", "f1", "HasAns_f1", "NoAns_f1", "local_f1", "cross_segment_f1", "unanswerable_f1",
     ),
     paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1"),
     studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}},
