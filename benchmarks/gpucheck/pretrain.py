@@ -39,11 +39,12 @@ from stages.core.config import resolve
 from stages.core.context import StageContext
 from stages.formats.generators import write_synthetic
 from stages.packing.loader import PackLoader
+from stages.pretrain.artifact import METRICS_LOG
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.data import packing_config, to_device
 from stages.pretrain.metrics import flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw
-from stages.pretrain.train import METRICS_LOG, model_config, run
+from stages.pretrain.train import model_config, run
 
 GPT2_VOCAB = 50257  # the generated corpus uses GPT-2 token ids
 MFU_TARGET = 0.40  # gpt2-small, bf16, H100-class (see README)

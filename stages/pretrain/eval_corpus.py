@@ -47,19 +47,24 @@ def upstream_paths(ctx) -> dict[str, Path]:
     return paths
 
 
-def _sample_of(extract_cfg: dict) -> tuple[int, int, str] | None:
-    if extract_cfg.get("dump") != "sample":
+def _extract_config(path: Path):
+    """The ExtractConfig an extract artifact was made with (typed, the stage's own defaults)."""
+    from stages.core.artifacts import Artifact
+
+    return Artifact(Path(path), _manifest(path)).typed_config()
+
+
+def _sample_of(extract_cfg) -> tuple[int, int, str] | None:
+    if extract_cfg.dump != "sample":
         return None
-    return (int(extract_cfg.get("sample_articles", 300)), int(extract_cfg.get("sample_seed", 0)),
-            str(extract_cfg.get("sample_fact_style", "whose")))
+    return (extract_cfg.sample_articles, extract_cfg.sample_seed, extract_cfg.sample_fact_style)
 
 
-def resolve(choice: str, train_cfg: dict, ctx) -> EvalCorpus:
+def resolve(choice: str, train_cfg, ctx) -> EvalCorpus:
     """The evaluation corpus for `choice` (see the module docstring); `auto` is `fresh` on a
     generated sample and `heldout` otherwise."""
     paths = upstream_paths(ctx)
-    extract_cfg = _manifest(paths["extract"])["config"] if "extract" in paths else {}
-    sample = _sample_of(extract_cfg)
+    sample = _sample_of(_extract_config(paths["extract"])) if "extract" in paths else None
     if choice == "auto":
         choice = "fresh" if sample else "heldout"
     if choice == "heldout":
@@ -68,7 +73,7 @@ def resolve(choice: str, train_cfg: dict, ctx) -> EvalCorpus:
         if sample is None:
             raise ValueError("corpus=fresh needs a pretrain artifact trained on dump=sample; "
                              "for a real dump use corpus=heldout or corpus=<path of another pretokenize artifact>")
-        return _fresh(paths, extract_cfg, sample, ctx)
+        return _fresh(paths, _manifest(paths["extract"])["config"], sample, ctx)
     tokens_path = Path(choice).expanduser()
     if not (tokens_path / "manifest.json").is_file():
         raise FileNotFoundError(f"corpus={choice}: not a pretokenize artifact (no manifest.json); "
@@ -76,7 +81,7 @@ def resolve(choice: str, train_cfg: dict, ctx) -> EvalCorpus:
     manifest = _manifest(tokens_path)
     graph_path = _graph_of_extract(tokens_path, manifest)
     extract_path = Path(manifest["upstream_paths"]["extract"])
-    return EvalCorpus(str(tokens_path), graph_path, tokens_path, None, _sample_of(_manifest(extract_path)["config"]))
+    return EvalCorpus(str(tokens_path), graph_path, tokens_path, None, _sample_of(_extract_config(extract_path)))
 
 
 def _graph_of_extract(tokens_path: Path, manifest: dict) -> Path:
@@ -90,7 +95,7 @@ def _graph_of_extract(tokens_path: Path, manifest: dict) -> Path:
                             f"run `stage=graph extract.from={extract_sig}` first")
 
 
-def _heldout(paths: dict[str, Path], train_cfg: dict, sample) -> EvalCorpus:
+def _heldout(paths: dict[str, Path], train_cfg, sample) -> EvalCorpus:
     from stages.formats.graph import GraphIndex
     from stages.formats.tokens import TokenStore
     from stages.pretrain.data import split_documents
@@ -98,8 +103,7 @@ def _heldout(paths: dict[str, Path], train_cfg: dict, sample) -> EvalCorpus:
     graph = GraphIndex.open(paths["graph"])
     store = TokenStore.open(paths["pretokenize"])
     try:
-        split = split_documents(graph, store, float(train_cfg.get("val_fraction", 0.03)),
-                                train_cfg.get("heldout", "doc"), int(train_cfg.get("hub_degree", 0)))
+        split = split_documents(graph, store, train_cfg.val_fraction, train_cfg.heldout, train_cfg.hub_degree)
     finally:
         store.close()
     return EvalCorpus("heldout", paths["graph"], paths["pretokenize"], split.heldout, sample, split.sizes())

@@ -31,8 +31,8 @@ from models.graphlm import GraphLMConfig, GraphLMForTraining, GraphLMInference
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
 from stages.pretrain import eval_corpus
+from stages.pretrain.artifact import MODEL_CONFIG, MODEL_WEIGHTS
 from stages.pretrain.lm_metrics import copyable_mask, value_mask
-from stages.pretrain.train import MODEL_CONFIG, MODEL_WEIGHTS
 from stages.pretrain.vocab import CompactVocab
 
 CONTEXTS = ("isolated", "graph", "random")
@@ -116,7 +116,7 @@ def run_lm_eval(cfg, ctx) -> dict:
     Reads: cfg.max_docs, cfg.corpus, cfg.copy_ngram, cfg.score_mask, cfg.generate_tokens, cfg.seed.
     """
     pretrain = ctx.upstream["pretrain"]
-    train_cfg = pretrain.config
+    train_cfg = pretrain.typed_config()  # PretrainConfig: the trainer's own defaults, no second copy
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_trained_model(pretrain.path, device)
     infer = model.to_inference_model()
@@ -126,10 +126,10 @@ def run_lm_eval(cfg, ctx) -> dict:
     store = TokenStore.open(source.tokens_path)
     try:
         vocab = CompactVocab.load(pretrain.path, store.n_vocab)
-        corpus = _Corpus(store, graph, train_cfg.get("layout", "bos_eos") == "bos_eos", vocab)
+        corpus = _Corpus(store, graph, train_cfg.layout == "bos_eos", vocab)
         encoding = _encoding(store.name, ctx)
         facts = _Facts(source.sample, encoding)
-        budget = int(train_cfg.get("token_budget", 256))
+        budget = train_cfg.token_budget
         candidates = corpus.usable if source.candidates is None else source.candidates
         order = np.random.default_rng(cfg.seed).permutation(candidates)
         details = _score(infer, corpus, facts, order, budget, mode, cfg, ctx)

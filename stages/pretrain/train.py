@@ -21,14 +21,11 @@ from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
 from stages.pretrain import checkpoint as ckpt
 from stages.pretrain.accel import build_accelerator, release_accelerator, uses_deepspeed
+from stages.pretrain.artifact import METRICS_LOG, MODEL_CONFIG, MODEL_WEIGHTS
 from stages.pretrain.data import split_documents, to_device, tokens_in, train_loader, validation_batches
 from stages.pretrain.metrics import MetricsLog, flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw, set_lr, warmup_cosine
 from stages.pretrain.vocab import CompactVocab
-
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_CONFIG = "model_config.json"
-METRICS_LOG = "metrics.jsonl"
 
 
 def model_config(cfg, n_vocab: int) -> GraphLMConfig:
