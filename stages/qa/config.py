@@ -129,8 +129,6 @@ class QAConfig:
                      "warmup_disable_any_positive_epochs", "num_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 0 (0 means all/none)")
-        if self.memory_num_tokens < 0:
-            raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} must be >= 0 (0 = plain XLNet)")
         room = self.max_seq_length - 2 * self.memory_num_tokens - self.max_query_length - 3
         if room < 1:
             raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} read + write tokens and max_query_length="
