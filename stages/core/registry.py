@@ -56,6 +56,8 @@ class StageSpec:
     - `prefetch`: `"module:function"`, `function(cfg, cache_dir) -> list[str]`, run on the submit
       side to resolve what a job would download into `{root}/cache` (one line per resource);
     - `headlines`: summary tables whose rows are this stage's runs (see `Headline`).
+    - `seed_metrics`, `paired_metrics`: metrics the summary aggregates over seeds (mean ± 95% CI
+      per variant) and pairs by seed between variants.
 
     Hooks are strings or plain data, so listing stages never imports torch or transformers.
     """
