@@ -37,7 +37,7 @@ class QAConfig:
     tokenizer_vocab_size: int = knob(1000, "vocabulary of the SentencePiece model trained for tokenizer=auto")
     dataset: str = knob("sample", "training data: 'sample', a SQuAD v2 JSON path, or a `datasets` id")
     eval_dataset: str = knob("", "dev data like `dataset`; empty = held-out articles of `dataset`")
-    sample_documents: int = knob(400, "training documents generated for dataset=sample (stages/qa/sample.py)")
+    sample_documents: int = knob(200, "training documents generated for dataset=sample (stages/qa/sample.py)")
     sample_dev_documents: int = knob(30, "dev documents generated for dataset=sample")
     data_seed: int = knob(0, "seed of the generated QA documents (dataset=sample)")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")

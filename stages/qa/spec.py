@@ -17,7 +17,7 @@ STAGE = StageSpec(
     # all 4 segments: a 2-segment stage cannot see both ends of a cross-segment question, so the
     # whole budget goes to the stage that can.
     studies={"qa_memory": {"memory_num_tokens": "0,4", "seed": "1,2,3", "progressive_segments": "[4]",
-                           "epochs_per_stage": "10", "num_threads": "1"}},
+                           "epochs_per_stage": "10", "sample_documents": "400", "num_threads": "1"}},
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
                   "dev_cross_segment_exact"),
     paired_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1"),
