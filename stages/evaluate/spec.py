@@ -13,7 +13,7 @@ class EvaluateConfig:
 
     task: str = knob("lm", "lm: perplexity of a pretrain checkpoint; qa: SQuAD v2 scores of a qa checkpoint",
                      choices=("lm", "qa"))
-    max_docs: int = knob(64, "lm: documents scored per context")
+    max_docs: int = knob(32, "lm: documents scored per context (study=lm scores 100)")
     corpus: str = knob("auto", "lm: auto (fresh on a generated sample, heldout on a dump) | heldout (the "
                        "pretrain split) | fresh (the sample regenerated with another seed) | path of a pretokenize artifact")
     copy_ngram: int = knob(4, "lm: a target token is copyable when the n-gram ending at it occurs in the graph context")
