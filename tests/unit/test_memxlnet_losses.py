@@ -34,15 +34,15 @@ def test_segment_local_loss_is_mean_cross_entropy_per_segment():
     assert math.isclose(segment_local_loss(outputs, steps).item(), expected, rel_tol=1e-6)
 
 
-def test_global_softmax_with_and_without_any_positive():
+def test_global_softmax_with_and_without_all_answer_occurrences():
     outputs, steps = _case()
     e = math.e
     doc0_total = e**2 + 2 + e + 2  # both segments of document 0 share one softmax
     doc1 = -math.log(e / (e + 2))
-    any_positive = (-math.log((e**2 + e) / doc0_total) + doc1) / 2
+    all_occurrences = (-math.log((e**2 + e) / doc0_total) + doc1) / 2
     first_only = (-math.log(e**2 / doc0_total) + doc1) / 2
-    got_any = global_softmax_loss(outputs, steps, 2, any_positive=True).item()
-    got_first = global_softmax_loss(outputs, steps, 2, any_positive=False).item()
-    assert math.isclose(got_any, any_positive, rel_tol=1e-6)
+    got_all = global_softmax_loss(outputs, steps, 2, all_occurrences=True).item()
+    got_first = global_softmax_loss(outputs, steps, 2, all_occurrences=False).item()
+    assert math.isclose(got_all, all_occurrences, rel_tol=1e-6)
     assert math.isclose(got_first, first_only, rel_tol=1e-6)
-    assert got_any < got_first
+    assert got_all < got_first
