@@ -295,19 +295,6 @@ def _article_wikitext(rng, i, titles, kinds, facts, targets, alias_of, vocab, ca
     return "\n".join(lines) + "\n"
 
 
-_SITEINFO = """  <siteinfo>
-    <sitename>Samplepedia</sitename>
-    <dbname>samplewiki</dbname>
-    <case>first-letter</case>
-    <namespaces>
-      <namespace key="0" case="first-letter" />
-      <namespace key="10" case="first-letter">Template</namespace>
-      <namespace key="14" case="first-letter">Category</namespace>
-    </namespaces>
-  </siteinfo>
-"""
-
-
 def _pages(corpus: SampleCorpus):
     """(page id, namespace, title, wikitext, redirect target or None) in dump order."""
     page_id = 1
@@ -322,9 +309,9 @@ def _pages(corpus: SampleCorpus):
 
 def write_xml(corpus: SampleCorpus, out: IO[str]) -> None:
     """Stream the corpus as a MediaWiki XML export 0.10."""
-    out.write('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" '
-              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="0.10" xml:lang="en">\n')
-    out.write(_SITEINFO)
+    from stages.wiki.dump_writer import SITEINFO, XML_HEADER
+
+    out.write(XML_HEADER + SITEINFO)
     for page_id, ns, title, text, target in _pages(corpus):
         redirect = f"    <redirect title={quoteattr(target)} />\n" if target else ""
         out.write(
