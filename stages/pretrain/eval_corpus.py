@@ -27,7 +27,7 @@ class EvalCorpus:
     graph_path: Path
     tokens_path: Path
     candidates: np.ndarray | None  # documents to score (None: every document)
-    sample: tuple[int, int, str] | None  # generate_sample's (articles, seed, fact_style) for a generated sample
+    extract_path: Path | None  # the extract artifact of the scored corpus (its planted facts, if any)
     split_sizes: dict = dataclasses.field(default_factory=dict)
 
 
@@ -54,26 +54,24 @@ def _extract_config(path: Path):
     return Artifact(Path(path), _manifest(path)).typed_config()
 
 
-def _sample_of(extract_cfg) -> tuple[int, int, str] | None:
-    if extract_cfg.dump != "sample":
-        return None
-    return (extract_cfg.sample_articles, extract_cfg.sample_seed, extract_cfg.sample_fact_style)
+def _is_sample(extract_path: Path) -> bool:
+    return _extract_config(extract_path).dump == "sample"
 
 
 def resolve(choice: str, train_cfg, ctx) -> EvalCorpus:
     """The evaluation corpus for `choice` (see the module docstring); `auto` is `fresh` on a
     generated sample and `heldout` otherwise."""
     paths = upstream_paths(ctx)
-    sample = _sample_of(_extract_config(paths["extract"])) if "extract" in paths else None
+    sample = "extract" in paths and _is_sample(paths["extract"])
     if choice == "auto":
         choice = "fresh" if sample else "heldout"
     if choice == "heldout":
-        return _heldout(paths, train_cfg, sample)
+        return _heldout(paths, train_cfg)
     if choice == "fresh":
-        if sample is None:
+        if not sample:
             raise ValueError("corpus=fresh needs a pretrain artifact trained on dump=sample; "
                              "for a real dump use corpus=heldout or corpus=<path of another pretokenize artifact>")
-        return _fresh(paths, _manifest(paths["extract"])["config"], sample, ctx)
+        return _fresh(paths, _manifest(paths["extract"])["config"], ctx)
     tokens_path = Path(choice).expanduser()
     if not (tokens_path / "manifest.json").is_file():
         raise FileNotFoundError(f"corpus={choice}: not a pretokenize artifact (no manifest.json); "
@@ -81,7 +79,7 @@ def resolve(choice: str, train_cfg, ctx) -> EvalCorpus:
     manifest = _manifest(tokens_path)
     graph_path = _graph_of_extract(tokens_path, manifest)
     extract_path = Path(manifest["upstream_paths"]["extract"])
-    return EvalCorpus(str(tokens_path), graph_path, tokens_path, None, _sample_of(_extract_config(extract_path)))
+    return EvalCorpus(str(tokens_path), graph_path, tokens_path, None, extract_path)
 
 
 def _graph_of_extract(tokens_path: Path, manifest: dict) -> Path:
@@ -95,7 +93,7 @@ def _graph_of_extract(tokens_path: Path, manifest: dict) -> Path:
                             f"run `stage=graph extract.from={extract_sig}` first")
 
 
-def _heldout(paths: dict[str, Path], train_cfg, sample) -> EvalCorpus:
+def _heldout(paths: dict[str, Path], train_cfg) -> EvalCorpus:
     from stages.formats.graph import GraphIndex
     from stages.formats.tokens import TokenStore
     from stages.pretrain.data import split_documents
@@ -106,15 +104,15 @@ def _heldout(paths: dict[str, Path], train_cfg, sample) -> EvalCorpus:
         split = split_documents(graph, store, train_cfg.val_fraction, train_cfg.heldout, train_cfg.hub_degree)
     finally:
         store.close()
-    return EvalCorpus("heldout", paths["graph"], paths["pretokenize"], split.heldout, sample, split.sizes())
+    return EvalCorpus("heldout", paths["graph"], paths["pretokenize"], split.heldout, paths.get("extract"), split.sizes())
 
 
-def _fresh(paths: dict[str, Path], extract_cfg: dict, sample: tuple[int, int, str], ctx) -> EvalCorpus:
+def _fresh(paths: dict[str, Path], extract_cfg: dict, ctx) -> EvalCorpus:
     from stages.core import config as config_lib
     from stages.core import registry
     from stages.core.runner import execute
 
-    articles, seed, style = sample
+    seed = extract_cfg.get("sample_seed", 0)
     root = ctx.out_dir / "corpus"
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "cache").exists():
@@ -133,8 +131,7 @@ def _fresh(paths: dict[str, Path], extract_cfg: dict, sample: tuple[int, int, st
         from stages.core.artifacts import load_artifact
 
         upstream[stage] = load_artifact(root, stage, outcome.signature)
-    return EvalCorpus("fresh", upstream["graph"].path, upstream["pretokenize"].path, None,
-                      (articles, seed + FRESH_SEED_OFFSET, style))
+    return EvalCorpus("fresh", upstream["graph"].path, upstream["pretokenize"].path, None, upstream["extract"].path)
 
 
 def _signature_fields(cfg: dict, stage: str) -> dict:

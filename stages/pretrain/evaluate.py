@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining, GraphLMInference
+from stages.formats.facts import read_facts
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
 from stages.pretrain import eval_corpus
@@ -91,14 +92,9 @@ class _Corpus:
 class _Facts:
     """Token ids of the linked-fact values each generated article repeats, by subject title."""
 
-    def __init__(self, sample: tuple[int, int] | None, encoding) -> None:
-        self.by_title: dict[str, list] = {}
+    def __init__(self, extract_path: Path | None, encoding) -> None:
+        self.by_title = read_facts(extract_path) if encoding is not None else {}
         self.encoding = encoding
-        if sample is not None and encoding is not None:
-            from stages.wiki.sample import generate_sample
-
-            for article in generate_sample(*sample).articles:
-                self.by_title[article.title] = article.repeated
 
     @property
     def available(self) -> bool:
@@ -106,8 +102,8 @@ class _Facts:
 
     def values(self, title: str, context_titles: set[str]) -> list[list[int]]:
         """Values of the facts that `title` repeats from documents now in its context."""
-        return [self.encoding.encode_ordinary(" " + f.value) for f in self.by_title.get(title, [])
-                if f.subject in context_titles]
+        return [self.encoding.encode_ordinary(" " + value) for subject, value in self.by_title.get(title, [])
+                if subject in context_titles]
 
 
 def run_lm_eval(cfg, ctx) -> dict:
@@ -128,7 +124,7 @@ def run_lm_eval(cfg, ctx) -> dict:
         vocab = CompactVocab.load(pretrain.path, store.n_vocab)
         corpus = _Corpus(store, graph, train_cfg.layout == "bos_eos", vocab)
         encoding = _encoding(store.name, ctx)
-        facts = _Facts(source.sample, encoding)
+        facts = _Facts(source.extract_path, encoding)
         budget = train_cfg.token_budget
         candidates = corpus.usable if source.candidates is None else source.candidates
         order = np.random.default_rng(cfg.seed).permutation(candidates)

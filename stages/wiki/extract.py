@@ -439,6 +439,14 @@ def _refuse_all_bad(cfg: ExtractConfig, converted: list[dict]) -> None:
                          f"{example[:200]}); pass a MediaWiki XML export or a CirrusSearch dump")
 
 
+def _write_sample_facts(cfg: ExtractConfig, out_dir: Path) -> None:
+    """Record what the generator planted, so evaluation reads it from the artifact."""
+    from stages.formats.facts import write_facts
+    from stages.wiki.sample import generate_sample
+
+    write_facts(out_dir, generate_sample(cfg.sample_articles, cfg.sample_seed, cfg.sample_fact_style).articles)
+
+
 def run(cfg: ExtractConfig, ctx) -> dict:
     """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring)."""
     plan = read_plan(cfg, ctx.out_dir)
@@ -465,6 +473,8 @@ def run(cfg: ExtractConfig, ctx) -> dict:
     _report_skips(ctx, converted)
     shutil.rmtree(raw_dir, ignore_errors=True)
     shutil.rmtree(ctx.out_dir / "_input", ignore_errors=True)
+    if cfg.dump == "sample":
+        _write_sample_facts(cfg, ctx.out_dir)
     parallel = sum(1 for u in plan.units if u.streams)
     metrics.update(
         links_dropped=sum(p["links_dropped"] for p in converted),

@@ -8,6 +8,8 @@ EXTRACT = StageSpec(
     config_cls=ExtractConfig,
     run="stages.wiki.extract:run",
     upstream=(),
+    # 2: a generated sample's artifact records its planted facts (facts.jsonl)
+    version=2,
     description="Wikipedia dump (XML/CirrusSearch, or the generated sample) -> Markdown article shards",
     # study=lm: articles restate the linked article's fact sentences (see stages/wiki/sample.py)
     studies={"lm": {"sample_articles": "1000", "sample_fact_style": "restate"}},

@@ -52,7 +52,7 @@ def test_ids_follow_title_order_and_links_resolve_through_redirects(tmp_path):
             assert f"]({link_target(target)})" in article.text
     manifest = json.loads((outcome.artifact / "manifest.json").read_text())
     assert {f["path"] for f in manifest["files"]} == {
-        "articles-00000.jsonl.zst", "articles-00001.jsonl.zst", "titles.json", "titles.txt", "redirects.json"}
+        "articles-00000.jsonl.zst", "articles-00001.jsonl.zst", "titles.json", "titles.txt", "redirects.json", "facts.jsonl"}
 
 
 def test_markdown_export_names_files_by_stem_and_links_to_stems(tmp_path):
@@ -145,3 +145,15 @@ def test_relaunch_after_a_crash_redoes_only_missing_shards(tmp_path, monkeypatch
     assert calls["convert"] == converted_once  # conversion was not redone
     assert calls["write"] == [0, 1, 1]  # only the crashed output shard was rewritten
     assert articles_of(outcome) == articles_of(run_extract(tmp_path / "b"))
+
+
+def test_generated_sample_artifact_records_its_planted_facts(tmp_path):
+    """Evaluation reads the planted facts from the extract artifact, not from the generator."""
+    from stages.formats.facts import read_facts, write_facts
+
+    corpus = generate_sample(n_articles=40, seed=3)
+    write_facts(tmp_path, corpus.articles)
+    facts = read_facts(tmp_path)
+    assert facts == {a.title: [(f.subject, f.value) for f in a.repeated] for a in corpus.articles}
+    assert any(facts.values())
+    assert read_facts(tmp_path / "missing") == {} and read_facts(None) == {}
