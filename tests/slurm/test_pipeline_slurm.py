@@ -192,7 +192,10 @@ def test_usr2_requeues_and_resumes_to_the_same_weights(chain, tmp_path):
     other = tmp_path / "uninterrupted"
     for stage in ("extract", "graph", "pretokenize"):  # same upstream artifacts under a second root
         shutil.copytree(root / stage, other / stage)
-    args = ["stage=pretrain", *TINY, "pretrain.steps=10", "checkpoint_every=3", "log_every=1", "cpus_per_task=1"]
+    # Enough steps that the job is still running when USR2 lands: a tiny-preset step on the compact
+    # vocabulary takes a fraction of a second, so 10 steps could finish before the signal.
+    steps = 100
+    args = ["stage=pretrain", *TINY, f"pretrain.steps={steps}", "checkpoint_every=3", "log_every=1", "cpus_per_task=1"]
     submit(root, *args)
     interrupted = runs(root)[-1]
     submit(other, *args)
@@ -210,7 +213,7 @@ def test_usr2_requeues_and_resumes_to_the_same_weights(chain, tmp_path):
     log = (interrupted.logs / job["job_id"] / f"{job['job_id']}_0_log.err").read_text()
     assert f"requeueing Slurm job {job['job_id']}" in log  # the stage saved and requeued itself (jobs/entry.py)
     resumed = record_of(root, job["signature"])["metrics"]["resumed_from_step"]
-    assert resumed is not None and 2 <= resumed < 10
+    assert resumed is not None and 2 <= resumed < steps
     from safetensors.torch import load_file
 
     weights = load_file(root / "pretrain" / done["signature"] / "model.safetensors")
