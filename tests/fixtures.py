@@ -77,3 +77,20 @@ def random_packed_batch(batch_size: int, seq_len: int, vocab_size: int, max_docs
         "tokens": tokens, "labels": labels, "doc_index": doc_index, "positions": positions,
         "doc_ids": doc_ids, "edges": torch.tensor(edges, dtype=torch.long).view(-1, 3), "doc_spans": spans,
     }
+
+
+#: Filler words of the hand-made QA examples (none of them is the answer word).
+QA_WORDS = ["alpha", "beta", "gamma", "delta", "river", "lake", "town", "north", "south", "east", "west", "stone"]
+
+
+def qa_example(qid: str, n_words: int, answer_at: int | None = None):
+    """A QA example of `n_words` filler words; with `answer_at`, the word there is the answer "Zorbin"."""
+    from stages.qa.data import QAExample
+
+    words = [QA_WORDS[i % len(QA_WORDS)] for i in range(n_words)]
+    answers = []
+    if answer_at is not None:
+        words[answer_at] = "Zorbin"
+        start = len(" ".join(words[:answer_at])) + (1 if answer_at else 0)
+        answers = [{"text": "Zorbin", "answer_start": start}]
+    return QAExample(qid, "t", " ".join(words), "Where is it?", answers)

@@ -11,9 +11,9 @@ from stages.qa import data as qa_data
 from stages.qa.batching import EpochSampler, document_batch
 from stages.qa.features import SegmentLayout, build_features, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
+from tests.fixtures import qa_example
 
 REAL_SPIECE = Path(__file__).resolve().parents[3] / "shared" / "data" / "xlnet" / "spiece.model"
-WORDS = ["alpha", "beta", "gamma", "delta", "river", "lake", "town", "north", "south", "east", "west", "stone"]
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +29,8 @@ def _spec(tok, max_seq_length=40, max_n_segs=6):
     return SegmentLayout(max_seq_length, 12, 8, max_n_segs, tuple(read), tuple(write))
 
 
-def _example(qid, n_words, answer_at=None):
-    words = [WORDS[i % len(WORDS)] for i in range(n_words)]
-    answers = []
-    if answer_at is not None:
-        words[answer_at] = "Zorbin"
-        start = len(" ".join(words[:answer_at])) + (1 if answer_at else 0)
-        answers = [{"text": "Zorbin", "answer_start": start}]
-    return qa_data.QAExample(qid, "t", " ".join(words), "Where is it?", answers)
-
-
 def test_cls_index_comes_last_and_varies_with_segment_length(tokenizer, tmp_path):
-    examples = [_example("short", 3), _example("long", 60, answer_at=50)]
+    examples = [qa_example("short", 3), qa_example("long", 60, answer_at=50)]
     store = build_features(examples, tokenizer, _spec(tokenizer), tmp_path / "f")
     seg = store.segments
     for row in range(store.meta["n_segments"]):
@@ -55,7 +45,7 @@ def test_cls_index_comes_last_and_varies_with_segment_length(tokenizer, tmp_path
 
 
 def test_answer_positions_map_back_to_the_answer_text(tokenizer, tmp_path):
-    example = _example("long", 40, answer_at=20)
+    example = qa_example("long", 40, answer_at=20)
     store = build_features([example], tokenizer, _spec(tokenizer, max_n_segs=20), tmp_path / "f")
     answer_segment = store.docs["answer_segment"][0]
     assert answer_segment > 0  # the answer lies in a later segment
@@ -70,7 +60,7 @@ def test_answer_positions_map_back_to_the_answer_text(tokenizer, tmp_path):
 
 
 def test_time_step_major_order_with_unequal_segment_counts(tokenizer, tmp_path):
-    examples = [_example("one", 3), _example("three", 20), _example("two", 8)]
+    examples = [qa_example("one", 3), qa_example("three", 20), qa_example("two", 8)]
     store = build_features(examples, tokenizer, _spec(tokenizer, max_n_segs=20), tmp_path / "f")
     counts = store.docs["n_segments"].tolist()
     assert counts[0] == 1 and counts[2] < counts[1] and counts[2] >= 2
@@ -86,7 +76,7 @@ def test_time_step_major_order_with_unequal_segment_counts(tokenizer, tmp_path):
 
 
 def test_memory_flows_within_a_document_across_steps(tokenizer, tmp_path):
-    examples = [_example("one", 3), _example("three", 20), _example("two", 8)]
+    examples = [qa_example("one", 3), qa_example("three", 20), qa_example("two", 8)]
     store = build_features(examples, tokenizer, _spec(tokenizer), tmp_path / "f")
     read, write = add_memory_tokens(tokenizer, 2)
     torch.manual_seed(0)
@@ -122,7 +112,7 @@ def test_sampler_splits_ranks_evenly_and_deterministically():
 
 def test_too_short_segments_fail_clearly(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="max_seq_length"):
-        build_features([_example("x", 5)], tokenizer, _spec(tokenizer, max_seq_length=10), tmp_path / "f")
+        build_features([qa_example("x", 5)], tokenizer, _spec(tokenizer, max_seq_length=10), tmp_path / "f")
 
 
 def test_long_context_joins_paragraphs_and_reoffsets_answers():

@@ -19,8 +19,8 @@ from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
 from stages.qa.sample import generate_sample
 from stages.qa.tokenizer import resolve_tokenizer
+from tests.fixtures import qa_example
 
-WORDS = ["alpha", "beta", "gamma", "delta", "river", "lake", "town", "north", "south", "east", "west", "stone"]
 SMALL = {"sample_documents": 4, "sample_dev_documents": 1, "train_size": 8, "eval_size": 4, "max_n_segs": 3,
          "batch_size": 4, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
          "tokenizer_vocab_size": 300, "memory_num_tokens": 2, "num_threads": 1}
@@ -37,16 +37,6 @@ def tokenizer(tmp_path_factory):
 def _spec(tok, max_n_segs=12):
     read, write = add_memory_tokens(tok, 2)
     return SegmentLayout(40, 12, 8, max_n_segs, tuple(read), tuple(write))
-
-
-def _example(qid, n_words, answer_at=None):
-    words = [WORDS[i % len(WORDS)] for i in range(n_words)]
-    answers = []
-    if answer_at is not None:
-        words[answer_at] = "Zorbin"
-        start = len(" ".join(words[:answer_at])) + (1 if answer_at else 0)
-        answers = [{"text": "Zorbin", "answer_start": start}]
-    return qa_data.QAExample(qid, "t", " ".join(words), "Where is it?", answers)
 
 
 def test_each_warmup_switches_at_the_right_epoch_of_every_curriculum_stage(tmp_path):
@@ -91,12 +81,12 @@ def test_any_positive_and_best_score_extraction_differ_and_the_warmup_chooses():
 
 def test_an_answer_in_segment_five_trains_in_a_two_segment_stage(tokenizer, tmp_path):
     spec = _spec(tokenizer)
-    examples = [_example("far", 200, answer_at=None), _example("none", 30)]
+    examples = [qa_example("far", 200, answer_at=None), qa_example("none", 30)]
     # Place the answer so that its first segment is the fifth.
     for at in range(200):
-        _, seg = featurize(_example("far", 200, answer_at=at), tokenizer, spec)
+        _, seg = featurize(qa_example("far", 200, answer_at=at), tokenizer, spec)
         if seg == 4:
-            examples[0] = _example("far", 200, answer_at=at)
+            examples[0] = qa_example("far", 200, answer_at=at)
             break
     store = build_features(examples, tokenizer, spec, tmp_path / "f")
     assert store.docs["answer_segment"][0] == 4
@@ -127,12 +117,12 @@ def test_evaluation_does_not_depend_on_where_the_answer_is(tokenizer, tmp_path):
     model = MemXLNetForQA.tiny(len(tokenizer), MemoryConfig(2, read_token_ids=read, write_token_ids=write))
     runs = []
     for i, at in enumerate((None, 3, 60, 150)):
-        store = build_features([_example("q", 200, answer_at=None), _example("q2", 80)], tokenizer, spec, tmp_path / f"s{i}")
+        store = build_features([qa_example("q", 200, answer_at=None), qa_example("q2", 80)], tokenizer, spec, tmp_path / f"s{i}")
         if at is not None:  # same text, gold answer at a different place
-            ex = _example("q", 200, answer_at=at)
-            ex.context = _example("q", 200).context
+            ex = qa_example("q", 200, answer_at=at)
+            ex.context = qa_example("q", 200).context
             ex.answers = [{"text": ex.context[ex.answers[0]["answer_start"]:][:5], "answer_start": ex.answers[0]["answer_start"]}]
-            store = build_features([ex, _example("q2", 80)], tokenizer, spec, tmp_path / f"t{i}")
+            store = build_features([ex, qa_example("q2", 80)], tokenizer, spec, tmp_path / f"t{i}")
         runs.append(predict(model, store, 2, 3, 10, 0.0))
     assert all(r == runs[0] for r in runs[1:])
 
