@@ -56,3 +56,14 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     rescored = squad_eval.evaluate(gold["data"], preds, na_probs)
     assert json.loads((evaluation.path / "scores.json").read_text()) == rescored
     assert all(abs(metrics[k] - v) < 1e-9 for k, v in rescored.items())
+
+    # The no-answer threshold: by default the one saved with the trained model (its qa config);
+    # an explicit `no_answer_threshold=` overrides it (a huge one abstains on every question).
+    saved = qa.typed_config().no_answer_threshold
+    assert evaluation.manifest["record"]["no_answer_threshold"] == saved
+    submit("stage=evaluate", "task=qa", "test_size=20", "no_answer_threshold=1e9", *QA, *common)
+    (override,) = [load_artifact(root, "evaluate", p.name) for p in (root / "evaluate").iterdir()
+                   if not p.name.startswith(".") and p.name != evaluation.path.name]
+    assert override.manifest["record"]["no_answer_threshold"] == 1e9
+    abstained = json.loads((override.path / "predictions.json").read_text())
+    assert set(abstained.values()) == {""} and override.manifest["metrics"]["NoAns_exact"] == 100.0
