@@ -33,7 +33,8 @@ examples:
 """
 
 
-def help_text() -> str:
+def help_text(stage: str | None = None) -> str:
+    """The full help, or with `stage` (a stage name) only that stage's keys after the global ones."""
     lines = ["usage: python jobs/submit.py [command] key=value ...", "",
              f"commands: {', '.join(COMMANDS)} (default: run)", "",
              "arguments are key=value; `stage.key=value` targets one stage; `key=a,b,c` sweeps a key",
@@ -42,6 +43,8 @@ def help_text() -> str:
     lines += ["", "launcher keys (never part of a signature; slurm.extra.<flag>=v passes sbatch flags):"]
     lines += [_field_line(f) for f in config_lib.describe(LauncherConfig)]
     for name, spec in registry.all_stages().items():
+        if stage not in (None, "all", name):
+            continue
         upstream = spec.upstream if not callable(spec.upstream) else "depends on config"
         lines += ["", f"stage `{name}`: {spec.description} (upstream: {upstream or 'none'})"]
         lines += [_field_line(f) for f in config_lib.describe(spec.config_cls)]
@@ -84,8 +87,10 @@ def run_command(parsed: ParsedArgs) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(help_text())
+    if not argv or argv[0] == "help" or any(arg in ("-h", "--help") for arg in argv):
+        # `stage=pretrain --help` shows that stage's keys; unknown stage names show everything.
+        stage = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("stage=")), None)
+        print(help_text(stage if stage in registry.all_stages() else None))
         return 0
     command = argv[0] if argv[0] in COMMANDS else "run"
     rest = argv[1:] if argv[0] in COMMANDS else argv

@@ -39,6 +39,11 @@ class GraphLMConfig:
     #: RoPE positions restart at 0 in every document (the packing layout's `reset_positions`);
     #: inference rebuilds them the same way. Off: positions are absolute in the pack.
     reset_positions: bool = False
+    #: Smeared keys: each head's key at position t blends in the key at t - 1 of the same document
+    #: with a learned per-head weight (sigmoid, 0.5 at init). A query can then match "the token
+    #: after an earlier occurrence of the current token" in one layer, which is the induction
+    #: (in-context copying) pattern a 2-layer model otherwise forms slowly or not at all.
+    smear_keys: bool = False
     ce_chunk_tokens: int = 1024
     init_std: float = 0.02
     compile: bool = False

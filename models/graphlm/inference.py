@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .layers import KVCache
 from .loss import token_losses
-from .masks import AttentionMask, dense_mask, make_mask_mod
+from .masks import AttentionMask, dense_mask, document_continues, make_mask_mod
 
 DocSpan = tuple  # (start, length, doc_id, truncated)
 
@@ -53,7 +53,8 @@ class GraphLMInference:
 
     def _mask(self, mode: str, doc_index: Tensor, edges: Tensor | None, q_positions: Tensor) -> AttentionMask:
         mask_mod = make_mask_mod(mode, doc_index, edges)
-        return AttentionMask(mode, dense=dense_mask(mask_mod, doc_index.shape[0], q_positions, doc_index.shape[1]))
+        return AttentionMask(mode, dense=dense_mask(mask_mod, doc_index.shape[0], q_positions, doc_index.shape[1]),
+                             continues=document_continues(doc_index, q_positions))
 
     @torch.no_grad()
     def forward_inference(self, tokens: Tensor, doc_spans: Sequence[Sequence[DocSpan]],

@@ -68,6 +68,8 @@ class KVCache:
 
     def __init__(self, n_layers: int) -> None:
         self.layers: list[tuple[Tensor, Tensor] | None] = [None] * n_layers
+        #: Per layer, the last position's key before smearing and rotation (smeared keys only).
+        self.last_keys: list[Tensor | None] = [None] * n_layers
 
     @property
     def length(self) -> int:
@@ -92,6 +94,19 @@ class Attention(nn.Module):
         self.compile = config.compile
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.out = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.smear = nn.Parameter(torch.zeros(config.n_heads)) if config.smear_keys else None
+
+    def _smear(self, k: Tensor, mask: AttentionMask, cache: KVCache | None, layer: int) -> Tensor:
+        """k_t + sigmoid(w_h) * (k_{t-1} - k_t) where t - 1 is in t's document (see GraphLMConfig)."""
+        if mask.continues is None:
+            raise ValueError("smear_keys needs the mask's `continues` (build it with build_attention_mask)")
+        first = cache.last_keys[layer] if cache is not None else None
+        first = torch.zeros_like(k[:, :, :1]) if first is None else first
+        previous = torch.cat((first, k[:, :, :-1]), dim=2)
+        if cache is not None:
+            cache.last_keys[layer] = k[:, :, -1:]
+        weight = torch.sigmoid(self.smear).view(1, -1, 1, 1) * mask.continues[:, None, :, None].to(k.dtype)
+        return k + weight * (previous - k)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttentionMask,
@@ -99,6 +114,8 @@ class Attention(nn.Module):
     ) -> Tensor:
         batch, seq, _ = x.shape
         q, k, v = self.qkv(x).view(batch, seq, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.smear is not None:
+            k = self._smear(k, mask, cache, layer)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.extend(layer, k, v)
@@ -161,6 +178,8 @@ class Backbone(nn.Module):
         for name, param in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.ones_(param)
+            elif name.endswith("attn.smear"):
+                nn.init.zeros_(param)
             elif name.endswith(("out.weight", "down.weight")):
                 nn.init.normal_(param, mean=0.0, std=residual_std)
             else:

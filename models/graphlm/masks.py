@@ -143,12 +143,21 @@ class AttentionMask:
     mode: str
     block_mask: BlockMask | None = None
     dense: Tensor | None = None
+    #: bool [B, T_q]: the query's previous position is in the same document (smeared keys only
+    #: blend keys inside a document, so a doc-mask model never sees its neighbour through them).
+    continues: Tensor | None = None
 
     @property
     def kernel(self) -> str:
         if self.block_mask is not None:
             return "flex"
         return "sdpa-dense" if self.dense is not None else "sdpa-causal"
+
+
+def document_continues(doc_index: Tensor, q_positions: Tensor) -> Tensor:
+    """bool [B, len(q_positions)]: position q - 1 exists and belongs to q's document."""
+    previous = (q_positions - 1).clamp(min=0)
+    return (doc_index[:, q_positions] == doc_index[:, previous]) & (q_positions > 0)
 
 
 def resolve_attention_impl(impl: str, device: torch.device) -> str:
@@ -164,12 +173,13 @@ def build_attention_mask(
     """Build the mask for one batch; `doc_index` is int64 [B, T], `edges` int64 [E, 3]."""
     if doc_index.dim() != 2:
         raise ValueError(f"doc_index: expected [B, T], got shape {tuple(doc_index.shape)}")
-    if mode == "causal":
-        return AttentionMask(mode)
     batch_size, seq_len = doc_index.shape
+    positions = torch.arange(seq_len, device=doc_index.device)
+    continues = document_continues(doc_index, positions)
+    if mode == "causal":
+        return AttentionMask(mode, continues=continues)
     mask_mod = make_mask_mod(mode, doc_index, edges)
     if resolve_attention_impl(impl, doc_index.device) == "flex":
         block = create_block_mask(mask_mod, batch_size, None, seq_len, seq_len, device=doc_index.device)
-        return AttentionMask(mode, block_mask=block)
-    positions = torch.arange(seq_len, device=doc_index.device)
-    return AttentionMask(mode, dense=dense_mask(mask_mod, batch_size, positions, seq_len))
+        return AttentionMask(mode, block_mask=block, continues=continues)
+    return AttentionMask(mode, dense=dense_mask(mask_mod, batch_size, positions, seq_len), continues=continues)

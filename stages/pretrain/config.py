@@ -39,6 +39,9 @@ class PretrainConfig(PackingConfig):
     attention_impl: str = knob("auto", "attention kernel: flex on CUDA / dense-mask SDPA on CPU (auto)",
                                choices=("auto", "flex", "sdpa"), signature=False)
     tie_embeddings: bool = knob(True, "share the input embedding and the output projection")
+    smear_keys: bool = knob(False, "smeared keys: each attention key blends in the previous token's key "
+                            "(learned weight per head, within a document), so a 2-layer model learns "
+                            "in-context copying (study=lm turns it on)")
     compile: bool = knob(False, "torch.compile the decoder blocks (FlexAttention is always compiled on CUDA)",
                           signature=False)
 

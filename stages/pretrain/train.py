@@ -33,6 +33,7 @@ def model_config(cfg, n_vocab: int) -> GraphLMConfig:
     return GraphLMConfig.from_preset(
         cfg.preset, vocab_size=n_vocab, mask=cfg.mask, tie_embeddings=cfg.tie_embeddings,
         attention_impl=cfg.attention_impl, compile=cfg.compile, reset_positions=cfg.reset_positions,
+        smear_keys=cfg.smear_keys,
     )
 
 

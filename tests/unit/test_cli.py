@@ -17,6 +17,11 @@ def test_help_lists_stages_keys_and_examples():
     assert "examples:" in out and "array_parallelism" in out
 
 
+def test_help_after_a_stage_shows_that_stage_only():
+    out = submit("stage=toy_numbers", "--help").stdout
+    assert "stage `toy_numbers`" in out and "stage `toy_sum`" not in out and "global keys:" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (["stage=nope"], "unknown stage `nope`"),
     (["stage=toy_numbers", "no_such_key=1"], "unknown key `no_such_key`"),

@@ -88,10 +88,11 @@ def test_inference_matches_training_hidden_states():
     torch.testing.assert_close(logits, hidden @ model.output_weight.t(), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("smear_keys", [False, True])
 @pytest.mark.parametrize("mode", ["doc", "graph", "causal"])
-def test_kv_cached_greedy_generation_equals_full_recompute(mode):
+def test_kv_cached_greedy_generation_equals_full_recompute(mode, smear_keys):
     torch.manual_seed(0)
-    infer = GraphLMForTraining.from_config(tiny(mask=mode)).to_inference_model()
+    infer = GraphLMForTraining.from_config(tiny(mask=mode, smear_keys=smear_keys)).to_inference_model()
     prompt, context = [1, 2, 3, 4], [[5, 6, 7], [8, 9]]
     generated = infer.generate(prompt, context, max_new_tokens=6, temperature=0)
     sequence = list(prompt)
@@ -118,3 +119,20 @@ def test_config_validation_and_presets():
     with torch.device("meta"):  # shapes only: 124M real parameters would be slow to initialise
         gpt2 = GraphLMForTraining.from_config(GraphLMConfig.from_preset("gpt2-small", vocab_size=50257))
     assert 120e6 < gpt2.num_parameters() < 128e6
+
+
+def test_smeared_keys_are_wired_and_off_when_their_weight_is_zero():
+    batch = random_packed_batch(2, 30, VOCAB, seed=3)
+    torch.manual_seed(0)
+    plain = GraphLMForTraining.from_config(tiny(mask="graph"))
+    smeared = GraphLMForTraining.from_config(tiny(mask="graph", smear_keys=True))
+    assert {name for name, _ in smeared.named_parameters()} - {name for name, _ in plain.named_parameters()} == {
+        "backbone.layers.0.attn.smear", "backbone.layers.1.attn.smear"}
+    smeared.load_state_dict(plain.state_dict(), strict=False)
+    mask = build_attention_mask("graph", batch["doc_index"], batch["edges"])
+    with torch.no_grad():
+        hidden = plain.hidden_states(batch["tokens"], mask)
+        assert not torch.allclose(smeared.hidden_states(batch["tokens"], mask), hidden)  # sigmoid(0) = 0.5
+        for layer in smeared.backbone.layers:
+            layer.attn.smear.fill_(-torch.inf)  # weight sigmoid(-inf) = 0: the plain model's keys
+        torch.testing.assert_close(smeared.hidden_states(batch["tokens"], mask), hidden)

@@ -82,23 +82,24 @@ def test_value_mask_marks_the_predictions_of_each_value_token():
     assert np.flatnonzero(mask).tolist() == [1, 2, 4, 5]
 
 
-def _tiny(mask: str, reset_positions: bool = False, vocab: int = 64) -> GraphLMForTraining:
+def _tiny(mask: str, reset_positions: bool = False, vocab: int = 64, smear_keys: bool = False) -> GraphLMForTraining:
     torch.manual_seed(0)
     config = GraphLMConfig(vocab_size=vocab, n_layers=2, d_model=32, n_heads=2, d_ff=64, mask=mask,
-                           attention_impl="sdpa", reset_positions=reset_positions)
+                           attention_impl="sdpa", reset_positions=reset_positions, smear_keys=smear_keys)
     return GraphLMForTraining.from_config(config).eval()
 
 
-@pytest.mark.parametrize("reset_positions", [False, True])
-def test_doc_mask_scores_do_not_depend_on_the_context(reset_positions):
-    infer = _tiny("doc", reset_positions).to_inference_model()
+@pytest.mark.parametrize(("reset_positions", "smear_keys"), [(False, False), (True, False), (False, True)])
+def test_doc_mask_scores_do_not_depend_on_the_context(reset_positions, smear_keys):
+    # smeared keys blend only inside a document: the target's first key never sees the context's last
+    infer = _tiny("doc", reset_positions, smear_keys=smear_keys).to_inference_model()
     target = list(range(3, 40))
     isolated = infer.context_token_nll(target, [])
     for context in ([[5, 6, 7] * 20], [list(range(10, 50)), [1, 2, 3, 4]]):
         with_context = infer.context_token_nll(target, context)
         torch.testing.assert_close(with_context, isolated, atol=1e-5, rtol=1e-5)
     # the graph mask does read the same context
-    graph = _tiny("graph", reset_positions).to_inference_model()
+    graph = _tiny("graph", reset_positions, smear_keys=smear_keys).to_inference_model()
     assert not torch.allclose(graph.context_token_nll(target, [list(range(10, 50))]), graph.context_token_nll(target, []))
 
 
