@@ -12,7 +12,7 @@ EXTRACT = StageSpec(
     version=2,
     description="Wikipedia dump (XML/CirrusSearch, or the generated sample) -> Markdown article shards",
     # study=lm: articles restate the linked article's fact sentences (see stages/wiki/sample.py)
-    studies={"lm": {"sample_articles": "1000", "sample_fact_style": "restate"}},
+    studies={"lm": {"sample_articles": "10000", "sample_fact_style": "restate"}},
 )
 GRAPH = StageSpec(
     name="graph",
