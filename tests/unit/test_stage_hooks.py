@@ -6,9 +6,11 @@ one line (its spec module added to `BUILTIN_SPEC_MODULES`); nothing in `jobs/` c
 prefetch hook before running it, and the results summary shows its headline table and plot.
 """
 
+import ast
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -104,42 +106,38 @@ def test_launch_prefetches_and_the_summary_shows_the_headline(toy_stage, tmp_pat
     assert record["executor"] == "inline" and all(j["state"] == "COMPLETED" for j in record["jobs"].values())
 
 
-def _code_strings_and_imports(path):
-    """String constants outside docstrings, and imported module names, of one source file."""
-    import ast
 
+def _strings_and_stage_packages(path):
+    """String constants outside docstrings, and the `stages.<package>` names imported, of one file."""
     tree = ast.parse(path.read_text())
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                   and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
     strings = {node.value for node in ast.walk(tree)
                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings}
-    imports = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imports |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    return strings, imports
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return strings, {m.split(".")[1] for m in modules if m.startswith("stages.")}
 
 
 def test_jobs_name_no_stage_and_stages_import_only_declared_upstreams():
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     stages = registry.all_stages()
     shared = {"core", "formats"}
     for path in sorted((root / "jobs").glob("*.py")):
-        strings, imports = _code_strings_and_imports(path)
+        strings, packages = _strings_and_stage_packages(path)
         assert not strings & set(stages), f"{path.name} names a stage: {sorted(strings & set(stages))}"
-        packages = {m.split(".")[1] for m in imports if m.startswith("stages.") and m.count(".") >= 1}
         assert packages <= shared, f"{path.name} imports stage internals: {sorted(packages - shared)}"
-    # A stage package imports core, formats, its own library packages, and the packages of stages it
-    # declares upstream (evaluate dispatches to its upstream's evaluator); nothing else.
-    libraries = {"packing"}  # the pretrain stage's loader library, owned by no other stage
+    # A stage package imports core, formats, the packing library (owned by no stage), itself, and the
+    # packages of the stages its stages declare upstream (evaluate dispatches to its upstream's
+    # evaluator); nothing else. One package may hold several stages (wiki: extract, graph, pretokenize).
     package_of = {name: spec.run.split(".")[1] for name, spec in stages.items() if spec.run.startswith("stages.")}
+    allowed = {package: shared | {"packing", package} for package in package_of.values()}
     for name, package in package_of.items():
         spec = stages[name]
-        declared = {u for overrides in spec.variants or ({},)
-                    for u in spec.upstream_of(spec.config_cls(**overrides))}
-        allowed = shared | libraries | {package} | {package_of[u] for u in declared if u in package_of}
-        for path in sorted((root / "stages" / package).glob("*.py")):
-            _, imports = _code_strings_and_imports(path)
-            used = {m.split(".")[1] for m in imports if m.startswith("stages.") and m.count(".") >= 1}
-            assert used <= allowed, f"stages/{package}/{path.name} imports {sorted(used - allowed)}"
+        for overrides in spec.variants or ({},):
+            allowed[package] |= {package_of[u] for u in spec.upstream_of(spec.config_cls(**overrides)) if u in package_of}
+    for package, permitted in allowed.items():
+        for path in sorted((root / "stages" / package).rglob("*.py")):
+            used = _strings_and_stage_packages(path)[1]
+            assert used <= permitted, f"{path.relative_to(root)} imports {sorted(used - permitted)}"
