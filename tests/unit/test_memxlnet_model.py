@@ -154,3 +154,20 @@ def test_from_base_loads_xlnet_weights_from_a_local_hf_folder(tmp_path):
     assert model.transformer.word_embedding.weight.shape[0] == VOCAB + 4
     assert torch.equal(model.transformer.word_embedding.weight[:VOCAB], base.word_embedding.weight)
     assert torch.equal(model.transformer.layer[0].ff.layer_1.weight, base.layer[0].ff.layer_1.weight)
+
+
+def test_write_tokens_start_from_their_segment_not_their_embedding():
+    """At init, the memory written by a segment must depend on that segment's words (the memory
+    token embeddings start at zero; with random ones the write states barely move)."""
+    model = _model(_memory(2))
+    steps = _steps(2)
+    changed = dict(steps[0])
+    changed["input_ids"] = steps[0]["input_ids"].clone()
+    changed["input_ids"][:, 2:14] = torch.randint(10, 90, (2, 12), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        before = TimeStepMajorRunner(model)([steps[0]], 2)[0]["memory_info"]["memory_state"]
+        after = TimeStepMajorRunner(model)([changed], 2)[0]["memory_info"]["memory_state"]
+    relative = float((before - after).norm() / before.norm())
+    assert relative > 0.05, f"write states moved {relative:.4f} when every context word changed"
+    for ids in (READ, WRITE):
+        assert torch.count_nonzero(model.transformer.word_embedding.weight[ids]) == 0
