@@ -3,6 +3,10 @@
 from stages.core.registry import Headline, StageSpec
 from stages.qa.config import QAConfig
 
+#: What both QA studies share: data, budget, seeds.
+_STUDY = {"seed": "1,2,3", "progressive_segments": "[4]", "epochs_per_stage": "10", "sample_documents": "400",
+          "sample_dev_documents": "200", "num_threads": "1"}
+
 STAGE = StageSpec(
     name="qa",
     config_cls=QAConfig,
@@ -15,9 +19,15 @@ STAGE = StageSpec(
     # `study=qa_memory`: does memory help across segments? Memory vs none, 3 seeds each (the
     # generated data stays fixed; the seed changes init and data order). One curriculum stage of
     # all 4 segments: a 2-segment stage cannot see both ends of a cross-segment question, so the
-    # whole budget goes to the stage that can.
-    studies={"qa_memory": {"memory_num_tokens": "0,4", "seed": "1,2,3", "progressive_segments": "[4]",
-                           "epochs_per_stage": "10", "sample_documents": "400", "num_threads": "1"}},
+    # whole budget goes to the stage that can. 200 dev documents: 200 cross-segment questions a run.
+    # `study=qa_ceiling`: the same reader with each whole document in one 192-token segment and no
+    # memory. What it cannot answer with everything in view, memory cannot help it answer; if its
+    # cross-segment F1 is at the guessing floor, a failed memory control says nothing about memory.
+    studies={
+        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY},
+        "qa_ceiling": {**_STUDY, "memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1",
+                       "progressive_segments": "[1]"},
+    },
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
                   "dev_cross_segment_exact"),
     paired_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1"),

@@ -163,3 +163,22 @@ def test_generated_questions_cover_every_kind_and_answers_match_their_offsets():
         for answer in example.answers:
             assert example.context[answer["answer_start"]:][: len(answer["text"])] == answer["text"]
     assert generate_sample(10, 3, "dev") == squad and generate_sample(10, 3, "train") != squad
+
+
+def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
+    """`study=qa_ceiling` is only a reference if nothing is cut: every question's document fits in
+    its one segment, and every answer is in it."""
+    from stages.qa.spec import STAGE
+
+    keys = STAGE.studies["qa_ceiling"]
+    cfg = resolve(QAConfig, {k: json.loads(v) for k, v in keys.items() if k not in ("seed", "memory_num_tokens")})
+    cfg.validate()
+    squad = generate_sample(60, 0, "train")
+    tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
+    spec = SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, (), ())
+    for example in qa_data.iter_examples(squad):
+        arrays, answer_segment = featurize(example, tok, spec)
+        assert len(arrays["length"]) == 1
+        offsets = arrays["offsets"][0]
+        assert offsets[offsets[:, 0] >= 0, 1].max() == len(example.context.rstrip())
+        assert answer_segment == (0 if example.answers else -1)
