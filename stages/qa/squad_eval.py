@@ -61,9 +61,10 @@ def _gold_answers(qa: dict) -> list[dict]:
     return [] if qa.get("is_impossible") is True else qa.get("answers") or []
 
 
-def kind_map(dataset: list[dict]) -> dict[str, str]:
-    """Question id -> its ``kind`` (an extension key of generated data, e.g. 'cross_segment'); absent ids have none."""
-    return {qa["id"]: qa["kind"] for qa in _questions(dataset) if qa.get("kind")}
+def kind_map(dataset: list[dict], key: str = "kind") -> dict[str, str]:
+    """Question id -> its ``kind`` or ``form`` (extension keys of generated data, e.g. 'cross_segment',
+    'guild_year'); ids without the key have none."""
+    return {qa["id"]: qa[key] for qa in _questions(dataset) if qa.get(key)}
 
 
 def has_answer_map(dataset: list[dict]) -> dict[str, bool]:
@@ -187,12 +188,14 @@ def evaluate(dataset: list[dict], preds: dict[str, str], na_probs: dict[str, flo
         qids = [k for k, v in has_ans.items() if v == wanted]
         if qids:
             out.update({f"{prefix}_{k}": v for k, v in summary(exact, f1, qids).items()})
-    # Beyond the official keys: one breakdown per question kind, when the data labels them.
-    kinds = kind_map(dataset)
-    for kind in sorted(set(kinds.values())):
-        qids = [q for q, k in kinds.items() if k == kind and q in exact]
-        if qids:
-            out.update({f"{kind}_{k}": v for k, v in summary(exact, f1, qids).items()})
+    # Beyond the official keys: one breakdown per question kind, and per form ("form_<name>_*"),
+    # when the data labels them.
+    for key, prefix in (("kind", ""), ("form", "form_")):
+        labels = kind_map(dataset, key)
+        for label in sorted(set(labels.values())):
+            qids = [q for q, k in labels.items() if k == label and q in exact]
+            if qids:
+                out.update({f"{prefix}{label}_{k}": v for k, v in summary(exact, f1, qids).items()})
     if given_na:
         out["best_exact"], out["best_exact_thresh"] = best_threshold(preds, exact_raw, na_probs, has_ans)
         out["best_f1"], out["best_f1_thresh"] = best_threshold(preds, f1_raw, na_probs, has_ans)

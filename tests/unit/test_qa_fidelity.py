@@ -182,3 +182,19 @@ def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
         offsets = arrays["offsets"][0]
         assert offsets[offsets[:, 0] >= 0, 1].max() == len(example.context.rstrip())
         assert answer_segment == (0 if example.answers else -1)
+
+
+def test_scores_are_kept_apart_by_question_form():
+    """A kind's score must not hide a form at zero: a model that answers every person question and
+    no register question scores local F1 75, and form_guild_year_f1 0."""
+    from stages.qa import squad_eval
+
+    squad = generate_sample(20, 1, "dev")
+    questions = [q for a in squad["data"] for p in a["paragraphs"] for q in p["qas"]]
+    forms = {q["form"] for q in questions}
+    assert {"home_town", "trade", "patron_guild", "guild_year", "patron_guild_year"} <= forms
+    preds = {q["id"]: (q["answers"][0]["text"] if q["answers"] and q["form"] != "guild_year" else "") for q in questions}
+    scores = squad_eval.evaluate(squad["data"], preds)
+    assert scores["local_f1"] == pytest.approx(75.0)
+    assert scores["form_guild_year_f1"] == 0.0
+    assert scores["form_home_town_f1"] == scores["form_trade_f1"] == scores["form_patron_guild_f1"] == 100.0
