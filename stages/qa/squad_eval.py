@@ -61,7 +61,7 @@ def _gold_answers(qa: dict) -> list[dict]:
     return [] if qa.get("is_impossible") is True else qa.get("answers") or []
 
 
-def kind_map(dataset: list[dict], key: str = "kind") -> dict[str, str]:
+def label_map(dataset: list[dict], key: str) -> dict[str, str]:
     """Question id -> its ``kind`` or ``form`` (extension keys of generated data, e.g. 'cross_segment',
     'guild_year'); ids without the key have none."""
     return {qa["id"]: qa[key] for qa in _questions(dataset) if qa.get(key)}
@@ -191,7 +191,7 @@ def evaluate(dataset: list[dict], preds: dict[str, str], na_probs: dict[str, flo
     # Beyond the official keys: one breakdown per question kind, and per form ("form_<name>_*"),
     # when the data labels them.
     for key, prefix in (("kind", ""), ("form", "form_")):
-        labels = kind_map(dataset, key)
+        labels = label_map(dataset, key)
         for label in sorted(set(labels.values())):
             qids = [q for q, k in labels.items() if k == label and q in exact]
             if qids:

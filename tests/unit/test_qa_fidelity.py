@@ -11,13 +11,14 @@ import torch
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
 from stages.core.config import resolve
 from stages.core.context import StageContext
+from stages.qa import components, squad_eval, train
 from stages.qa import data as qa_data
-from stages.qa import train
 from stages.qa.batching import answer_centred_starts, document_batch
 from stages.qa.config import QAConfig
 from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
 from stages.qa.sample import generate_sample
+from stages.qa.spec import STAGE
 from stages.qa.tokenizer import resolve_tokenizer
 from tests.fixtures import qa_example
 
@@ -168,14 +169,11 @@ def test_generated_questions_cover_every_kind_and_answers_match_their_offsets():
 def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
     """`study=qa_ceiling` is only a reference if nothing is cut: every question's document fits in
     its one segment, and every answer is in it."""
-    from stages.qa.spec import STAGE
-
     keys = STAGE.studies["qa_ceiling"]
-    cfg = resolve(QAConfig, {k: json.loads(v) for k, v in keys.items() if k not in ("seed", "memory_num_tokens")})
-    cfg.validate()
+    cfg = resolve(QAConfig, {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")})
     squad = generate_sample(60, 0, "train")
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
-    spec = SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, (), ())
+    spec = components.segment_layout(cfg, [], [])
     for example in qa_data.iter_examples(squad):
         arrays, answer_segment = featurize(example, tok, spec)
         assert len(arrays["length"]) == 1
@@ -187,8 +185,6 @@ def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
 def test_scores_are_kept_apart_by_question_form():
     """A kind's score must not hide a form at zero: a model that answers every person question and
     no register question scores local F1 75, and form_guild_year_f1 0."""
-    from stages.qa import squad_eval
-
     squad = generate_sample(20, 1, "dev")
     questions = [q for a in squad["data"] for p in a["paragraphs"] for q in p["qas"]]
     forms = {q["form"] for q in questions}

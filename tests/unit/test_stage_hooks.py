@@ -106,7 +106,6 @@ def test_launch_prefetches_and_the_summary_shows_the_headline(toy_stage, tmp_pat
     assert record["executor"] == "inline" and all(j["state"] == "COMPLETED" for j in record["jobs"].values())
 
 
-
 def _strings_and_stage_packages(path):
     """String constants outside docstrings, and the `stages.<package>` names imported, of one file."""
     tree = ast.parse(path.read_text())
