@@ -12,7 +12,10 @@ Every document is one context, several segments long, in three parts:
 Questions carry a ``kind`` (kept apart in the scores):
 
 - ``local``: the answer and the words that identify it are in one sentence ("What is the home
-  town of Varnok?", "When was the Ostel Guild founded?").
+  town of Varnok?", "When was the Ostel Guild founded?"). Every person (subject or neighbour) is
+  asked about, and every registered guild: a reader that answers by position ("the first home
+  town") instead of matching the name in the question to the name in the text fails most of
+  them. Asking only about the first person named once let such a reader score local F1 ~70.
 - ``cross_segment``: "When was the patron guild of Varnok founded?" The answer is in the
   register, which never names Varnok; only the start of the document says which guild is meant.
   The register lists several guilds (those of the subjects, of the neighbours, and unrelated
@@ -101,8 +104,7 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
         for name in part:
             for sentence, attribute, answer in _person_sentences(name, people[name]):
                 start = add(sentence)
-                if part is subjects:
-                    question(KIND_LOCAL, attribute.replace(" ", "_"), f"What is the {attribute} of {name}?", answer,
+                question(KIND_LOCAL, attribute.replace(" ", "_"), f"What is the {attribute} of {name}?", answer,
                              start + sentence.rindex(answer))
         if part is subjects:
             context += "\n\n"
@@ -117,9 +119,8 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
         guild = people[name]["patron guild"]
         question(KIND_CROSS, "patron_guild_year", f"When was the patron guild of {name} founded?", founded[guild],
                  year_at[guild])
-    local_guild = rng.choice(registered)
-    question(KIND_LOCAL, "guild_year", f"When was the {local_guild} Guild founded?", founded[local_guild],
-             year_at[local_guild])
+    for guild in registered:
+        question(KIND_LOCAL, "guild_year", f"When was the {guild} Guild founded?", founded[guild], year_at[guild])
     # Unanswerable: a person the document never names, a guild it does not register, an attribute
     # it never states (two of these per document, drawn).
     unanswerable = [

@@ -4,7 +4,7 @@ from stages.core.registry import Headline, StageSpec
 from stages.qa.config import QAConfig
 
 #: What both QA studies share: data, budget, seeds.
-_STUDY = {"seed": "1,2,3", "progressive_segments": "[4]", "epochs_per_stage": "10", "sample_documents": "400",
+_STUDY = {"seed": "1,2,3", "progressive_segments": "[4]", "epochs_per_stage": "6", "sample_documents": "1200",
           "sample_dev_documents": "200", "num_threads": "1"}
 
 STAGE = StageSpec(

@@ -182,15 +182,33 @@ def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
         assert answer_segment == (0 if example.answers else -1)
 
 
+def test_local_questions_need_the_name_not_the_position():
+    """Every person and every registered guild of a document is asked about, so one answer
+    position per form (what a reader that ignores the name in the question gives) gets at most
+    one question of each (form, document) right."""
+    squad = generate_sample(20, 2, "train")
+    for article in squad["data"]:
+        paragraph = article["paragraphs"][0]
+        names = set(re.findall(r"The home town of (\w+) is", paragraph["context"]))
+        guilds = set(re.findall(r"The (\w+) Guild was founded", paragraph["context"]))
+        local = [q for q in paragraph["qas"] if q["kind"] == qa_data.KIND_LOCAL]
+        asked = {re.search(r"of (\w+)\?$|the (\w+) Guild founded", q["question"]).group(1, 2) for q in local}
+        assert {n for n, _ in asked if n} == names and {g for _, g in asked if g} == guilds
+        for form in ("home_town", "trade", "patron_guild", "guild_year"):
+            starts = [q["answers"][0]["answer_start"] for q in local if q["form"] == form]
+            assert len(starts) >= 3 and len(set(starts)) == len(starts)
+
+
 def test_scores_are_kept_apart_by_question_form():
     """A kind's score must not hide a form at zero: a model that answers every person question and
-    no register question scores local F1 75, and form_guild_year_f1 0."""
+    no register question scores local F1 9/13 (9 person and 4 register questions a document), and
+    form_guild_year_f1 0."""
     squad = generate_sample(20, 1, "dev")
     questions = [q for a in squad["data"] for p in a["paragraphs"] for q in p["qas"]]
     forms = {q["form"] for q in questions}
     assert {"home_town", "trade", "patron_guild", "guild_year", "patron_guild_year"} <= forms
     preds = {q["id"]: (q["answers"][0]["text"] if q["answers"] and q["form"] != "guild_year" else "") for q in questions}
     scores = squad_eval.evaluate(squad["data"], preds)
-    assert scores["local_f1"] == pytest.approx(75.0)
+    assert scores["local_f1"] == pytest.approx(100 * 9 / 13)
     assert scores["form_guild_year_f1"] == 0.0
     assert scores["form_home_town_f1"] == scores["form_trade_f1"] == scores["form_patron_guild_f1"] == 100.0
