@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 TINY_XLNET = {"d_model": 64, "n_layer": 2, "n_head": 4, "d_inner": 128, "dropout": 0.0, "mem_len": None}
 
 MEMORY_INITS = ("learned", "zeros")
+MEMORY_READ_SCALES = ("raw", "embedding")
 
 
 @dataclass
@@ -22,6 +23,9 @@ class MemoryConfig:
     registered memory variant (see ``models.memxlnet.memory.MEMORY_VARIANTS``): ``none`` keeps the
     initial memory, ``replace`` takes the write-token states, ``gated`` blends them with the old
     memory. ``use_differentiable_memory`` selects the slot memory with content addressing instead.
+    ``memory_read_scale`` says how the memory enters in place of the read tokens' embeddings:
+    ``raw`` as it is (MemXLNet's design; the default, so saved models load as they were trained),
+    ``embedding`` rescaled to the word embeddings' RMS.
     """
 
     memory_num_tokens: int = 0
@@ -33,6 +37,7 @@ class MemoryConfig:
     memory_sharpness: float = 1.0
     enable_usage_tracking: bool = False
     enable_temporal_links: bool = False
+    memory_read_scale: str = "raw"
     read_token_ids: list[int] = field(default_factory=list)
     write_token_ids: list[int] = field(default_factory=list)
 
@@ -52,6 +57,8 @@ class MemoryConfig:
             raise ValueError(f"memory_update: {self.memory_update!r} unknown; use one of {updates}")
         if self.memory_init not in MEMORY_INITS:
             raise ValueError(f"memory_init: {self.memory_init!r} unknown; use one of {MEMORY_INITS}")
+        if self.memory_read_scale not in MEMORY_READ_SCALES:
+            raise ValueError(f"memory_read_scale: {self.memory_read_scale!r} unknown; use one of {MEMORY_READ_SCALES}")
         if self.use_differentiable_memory and self.memory_num_tokens == 0:
             raise ValueError("use_differentiable_memory: needs memory_num_tokens > 0; set memory_num_tokens")
         if not 1 <= self.num_memory_heads <= 8:

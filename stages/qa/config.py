@@ -53,6 +53,10 @@ class QAConfig:
                               "write states into memory), replace (write states become memory), none (memory "
                               "keeps its initial value)")
     memory_init: str = knob("learned", "initial memory", choices=("learned", "zeros"))
+    memory_read_scale: str = knob("raw", "how memory enters in place of the read tokens' embeddings: raw (as "
+                                  "MemXLNet) or embedding (rescaled to the word embeddings' RMS: a random-init "
+                                  "model's hidden states are ~25x their norm; README diagnostic d21)",
+                                  choices=("raw", "embedding"))
     use_differentiable_memory: bool = knob(False, "slot memory with content addressing instead of token memory")
     memory_slots: int = knob(16, "slots of the differentiable memory")
     num_memory_heads: int = knob(1, "addressing heads of the differentiable memory (1-8)")

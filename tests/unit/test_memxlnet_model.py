@@ -171,3 +171,28 @@ def test_write_tokens_start_from_their_segment_not_their_embedding():
     assert relative > 0.05, f"write states moved {relative:.4f} when every context word changed"
     for ids in (READ, WRITE):
         assert torch.count_nonzero(model.transformer.word_embedding.weight[ids]) == 0
+
+
+@pytest.mark.parametrize("scale", ["raw", "embedding"])
+def test_read_tokens_enter_on_the_scale_the_config_names(scale):
+    """`raw` feeds the memory in as it is (final hidden states, ~25x the norm of a random-init
+    model's word embeddings); `embedding` rescales each read vector to the word embeddings' RMS."""
+    model = _model(_memory(2, memory_read_scale=scale))
+    step = _steps(2)[0]
+    seen = {}
+
+    def keep(module, args, kwargs):
+        seen["embeds"] = kwargs["inputs_embeds"]
+
+    hook = model.transformer.register_forward_pre_hook(keep, with_kwargs=True)
+    with torch.no_grad():
+        first = model(step["input_ids"], step["attention_mask"], step["token_type_ids"])
+        model(step["input_ids"], step["attention_mask"], step["token_type_ids"], memory_state=first.memory_state)
+    hook.remove()
+    rms = seen["embeds"][:, :2].pow(2).mean(-1).sqrt()  # the two read tokens lead the segment
+    words = model.transformer.word_embedding.weight.pow(2).mean().sqrt()
+    memory = first.memory_state["memory"].pow(2).mean(-1).sqrt()
+    if scale == "raw":
+        assert torch.allclose(rms, memory) and (rms > 10 * words).all()
+    else:
+        assert torch.allclose(rms, words.expand_as(rms), rtol=1e-4)
