@@ -158,8 +158,7 @@ class MemXLNetForQA(nn.Module):
 
         The memory holds final hidden states (layer-normed: RMS about 1 per dimension), while a
         random-init XLNet's word embeddings have RMS 0.02: unscaled, the read tokens sit among the
-        words at about 25 times their norm from the second segment on, and dominate what the first
-        layer attends to. A zero memory stays zero.
+        words at about 25 times their norm from the second segment on. A zero memory stays zero.
         """
         target = self.transformer.word_embedding.weight.detach().pow(2).mean().sqrt()
         return read * (target * torch.rsqrt(read.pow(2).mean(-1, keepdim=True) + 1e-12))

@@ -105,7 +105,7 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
             for sentence, attribute, answer in _person_sentences(name, people[name]):
                 start = add(sentence)
                 question(KIND_LOCAL, attribute.replace(" ", "_"), f"What is the {attribute} of {name}?", answer,
-                             start + sentence.rindex(answer))
+                         start + sentence.rindex(answer))
         if part is subjects:
             context += "\n\n"
     context += "\n\n"
