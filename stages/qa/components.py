@@ -56,7 +56,8 @@ def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> Me
 
 
 def segment_layout(cfg, read_ids: list[int], write_ids: list[int]) -> SegmentLayout:
-    return SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
+    """The segment layout of a QA config (training or, from its recorded config, evaluation)."""
+    return SegmentLayout(cfg.segment_length(), cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
                        tuple(read_ids), tuple(write_ids))
 
 

@@ -44,6 +44,9 @@ class QAConfig:
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
     max_seq_length: int = knob(64, "tokens per segment (question, context window, memory and special tokens)")
+    memory_extends_segment: bool = knob(False, "add the 2 x memory_num_tokens memory tokens to max_seq_length "
+                                        "instead of taking them from the context window, so that variants with "
+                                        "and without memory read the same windows (README diagnostics d22, d23)")
     doc_stride: int = knob(64, "context tokens between the starts of consecutive windows")
     max_query_length: int = knob(16, "question tokens kept")
     max_n_segs: int = knob(4, "segments kept per document (features and evaluation)")
@@ -64,7 +67,9 @@ class QAConfig:
     enable_usage_tracking: bool = knob(False, "differentiable memory: prefer little-used slots when writing")
     enable_temporal_links: bool = knob(False, "differentiable memory: follow write order when reading")
     progressive_segments: list[int] = knob([2, 4], "curriculum: max segments per document in each stage")  # noqa: RUF009
-    epochs_per_stage: int = knob(2, "epochs of each curriculum stage")
+    epochs_per_stage: int = knob(2, "epochs of each curriculum stage (see stage_epochs)")
+    stage_epochs: list[int] = knob([], "epochs of each curriculum stage in turn, one per progressive_segments "  # noqa: RUF009
+                                   "entry, e.g. [12,6]; empty = epochs_per_stage for every stage")
     batch_size: int = knob(16, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")
     weight_decay: float = knob(0.01, "AdamW weight decay")
@@ -107,11 +112,23 @@ class QAConfig:
         MemoryConfig(**{key: getattr(self, key) for key in MemoryConfig.stage_keys()}).validate()
         if self.batch_size < 1 or self.epochs_per_stage < 1:
             raise ValueError("batch_size/epochs_per_stage: must be >= 1")
+        if self.stage_epochs and (len(self.stage_epochs) != len(self.progressive_segments)
+                                  or min(self.stage_epochs) < 1):
+            raise ValueError(f"stage_epochs: {self.stage_epochs} needs one count >= 1 per curriculum stage "
+                             f"(progressive_segments={self.progressive_segments}); or leave it empty")
         self._validate_numbers()
         for name in ("dataset", "eval_dataset"):
             value = getattr(self, name)
             if value.endswith(".json") and not Path(value).expanduser().is_file():
                 raise ValueError(f"{name}: {value} does not exist; pass a SQuAD v2 JSON file, 'sample' or a datasets id")
+
+    def segment_length(self) -> int:
+        """Tokens per segment: ``max_seq_length``, plus the memory tokens if they extend the segment."""
+        return self.max_seq_length + (2 * self.memory_num_tokens if self.memory_extends_segment else 0)
+
+    def epochs_of(self, stage: int) -> int:
+        """Epochs of curriculum stage ``stage`` (0-based)."""
+        return self.stage_epochs[stage] if self.stage_epochs else self.epochs_per_stage
 
     def _validate_numbers(self) -> None:
         """Ranges of the numeric keys, so a bad value fails at submit time, not mid-training."""
@@ -133,7 +150,7 @@ class QAConfig:
                      "warmup_disable_any_positive_epochs", "num_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 0 (0 means all/none)")
-        room = self.max_seq_length - 2 * self.memory_num_tokens - self.max_query_length - 3
+        room = self.segment_length() - 2 * self.memory_num_tokens - self.max_query_length - 3
         if room < 1:
             raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} read + write tokens and max_query_length="
                              f"{self.max_query_length} leave no context room in max_seq_length={self.max_seq_length}; "

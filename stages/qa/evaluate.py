@@ -14,7 +14,6 @@ import torch
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.config import QAConfig
-from stages.qa.features import SegmentLayout
 from stages.qa.predict import predict
 from stages.qa.train import FINAL_MODEL_POINTER
 
@@ -53,8 +52,7 @@ def run_qa_eval(cfg, ctx) -> dict:
     for reason, count in qa_data.validation_counts(gold).items():  # repaired/dropped answers
         ctx.skip(reason, count=count)
     memory = model.memory_config
-    spec = SegmentLayout(train.max_seq_length, train.doc_stride, train.max_query_length, train.max_n_segs,
-                       tuple(memory.read_token_ids), tuple(memory.write_token_ids))
+    spec = components.segment_layout(train, memory.read_token_ids, memory.write_token_ids)
     store = components.features(gold, tokenizer, spec, ctx.cache_dir, ctx)
     if len(store) == 0:
         raise ValueError("evaluate: no questions to score; check dataset and test_size")

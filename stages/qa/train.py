@@ -98,7 +98,8 @@ class StageTrainer:
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size: {cfg.batch_size} x {self.acc.num_processes} ranks exceeds the "
                              f"{len(docs)} training questions; lower batch_size or add data")
-        total = self.steps_per_epoch * cfg.epochs_per_stage
+        self.epochs = cfg.epochs_of(self.index)
+        total = self.steps_per_epoch * self.epochs
         base_ids = {id(p) for p in self.model.base_parameters()}
         groups = [
             {"params": [p for p in self.model.parameters() if id(p) in base_ids]},
@@ -176,7 +177,7 @@ class StageTrainer:
 
     def run(self, flag: PreemptionFlag) -> dict:
         cfg = self.cfg
-        while self.sampler.epoch < cfg.epochs_per_stage:
+        while self.sampler.epoch < self.epochs:
             mode = warmups(cfg, self.sampler.epoch)
             batches = self.sampler.epoch_batches(self.sampler.epoch)
             while self.sampler.position < len(batches):

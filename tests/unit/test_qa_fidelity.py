@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
-from stages.core.config import resolve
+from stages.core.config import ConfigError, resolve
 from stages.core.context import StageContext
 from stages.qa import components, squad_eval, train
 from stages.qa import data as qa_data
@@ -53,6 +53,37 @@ def test_each_warmup_switches_at_the_right_epoch_of_every_curriculum_stage(tmp_p
         assert [e["freeze_base"] for e in epochs] == [True, False, False]
         assert [e["global_softmax"] for e in epochs] == [False, False, True]
         assert [e["extraction"] for e in epochs] == ["best_score", "any_positive", "any_positive"]
+
+
+def test_each_curriculum_stage_trains_its_own_epochs(tmp_path):
+    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [3, 1]})
+    out = tmp_path / "qa"
+    out.mkdir()
+    result = train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
+    stages = [json.loads((out / s / "stage_done.json").read_text()) for s in ("stage_1_segs_1", "stage_2_segs_2")]
+    assert [len(s["epochs"]) for s in stages] == [3, 1]
+    assert stages[0]["steps"] == 3 * stages[1]["steps"] > 0
+    assert result["train_steps"] == 4 * stages[1]["steps"]
+    with pytest.raises(ConfigError, match="stage_epochs"):
+        resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [3]})
+
+
+def test_memory_tokens_that_extend_the_segment_leave_the_context_windows_as_without_memory(tokenizer):
+    """With memory_extends_segment, a memory model reads exactly the windows a model without memory
+    reads; by default its memory tokens take their room from the context."""
+    example = next(iter(qa_data.iter_examples(generate_sample(1, 0, "dev"))))
+    read, write = add_memory_tokens(tokenizer, 2)
+
+    def windows(**keys):
+        cfg = resolve(QAConfig, {**SMALL, "max_n_segs": 12, **keys})
+        ids = ([], []) if cfg.memory_num_tokens == 0 else (read, write)
+        arrays, _ = featurize(example, tokenizer, components.segment_layout(cfg, *ids))
+        return [tuple(map(tuple, o[o[:, 0] >= 0])) for o in arrays["offsets"]]
+
+    plain = windows(memory_num_tokens=0)
+    assert len(plain) > 1
+    assert windows(memory_num_tokens=2, memory_extends_segment=True) == plain
+    assert windows(memory_num_tokens=2) != plain
 
 
 def _segment(start_logits, end_logits, text_positions):
