@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class MemXLNetForQA(nn.Module):
         d_model = self.transformer.config.d_model
         self.qa_outputs = nn.Linear(d_model, 2)
         self.memory = build_memory(memory, d_model)
+        self._memory_frozen = False
         if fresh:
             self._zero_memory_token_embeddings(first_new_row=0)
 
@@ -101,6 +104,16 @@ class MemXLNetForQA(nn.Module):
         """The pretrained backbone (frozen during ``warmup_freeze_base_epochs``)."""
         return list(self.transformer.parameters())
 
+    @contextmanager
+    def memory_frozen(self) -> Iterator[None]:
+        """Within the block, memory keeps its initial value: segments still read it, nothing is
+        written. The ablation that measures what a trained model takes from its memory."""
+        self._memory_frozen = True
+        try:
+            yield
+        finally:
+            self._memory_frozen = False
+
     # ----------------------------------------------------------------- forward
     def init_memory(self, batch_size: int) -> MemoryState | None:
         """The memory state before a document's first segment."""
@@ -147,7 +160,9 @@ class MemXLNetForQA(nn.Module):
             start = start.masked_fill(p_mask, MASKED_LOGIT)
             end = end.masked_fill(p_mask, MASKED_LOGIT)
         new_state = None
-        if self.memory is not None:
+        if self.memory is not None and self._memory_frozen:
+            new_state = memory_state
+        elif self.memory is not None:
             written = self._gather_write_states(input_ids, hidden)
             new_state, write_info = self.memory.write(memory_state, written, read_info)
             info.update(write_info)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from models.memxlnet import MemXLNetForQA
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.config import QAConfig
-from stages.qa.predict import predict
-from stages.qa.train import FINAL_MODEL_POINTER
+from stages.qa.train import FINAL_MODEL_POINTER, evaluate_model
 
 SAMPLES_RECORDED = 5
 
@@ -42,8 +42,21 @@ def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
     return qa_data.limit_questions(squad, cfg.test_size)
 
 
+def memory_ablation(model: MemXLNetForQA, scores: dict, *args, **kwargs) -> dict:
+    """Scores of the same model with its memory frozen at the initial value (``evaluate_model``'s
+    arguments after the model): ``memory_frozen_<score>``, and ``memory_gain_<score>`` = ``scores``
+    minus that, per kind. The within-model control of memory: a model that ignores its memory
+    gains 0 whatever its F1. Empty for a model without memory."""
+    if model.memory is None:
+        return {}
+    with model.memory_frozen():
+        frozen, _, _ = evaluate_model(model, *args, **kwargs)
+    return squad_eval.memory_gain(scores, frozen)
+
+
 def run_qa_eval(cfg, ctx) -> dict:
-    """Predict, score and write the files; returns the official metrics (exact, f1, HasAns_*, NoAns_*...)."""
+    """Predict, score and write the files; returns the official metrics (exact, f1, HasAns_*, NoAns_*...),
+    the per-kind scores and, for a memory model, the memory ablation (``memory_gain_*``)."""
     qa_artifact = ctx.upstream["qa"].path
     train: QAConfig = ctx.upstream["qa"].typed_config()
     folder = checkpoint_folder(qa_artifact)
@@ -57,10 +70,10 @@ def run_qa_eval(cfg, ctx) -> dict:
     if len(store) == 0:
         raise ValueError("evaluate: no questions to score; check dataset and test_size")
     threshold = train.no_answer_threshold if cfg.no_answer_threshold is None else cfg.no_answer_threshold
+    scored = (store, gold, train, train.max_n_segs)
     with torch.inference_mode():
-        preds, na_probs = predict(model, store, cfg.batch_size, train.max_n_segs, train.max_answer_length,
-                                  threshold, extraction=train.extraction)
-    scores = squad_eval.evaluate(gold["data"], preds, na_probs)
+        scores, preds, na_probs = evaluate_model(model, *scored, threshold=threshold, batch_size=cfg.batch_size)
+        ablation = memory_ablation(model, scores, *scored, threshold=threshold, batch_size=cfg.batch_size)
     out = Path(ctx.out_dir)
     for name, payload in (("gold.json", gold), ("predictions.json", preds), ("na_probs.json", na_probs),
                           ("scores.json", scores)):
@@ -70,4 +83,4 @@ def run_qa_eval(cfg, ctx) -> dict:
                                  "na_prob": na_probs[e["id"]]} for e in examples]
     ctx.record["no_answer_threshold"] = threshold
     ctx.record["checkpoint"] = str(folder.relative_to(qa_artifact)) if folder.is_relative_to(qa_artifact) else str(folder)
-    return dict(scores)
+    return {**scores, **ablation}

@@ -3,9 +3,8 @@
 from stages.core.registry import Headline, StageSpec
 from stages.qa.config import QAConfig
 
-#: What both QA studies share: data, budget, seeds.
-_STUDY = {"seed": "1,2,3", "progressive_segments": "[4]", "epochs_per_stage": "6", "sample_documents": "1200",
-          "sample_dev_documents": "200", "num_threads": "1"}
+#: What both QA studies share: data, seeds, one thread per run.
+_STUDY = {"seed": "1,2,3", "sample_documents": "1200", "sample_dev_documents": "200", "num_threads": "1"}
 
 STAGE = StageSpec(
     name="qa",
@@ -17,16 +16,19 @@ STAGE = StageSpec(
     prefetch="stages.qa.spec:prefetch",
     grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
     # `study=qa_memory`: does memory help across segments? Memory vs none, 3 seeds each (the
-    # generated data stays fixed; the seed changes init and data order). One curriculum stage of
-    # all 4 segments: a 2-segment stage cannot see both ends of a cross-segment question, so the
-    # whole budget goes to the stage that can. 200 dev documents: 200 cross-segment questions a run.
-    # `study=qa_ceiling`: the same reader with each whole document in one 192-token segment and no
-    # memory. What it cannot answer with everything in view, memory cannot help it answer; if its
-    # cross-segment F1 is at the guessing floor, a failed memory control says nothing about memory.
+    # generated data stays fixed; the seed changes init and data order). Curriculum: 12 epochs of
+    # one-segment windows around each answer (cheap steps in which the tiny reader learns to match
+    # names, README diagnostics d24, d25), then 6 epochs of all 4 segments, the only stage that can
+    # see both ends of a cross-segment question. The memory tokens extend the segment, so both
+    # variants read the same windows (d22, d23). 200 dev documents: 200 cross-segment questions a run.
+    # `study=qa_ceiling`: the reader with each whole document in one 192-token segment and no
+    # memory, 7,200 steps (the earlier study budget; not rerun on the curriculum). What it cannot
+    # answer with everything in view, memory cannot help it answer.
     studies={
-        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY},
+        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
+                      "stage_epochs": "[12,6]", "memory_extends_segment": "true"},
         "qa_ceiling": {**_STUDY, "memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1",
-                       "progressive_segments": "[1]"},
+                       "progressive_segments": "[1]", "epochs_per_stage": "6"},
     },
     # The forms of generated questions (dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.

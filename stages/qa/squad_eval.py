@@ -204,6 +204,21 @@ def evaluate(dataset: list[dict], preds: dict[str, str], na_probs: dict[str, flo
     return out
 
 
+#: The scores the memory ablation reports (overall and per question kind).
+ABLATED_SCORES = ("exact", "f1", "local_f1", "cross_segment_f1", "unanswerable_f1")
+
+
+def memory_gain(scores: dict, frozen: dict) -> dict[str, float]:
+    """``memory_frozen_<score>`` (scores with memory frozen) and ``memory_gain_<score>`` (``scores``
+    minus those) for the ABLATED_SCORES both have."""
+    out = {}
+    for key in ABLATED_SCORES:
+        if key in scores and key in frozen:
+            out[f"memory_frozen_{key}"] = frozen[key]
+            out[f"memory_gain_{key}"] = scores[key] - frozen[key]
+    return out
+
+
 def _load_json(path: str, what: str):
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what}: {path} does not exist; pass the path of a JSON file")

@@ -54,12 +54,13 @@ def lr_schedule(total_steps: int, warmup_ratio: float):
     return factor
 
 
-def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: int,
-                   extraction: str | None = None) -> tuple[dict, dict, dict]:
-    """(official metrics + per-kind scores, predictions, na-probs) of a model on a feature store."""
-    extraction = extraction or cfg.extraction
-    preds, na_probs = predict(model, store, cfg.batch_size, max_segments, cfg.max_answer_length,
-                              cfg.no_answer_threshold, extraction=extraction)
+def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: int, extraction: str | None = None,
+                   threshold: float | None = None, batch_size: int | None = None) -> tuple[dict, dict, dict]:
+    """(official metrics + per-kind scores, predictions, na-probs) of a model on a feature store.
+    ``extraction``, ``threshold`` and ``batch_size`` default to the training config's."""
+    preds, na_probs = predict(model, store, batch_size or cfg.batch_size, max_segments, cfg.max_answer_length,
+                              cfg.no_answer_threshold if threshold is None else threshold,
+                              extraction=extraction or cfg.extraction)
     return squad_eval.evaluate(gold["data"], preds, na_probs), preds, na_probs
 
 

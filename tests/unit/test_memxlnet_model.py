@@ -57,6 +57,28 @@ def test_changing_segment_one_changes_segment_three_with_memory(memory):
     assert not torch.allclose(before[2]["start_logits"], after[2]["start_logits"])
 
 
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, use_differentiable_memory=True)],
+                         ids=["gated", "differentiable"])
+def test_frozen_memory_makes_segment_three_blind_to_segment_one_until_the_block_ends(memory):
+    """The ablation behind `memory_gain_*`: with memory frozen, what segment 1 says cannot reach
+    segment 3, every segment reads the initial memory, and leaving the block restores the flow."""
+    model = _model(memory)
+    runner = TimeStepMajorRunner(model)
+    steps = _steps(2)
+    changed = [dict(s) for s in steps]
+    changed[0]["input_ids"] = steps[0]["input_ids"].clone()
+    changed[0]["input_ids"][:, 4:8] = 42
+    with torch.no_grad():
+        with model.memory_frozen():
+            before, after = runner(steps, 2), runner(changed, 2)
+            initial = model(**{k: steps[0][k] for k in ("input_ids", "attention_mask", "token_type_ids")})
+        assert torch.equal(before[2]["start_logits"], after[2]["start_logits"])
+        for key, value in model.init_memory(2).items():
+            assert torch.equal(initial.memory_state[key], value)
+        flowing = runner(changed, 2)
+    assert not torch.allclose(flowing[2]["start_logits"], after[2]["start_logits"])
+
+
 def test_without_memory_tokens_segment_three_ignores_segment_one():
     model = _model(_memory(0))
     runner = TimeStepMajorRunner(model)
