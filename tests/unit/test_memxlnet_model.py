@@ -35,6 +35,14 @@ def _steps(n_tokens: int, seed: int = 0) -> list[dict]:
     return [_segment(g, 2, 12, n_tokens) for _ in range(3)]
 
 
+def _segment_one_changed(steps: list[dict]) -> list[dict]:
+    """The same steps with context words of segment 1 (only) replaced."""
+    changed = [dict(s) for s in steps]
+    changed[0]["input_ids"] = steps[0]["input_ids"].clone()
+    changed[0]["input_ids"][:, 4:8] = 42
+    return changed
+
+
 def _model(memory: MemoryConfig) -> MemXLNetForQA:
     torch.manual_seed(0)
     return MemXLNetForQA.tiny(VOCAB, memory).eval()
@@ -48,9 +56,7 @@ def test_changing_segment_one_changes_segment_three_with_memory(memory):
     model = _model(memory)
     runner = TimeStepMajorRunner(model)
     steps = _steps(2)
-    changed = [dict(s) for s in steps]
-    changed[0]["input_ids"] = steps[0]["input_ids"].clone()
-    changed[0]["input_ids"][:, 4:8] = 42  # context words of segment 1 only
+    changed = _segment_one_changed(steps)
     with torch.no_grad():
         before = runner(steps, 2)
         after = runner(changed, 2)
@@ -65,9 +71,7 @@ def test_frozen_memory_makes_segment_three_blind_to_segment_one_until_the_block_
     model = _model(memory)
     runner = TimeStepMajorRunner(model)
     steps = _steps(2)
-    changed = [dict(s) for s in steps]
-    changed[0]["input_ids"] = steps[0]["input_ids"].clone()
-    changed[0]["input_ids"][:, 4:8] = 42
+    changed = _segment_one_changed(steps)
     with torch.no_grad():
         with model.memory_frozen():
             before, after = runner(steps, 2), runner(changed, 2)
