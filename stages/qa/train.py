@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
@@ -249,7 +249,11 @@ def run(cfg, ctx) -> dict:
     """Train through the curriculum; metrics are the last stage's best dev scores."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # Memory-update weights get no gradient in a step whose documents all have one segment (a
+    # one-segment curriculum stage; short documents): nothing later reads what was written.
+    # DistributedDataParallel must be told, or it stops at the next step.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
     data = prepare_data(cfg, ctx, accelerator)
     if accelerator.is_main_process:
         (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))

@@ -70,3 +70,16 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     assert override.manifest["record"]["no_answer_threshold"] == 1e9
     abstained = json.loads((override.path / "predictions.json").read_text())
     assert set(abstained.values()) == {""} and override.manifest["metrics"]["NoAns_exact"] == 100.0
+
+
+def test_a_one_segment_stage_trains_a_memory_model_under_the_local_executor(tmp_path):
+    """In a one-segment stage no step reads what memory wrote, so the memory update gets no
+    gradient; the local executor runs the stage under DistributedDataParallel, which must allow
+    that (it once stopped at the second step)."""
+    root = tmp_path / "art"
+    submit("stage=qa", "sample_documents=8", "sample_dev_documents=2", "eval_size=8", "batch_size=4",
+           "memory_num_tokens=2", "progressive_segments=[1,2]", "epochs_per_stage=1", "executor=local",
+           f"root={root}", f"results={tmp_path / 'res'}")
+    qa = artifact(root, "qa")
+    stages = [json.loads((qa.path / d / "stage_done.json").read_text()) for d in ("stage_1_segs_1", "stage_2_segs_2")]
+    assert all(s["steps"] > 1 for s in stages)
