@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from models.memxlnet import MemXLNetForQA
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.config import QAConfig
@@ -42,18 +41,6 @@ def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
     return qa_data.limit_questions(squad, cfg.test_size)
 
 
-def memory_ablation(model: MemXLNetForQA, scores: dict, *args, **kwargs) -> dict:
-    """Scores of the same model with its memory frozen at the initial value (``evaluate_model``'s
-    arguments after the model): ``memory_frozen_<score>``, and ``memory_gain_<score>`` = ``scores``
-    minus that, per kind. The within-model control of memory: a model that ignores its memory
-    gains 0 whatever its F1. Empty for a model without memory."""
-    if model.memory is None:
-        return {}
-    with model.memory_frozen():
-        frozen, _, _ = evaluate_model(model, *args, **kwargs)
-    return squad_eval.memory_gain(scores, frozen)
-
-
 def run_qa_eval(cfg, ctx) -> dict:
     """Predict, score and write the files; returns the official metrics (exact, f1, HasAns_*, NoAns_*...),
     the per-kind scores and, for a memory model, the memory ablation (``memory_gain_*``)."""
@@ -70,10 +57,19 @@ def run_qa_eval(cfg, ctx) -> dict:
     if len(store) == 0:
         raise ValueError("evaluate: no questions to score; check dataset and test_size")
     threshold = train.no_answer_threshold if cfg.no_answer_threshold is None else cfg.no_answer_threshold
-    scored = (store, gold, train, train.max_n_segs)
+    def score() -> tuple[dict, dict, dict]:
+        return evaluate_model(model, store, gold, train, train.max_n_segs, threshold=threshold,
+                              batch_size=cfg.batch_size)
+
+    ablation = {}
     with torch.inference_mode():
-        scores, preds, na_probs = evaluate_model(model, *scored, threshold=threshold, batch_size=cfg.batch_size)
-        ablation = memory_ablation(model, scores, *scored, threshold=threshold, batch_size=cfg.batch_size)
+        scores, preds, na_probs = score()
+        if model.memory is not None:
+            # The within-model control of memory: the same model with its memory frozen at the
+            # initial value. A model that ignores its memory gains 0 whatever its F1.
+            with model.memory_frozen():
+                frozen, _, _ = score()
+            ablation = squad_eval.memory_gain(scores, frozen)
     out = Path(ctx.out_dir)
     for name, payload in (("gold.json", gold), ("predictions.json", preds), ("na_probs.json", na_probs),
                           ("scores.json", scores)):
