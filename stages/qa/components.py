@@ -16,11 +16,12 @@ TRAINING_CONFIG_NAME = "training_config.json"
 
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, cfg.data_seed)
+    sample = (cfg.data_seed, cfg.sample_neighbour_guilds)
+    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, *sample)
     if cfg.eval_dataset:
-        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, cfg.data_seed)
+        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, *sample)
     elif cfg.dataset == qa_data.SAMPLE:
-        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, cfg.data_seed)
+        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, *sample)
     else:
         train, dev = qa_data.split_articles(train, "train", 0.1), qa_data.split_articles(train, "dev", 0.1)
     train = qa_data.limit_questions(qa_data.join_paragraphs(train, cfg.long_context), cfg.train_size)

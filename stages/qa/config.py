@@ -40,6 +40,10 @@ class QAConfig:
     sample_documents: int = knob(200, "training documents generated for dataset=sample (stages/qa/sample.py)")
     sample_dev_documents: int = knob(30, "dev documents generated for dataset=sample")
     data_seed: int = knob(0, "seed of the generated QA documents (dataset=sample)")
+    sample_neighbour_guilds: str = knob("registered", "dataset=sample: the neighbours' patron guilds are "
+                                        "'registered' (memory must bind the subject's name to its guild) or "
+                                        "'unregistered' (memory must carry which registered guild was named before the register)",
+                                        choices=("registered", "unregistered"))
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")

@@ -54,14 +54,15 @@ def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
         for title, contexts in articles.items()]}
 
 
-def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int = 400, seed: int = 0) -> dict:
-    """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``), a SQuAD JSON
-    path, or a `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`);
-    what was repaired or dropped is counted under `VALIDATION_KEY`."""
+def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int = 400, seed: int = 0,
+               neighbour_guilds: str = "registered") -> dict:
+    """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``; the last three
+    arguments shape it), a SQuAD JSON path, or a `datasets` id (split 'train'/'dev'). The result is
+    validated (`validate_squad`); what was repaired or dropped is counted under `VALIDATION_KEY`."""
     if dataset == SAMPLE:
         from stages.qa.sample import generate_sample
 
-        return validate_squad(generate_sample(sample_documents, seed, split))
+        return validate_squad(generate_sample(sample_documents, seed, split, neighbour_guilds=neighbour_guilds))
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():

@@ -34,7 +34,8 @@ def checkpoint_folder(qa_artifact: Path) -> Path:
 def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
     """The questions to score: ``cfg.dataset`` (or the qa run's dev split), first ``test_size`` of them."""
     if cfg.dataset:
-        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train.sample_dev_documents, train.data_seed)
+        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train.sample_dev_documents, train.data_seed,
+                                     train.sample_neighbour_guilds)
         squad = qa_data.join_paragraphs(squad, train.long_context)
     else:
         squad = json.loads((Path(qa_artifact) / "dev.json").read_text())

@@ -6,6 +6,9 @@ Every document is one context, several segments long, in three parts:
    patron guild, e.g. "The patron guild of Varnok is the Belor Guild."
 2. **Neighbours** (the middle): other people stated in the same forms, with their own guilds.
    They are distractors, and the padding that keeps part 1 and part 3 in different segments.
+   Their guilds are registered too (``neighbour_guilds='registered'``: a cross-segment answer
+   needs the subject's name bound to its guild) or never registered (``'unregistered'``: memory
+   must carry which registered guild the document named before the register).
 3. **Guild register** (the end): founding years of several guilds in random order, e.g.
    "The Belor Guild was founded in 1432. The Ostel Guild was founded in 1501."
 
@@ -18,8 +21,9 @@ Questions carry a ``kind`` (kept apart in the scores):
   them. Asking only about the first person named once let such a reader score local F1 ~70.
 - ``cross_segment``: "When was the patron guild of Varnok founded?" The answer is in the
   register, which never names Varnok; only the start of the document says which guild is meant.
-  The register lists several guilds (those of the subjects, of the neighbours, and unrelated
-  ones), in random order, so a reader that sees only the register can do no better than a guess.
+  The register lists several guilds (those of the subjects, unrelated ones, and with
+  ``neighbour_guilds='registered'`` the neighbours'), in random order, so a reader that sees only
+  the register can do no better than a guess.
 - ``unanswerable``: the same question forms about a person or guild the document never mentions,
   or an attribute it does not state.
 
@@ -47,6 +51,7 @@ _TRADES = ("baker", "smith", "weaver", "mason", "potter", "tanner", "miller", "c
 _TOWN_ENDINGS = ("mar", "ford", "holm", "wick", "dale", "stead")
 _ATTRIBUTES = ("home town", "trade", "patron guild")
 _MISSING_ATTRIBUTES = ("birth year", "eldest child", "favourite song")
+NEIGHBOUR_GUILDS = ("registered", "unregistered")
 
 
 def _name(rng: random.Random) -> str:
@@ -68,7 +73,8 @@ def _person_sentences(name: str, facts: dict[str, str]) -> list[tuple[str, str, 
     return out
 
 
-def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: int, n_register: int) -> dict:
+def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: int, n_register: int,
+              neighbour_guilds: str) -> dict:
     towns = [_town(rng) for _ in range(n_subjects + n_neighbours)]
     names: list[str] = []
     while len(names) < n_subjects + n_neighbours + 2:
@@ -78,14 +84,20 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
         if not any(name.lower() in w.lower() or w.lower() in name.lower() for w in names + towns + list(_GUILDS)):
             names.append(name)
     subjects, neighbours, absent = names[:n_subjects], names[n_subjects:-2], names[-2:]
-    guilds = rng.sample(_GUILDS, n_register + 1)
-    registered, unregistered = guilds[:n_register], guilds[n_register]
+    outside = n_neighbours if neighbour_guilds == "unregistered" else 0
+    guilds = rng.sample(_GUILDS, n_register + 1 + outside)
+    registered, unregistered, neighbours_own = guilds[:n_register], guilds[n_register], guilds[n_register + 1:]
     people = {}
-    # Subjects' guilds are in the register (so their cross-segment questions have an answer);
-    # neighbours' guilds are drawn from the register too, so they are distractors there.
+    # Subjects' guilds are in the register (so their cross-segment questions have an answer).
+    # Neighbours' guilds are either drawn from the register too (distractors there: memory must bind
+    # each name to its guild) or are guilds of their own that the register never lists (memory must
+    # carry which registered guild was named earlier).
     for i, name in enumerate(subjects + neighbours):
-        people[name] = {"home town": towns[i], "trade": rng.choice(_TRADES),
-                        "patron guild": registered[i] if i < n_subjects else rng.choice(registered)}
+        if i < n_subjects:
+            guild = registered[i]
+        else:
+            guild = neighbours_own[i - n_subjects] if outside else rng.choice(registered)
+        people[name] = {"home town": towns[i], "trade": rng.choice(_TRADES), "patron guild": guild}
     founded = {g: str(rng.randint(1100, 1899)) for g in registered}
 
     context, qas = "", []
@@ -135,12 +147,19 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
 
 
 def generate_sample(n_documents: int, seed: int, split: str, n_subjects: int = 1, n_neighbours: int = 2,
-                    n_register: int = 4) -> dict:
-    """A SQuAD-v2-format split of generated long documents (``split`` 'train' or 'dev' draw apart)."""
+                    n_register: int = 4, neighbour_guilds: str = "registered") -> dict:
+    """A SQuAD-v2-format split of generated long documents (``split`` 'train' or 'dev' draw apart).
+
+    neighbour_guilds: 'registered' (the neighbours' patron guilds are in the register) or
+    'unregistered' (guilds of their own, never in the register).
+    """
     if split not in ("train", "dev"):
         raise ValueError(f"split: {split!r}; use 'train' or 'dev'")
+    if neighbour_guilds not in NEIGHBOUR_GUILDS:
+        raise ValueError(f"neighbour_guilds: {neighbour_guilds!r}; use one of {', '.join(NEIGHBOUR_GUILDS)}")
     if n_subjects + n_neighbours > n_register + 4 or n_subjects > n_register:
         raise ValueError("sample: more subjects than registered guilds; raise n_register")
     rng = random.Random(f"qa-sample|{seed}|{split}")
-    data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register) for i in range(n_documents)]
+    data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register, neighbour_guilds)
+            for i in range(n_documents)]
     return {"version": "v2.0", "data": data}

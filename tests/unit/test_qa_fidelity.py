@@ -17,7 +17,7 @@ from stages.qa.batching import answer_centred_starts, document_batch
 from stages.qa.config import QAConfig
 from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
-from stages.qa.sample import generate_sample
+from stages.qa.sample import NEIGHBOUR_GUILDS, generate_sample
 from stages.qa.spec import STAGE
 from stages.qa.tokenizer import resolve_tokenizer
 from tests.fixtures import qa_example
@@ -159,9 +159,10 @@ def test_evaluation_does_not_depend_on_where_the_answer_is(tokenizer, tmp_path):
     assert all(r == runs[0] for r in runs[1:])
 
 
-def test_cross_segment_questions_are_unanswerable_from_their_answer_segment(tmp_path):
+@pytest.mark.parametrize("neighbour_guilds", NEIGHBOUR_GUILDS)
+def test_cross_segment_questions_are_unanswerable_from_their_answer_segment(tmp_path, neighbour_guilds):
     cfg = resolve(QAConfig, {})
-    train_squad = generate_sample(60, 0, "train")
+    train_squad = generate_sample(60, 0, "train", neighbour_guilds=neighbour_guilds)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(train_squad), tmp_path, cfg.tokenizer_vocab_size)
     read, write = add_memory_tokens(tok, cfg.memory_num_tokens)
     spec = SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, tuple(read), tuple(write))
@@ -181,6 +182,23 @@ def test_cross_segment_questions_are_unanswerable_from_their_answer_segment(tmp_
         assert len(re.findall(r"founded in \d{4}", example.context)) >= 4
         checked += 1
     assert checked == 60  # one cross-segment question per document
+
+
+def test_unregistered_neighbour_guilds_leave_one_guild_named_before_the_register_in_it():
+    """With neighbour_guilds='unregistered', which registered guild the document named before the
+    register is what memory must carry: exactly one, the subject's, and the register holds three
+    others a reader without it can only guess among."""
+    squad = generate_sample(40, 1, "train", neighbour_guilds="unregistered")
+    for article in squad["data"]:
+        paragraph = article["paragraphs"][0]
+        people, register = paragraph["context"].rsplit("\n\n", 1)
+        named = re.findall(r"patron guild of \w+ is the (\w+) Guild", people)
+        registered = re.findall(r"The (\w+) Guild was founded", register)
+        cross = next(q for q in paragraph["qas"] if q["kind"] == qa_data.KIND_CROSS)
+        subject_guild = re.search(rf"patron guild of {cross['question'].split()[-2]} is the (\w+) Guild", people).group(1)
+        assert [g for g in named if g in registered] == [subject_guild] and len(set(registered)) == 4
+    with pytest.raises(ValueError, match="neighbour_guilds"):
+        generate_sample(1, 0, "dev", neighbour_guilds="some")
 
 
 def qa_data_kinds(squad):
