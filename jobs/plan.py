@@ -72,11 +72,25 @@ class Plan:
         return [n for n in self.nodes if n.requested and (self.force or not n.cached)]
 
     def groups(self) -> list[list[Node]]:
-        """Runs grouped per stage variant, in dependency order: each group is one job array."""
-        groups: dict[tuple, list[Node]] = {}
+        """Runs grouped per stage variant, in dependency order: each group is one job array.
+
+        A group comes after every group that runs one of its nodes' upstreams. Order of first
+        appearance is not enough: when a sweep's first point finds its upstream cached, its
+        downstream node precedes the upstreams the other points still have to run.
+        """
+        pending: dict[tuple, list[Node]] = {}
         for node in self.to_run:
-            groups.setdefault((node.stage, node.direct), []).append(node)
-        return list(groups.values())
+            pending.setdefault((node.stage, node.direct), []).append(node)
+        running = {node.key for node in self.to_run}
+        ordered, emitted = [], set()
+        while pending:
+            ready = next((k for k, nodes in pending.items()
+                          if all(u in emitted or u not in running for n in nodes for u in n.upstream_keys)), None)
+            if ready is None:
+                raise RuntimeError(f"plan: job groups {list(pending)} wait on each other; report this as a bug")
+            ordered.append(pending.pop(ready))
+            emitted.update(node.key for node in ordered[-1])
+        return ordered
 
 
 def apply_default_sweep(parsed: ParsedArgs, grid: dict[str, str]) -> list[str]:
