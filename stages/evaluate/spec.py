@@ -55,9 +55,11 @@ STAGE = StageSpec(
         "d_repeat", "ppl_isolated", "ppl_graph", "ppl_random",
         "exact", "f1", "HasAns_f1", "NoAns_f1", "local_f1", "cross_segment_f1", "unanswerable_f1",
         "memory_gain_local_f1", "memory_gain_cross_segment_f1", "memory_frozen_cross_segment_f1",
+        # generated QA data: abstaining on "the patron guild of <a person never named>" needs memory
+        "form_absent_person_guild_year_exact", "memory_gain_form_absent_person_guild_year_exact",
     ),
     paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1", "local_f1",
-                    "cross_segment_f1"),
+                    "cross_segment_f1", "form_absent_person_guild_year_exact"),
     # study=qa_memory (declared with the qa stage's keys) scores each qa run here too, with the
     # memory ablation (memory_gain_*: F1 minus F1 with the same model's memory frozen).
     studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}, "qa_memory": {"task": "qa"}},

@@ -210,9 +210,14 @@ ABLATED_SCORES = ("exact", "f1", "local_f1", "cross_segment_f1", "unanswerable_f
 
 def memory_gain(scores: dict, frozen: dict) -> dict[str, float]:
     """``memory_frozen_<score>`` (scores with memory frozen) and ``memory_gain_<score>`` (``scores``
-    minus those) for the ABLATED_SCORES both have."""
+    minus those) for the ABLATED_SCORES and every question form's exact/F1 that both have.
+
+    Per form because a memory effect can hide in one form: a model that abstains on "When was the
+    patron guild of X founded?" unless memory says X was named earlier shows it only in the form
+    whose X is absent (README, QA study)."""
+    forms = sorted(k for k in scores if k.startswith("form_") and k.endswith(("_exact", "_f1")))
     out = {}
-    for key in ABLATED_SCORES:
+    for key in (*ABLATED_SCORES, *forms):
         if key in scores and key in frozen:
             out[f"memory_frozen_{key}"] = frozen[key]
             out[f"memory_gain_{key}"] = scores[key] - frozen[key]

@@ -57,7 +57,9 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     assert json.loads((evaluation.path / "scores.json").read_text()) == rescored
     assert all(abs(metrics[k] - v) < 1e-9 for k, v in rescored.items())
     # the memory ablation: the same model scored with its memory frozen, and the gain over that
-    for kind in ("f1", "local_f1", "unanswerable_f1"):
+    forms = [k.removeprefix("memory_gain_") for k in metrics if k.startswith("memory_gain_form_")]
+    assert forms  # and per question form
+    for kind in ("f1", "local_f1", "unanswerable_f1", *forms):
         assert metrics[f"memory_gain_{kind}"] == metrics[kind] - metrics[f"memory_frozen_{kind}"]
 
     # The no-answer threshold: by default the one saved with the trained model (its qa config);

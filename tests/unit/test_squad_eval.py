@@ -64,6 +64,17 @@ def test_missing_prediction_is_a_clear_error():
         squad_eval.evaluate(_dataset(), {"q1": ""})
 
 
+def test_memory_gain_covers_every_kind_and_question_form_both_scorings_have():
+    scores = {"f1": 70.0, "cross_segment_f1": 30.0, "form_absent_person_guild_year_exact": 97.0,
+              "form_absent_person_guild_year_total": 108, "HasAns_total": 10}
+    frozen = {"f1": 68.0, "cross_segment_f1": 25.0, "form_absent_person_guild_year_exact": 0.0,
+              "form_absent_person_guild_year_total": 108, "HasAns_total": 10}
+    assert squad_eval.memory_gain(scores, frozen) == {
+        "memory_frozen_f1": 68.0, "memory_gain_f1": 2.0,
+        "memory_frozen_cross_segment_f1": 25.0, "memory_gain_cross_segment_f1": 5.0,
+        "memory_frozen_form_absent_person_guild_year_exact": 0.0, "memory_gain_form_absent_person_guild_year_exact": 97.0}
+
+
 def test_command_line_writes_out_file(tmp_path):
     data, preds, na = tmp_path / "data.json", tmp_path / "pred.json", tmp_path / "na.json"
     data.write_text(json.dumps({"version": "v2.0", "data": _dataset()}))
