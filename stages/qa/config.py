@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from stages.core.config import knob
+from stages.qa.sample import NEIGHBOUR_GUILDS
 
 
 @dataclass
@@ -43,7 +44,7 @@ class QAConfig:
     sample_neighbour_guilds: str = knob("registered", "dataset=sample: the neighbours' patron guilds are "
                                         "'registered' (memory must bind the subject's name to its guild) or "
                                         "'unregistered' (memory must carry which registered guild was named before the register)",
-                                        choices=("registered", "unregistered"))
+                                        choices=NEIGHBOUR_GUILDS)
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
