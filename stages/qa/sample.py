@@ -38,8 +38,12 @@ stage (``dataset=sample``); it does not depend on the wiki sample corpus.
 
 from __future__ import annotations
 
+import argparse
 import random
+import sys
+from pathlib import Path
 
+from stages.core.artifacts import write_json_atomic
 from stages.qa.data import KIND_CROSS, KIND_LOCAL, KIND_NONE
 
 _SYLLABLES = ("var", "nok", "bel", "or", "os", "tel", "kar", "ith", "mel", "dun", "ra", "sa", "lo", "vin",
@@ -163,3 +167,50 @@ def generate_sample(n_documents: int, seed: int, split: str, n_subjects: int = 1
     data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register, neighbour_guilds)
             for i in range(n_documents)]
     return {"version": "v2.0", "data": data}
+
+
+def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0) -> dict:
+    """``sample`` with only the questions of ``kinds`` in documents ``from_document`` and later
+    (earlier documents keep every question); documents left without a question are dropped."""
+    data = []
+    for i, document in enumerate(sample["data"]):
+        paragraphs = []
+        for paragraph in document["paragraphs"]:
+            qas = paragraph["qas"] if i < from_document else [q for q in paragraph["qas"] if q["kind"] in kinds]
+            if qas:
+                paragraphs.append({**paragraph, "qas": qas})
+        if paragraphs:
+            data.append({**document, "paragraphs": paragraphs})
+    return {**sample, "data": data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write a generated split as a SQuAD v2 file, e.g. the filtered training sets of the README's
+    diagnostics (``dataset=<file>`` then trains on it)."""
+    kinds = (KIND_LOCAL, KIND_CROSS, KIND_NONE)
+    parser = argparse.ArgumentParser(prog="python -m stages.qa.sample", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="SQuAD v2 JSON file to write")
+    parser.add_argument("--documents", type=int, default=200, help="documents to generate (default 200)")
+    parser.add_argument("--split", choices=("train", "dev"), default="train")
+    parser.add_argument("--data-seed", type=int, default=0, help="as the qa key data_seed (default 0)")
+    parser.add_argument("--neighbour-guilds", choices=NEIGHBOUR_GUILDS, default="registered",
+                        help="as the qa key sample_neighbour_guilds (default registered)")
+    parser.add_argument("--kinds", default=",".join(kinds),
+                        help=f"comma-separated question kinds to keep (default all: {','.join(kinds)})")
+    parser.add_argument("--all-kinds-documents", type=int, default=0,
+                        help="the first N documents keep every question (default 0); the documents of "
+                             "dataset=sample with sample_documents=N are exactly these")
+    args = parser.parse_args(argv)
+    keep = set(args.kinds.split(","))
+    if not keep or keep - set(kinds):
+        parser.error(f"--kinds: {args.kinds!r}; use a comma-separated subset of {','.join(kinds)}")
+    sample = keep_kinds(generate_sample(args.documents, args.data_seed, args.split,
+                                        neighbour_guilds=args.neighbour_guilds), keep, args.all_kinds_documents)
+    write_json_atomic(args.out, sample)
+    n = sum(len(p["qas"]) for d in sample["data"] for p in d["paragraphs"])
+    print(f"{args.out}: {len(sample['data'])} documents, {n} questions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

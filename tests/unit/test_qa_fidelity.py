@@ -11,7 +11,7 @@ import torch
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
 from stages.core.config import ConfigError, resolve
 from stages.core.context import StageContext
-from stages.qa import components, squad_eval, train
+from stages.qa import components, sample, squad_eval, train
 from stages.qa import data as qa_data
 from stages.qa.batching import answer_centred_starts, document_batch
 from stages.qa.config import QAConfig
@@ -213,6 +213,21 @@ def test_generated_questions_cover_every_kind_and_answers_match_their_offsets():
         for answer in example.answers:
             assert example.context[answer["answer_start"]:][: len(answer["text"])] == answer["text"]
     assert generate_sample(10, 3, "dev") == squad and generate_sample(10, 3, "train") != squad
+
+
+def test_the_generator_command_writes_a_split_filtered_by_kind_that_training_can_read(tmp_path):
+    out = tmp_path / "cross.json"
+    assert sample.main([str(out), "--documents", "12", "--neighbour-guilds", "unregistered",
+                        "--kinds", "cross_segment", "--all-kinds-documents", "3"]) == 0
+    written = qa_data_kinds(json.loads(out.read_text()))
+    full = qa_data_kinds(generate_sample(12, 0, "train", neighbour_guilds="unregistered"))
+    # The first three documents keep every question; the other nine only their cross-segment one.
+    first = {i: k for i, k in full.items() if int(i.split("|")[0].split("-")[1]) < 3}
+    rest = {i: k for i, k in full.items() if i not in first and k == qa_data.KIND_CROSS}
+    assert written == {**first, **rest} and len(rest) == 9
+    assert len(list(qa_data.iter_examples(json.loads(out.read_text())))) == len(written)
+    with pytest.raises(SystemExit):
+        sample.main([str(out), "--kinds", "local,bogus"])
 
 
 def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
