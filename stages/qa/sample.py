@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=0, help="as the qa key data_seed (default 0)")
     parser.add_argument("--neighbour-guilds", choices=NEIGHBOUR_GUILDS, default="registered",
                         help="as the qa key sample_neighbour_guilds (default registered)")
+    parser.add_argument("--neighbours", type=int, default=2,
+                        help="neighbours between the subject and the register (default 2, as dataset=sample)")
     parser.add_argument("--kinds", default=",".join(kinds),
                         help=f"comma-separated question kinds to keep (default all: {','.join(kinds)})")
     parser.add_argument("--all-kinds-documents", type=int, default=0,
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = set(args.kinds.split(","))
     if not keep or keep - set(kinds):
         parser.error(f"--kinds: {args.kinds!r}; use a comma-separated subset of {','.join(kinds)}")
-    sample = keep_kinds(generate_sample(args.documents, args.data_seed, args.split,
+    sample = keep_kinds(generate_sample(args.documents, args.data_seed, args.split, n_neighbours=args.neighbours,
                                         neighbour_guilds=args.neighbour_guilds), keep, args.all_kinds_documents)
     write_json_atomic(args.out, sample)
     n = sum(len(p["qas"]) for d in sample["data"] for p in d["paragraphs"])

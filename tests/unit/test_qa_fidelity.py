@@ -228,6 +228,8 @@ def test_the_generator_command_writes_a_split_filtered_by_kind_that_training_can
     assert len(list(qa_data.iter_examples(json.loads(out.read_text())))) == len(written)
     with pytest.raises(SystemExit):
         sample.main([str(out), "--kinds", "local,bogus"])
+    sample.main([str(out), "--documents", "2", "--neighbours", "0"])
+    assert json.loads(out.read_text()) == generate_sample(2, 0, "train", n_neighbours=0)
 
 
 def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
