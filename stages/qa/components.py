@@ -16,12 +16,13 @@ TRAINING_CONFIG_NAME = "training_config.json"
 
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    sample = (cfg.data_seed, cfg.sample_neighbour_guilds)
-    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, *sample)
+    sample = {"seed": cfg.data_seed, "neighbour_guilds": cfg.sample_neighbour_guilds, "neighbours": cfg.sample_neighbours}
+    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, **sample,
+                               cross_only_documents=cfg.sample_cross_only_documents)
     if cfg.eval_dataset:
-        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, *sample)
+        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, **sample)
     elif cfg.dataset == qa_data.SAMPLE:
-        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, *sample)
+        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, **sample)
     else:
         train, dev = qa_data.split_articles(train, "train", 0.1), qa_data.split_articles(train, "dev", 0.1)
     train = qa_data.limit_questions(qa_data.join_paragraphs(train, cfg.long_context), cfg.train_size)
@@ -56,9 +57,10 @@ def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> Me
     return model
 
 
-def segment_layout(cfg, read_ids: list[int], write_ids: list[int]) -> SegmentLayout:
-    """The segment layout of a QA config (training or, from its recorded config, evaluation)."""
-    return SegmentLayout(cfg.segment_length(), cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
+def segment_layout(cfg, read_ids: list[int], write_ids: list[int], stage: int | None = None) -> SegmentLayout:
+    """The segment layout of a QA config's curriculum stage ``stage`` (None: the last, which
+    evaluation reads, from the training config or the one recorded with the model)."""
+    return SegmentLayout(cfg.segment_length(stage), cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
                        tuple(read_ids), tuple(write_ids))
 
 

@@ -45,6 +45,10 @@ class QAConfig:
                                         "'registered' (memory must bind the subject's name to its guild) or "
                                         "'unregistered' (memory must carry which registered guild was named before the register)",
                                         choices=NEIGHBOUR_GUILDS)
+    sample_neighbours: int = knob(2, "dataset=sample: people stated between the subject and the register (the "
+                                  "padding that keeps them in different segments; fewer = shorter documents)")
+    sample_cross_only_documents: int = knob(0, "dataset=sample: further training documents of which only the "
+                                            "cross-segment question is kept (a denser cross-segment signal)")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
@@ -75,6 +79,10 @@ class QAConfig:
     epochs_per_stage: int = knob(2, "epochs of each curriculum stage (see stage_epochs)")
     stage_epochs: list[int] = knob([], "epochs of each curriculum stage in turn, one per progressive_segments "  # noqa: RUF009
                                    "entry, e.g. [12,6]; empty = epochs_per_stage for every stage")
+    stage_seq_lengths: list[int] = knob([], "max_seq_length of each curriculum stage in turn, e.g. [128,64]: a "  # noqa: RUF009
+                                        "first stage that reads each whole document in one segment; the last "
+                                        "entry must equal max_seq_length (what evaluation reads); empty = "
+                                        "max_seq_length for every stage")
     batch_size: int = knob(16, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")
     weight_decay: float = knob(0.01, "AdamW weight decay")
@@ -121,15 +129,25 @@ class QAConfig:
                                   or min(self.stage_epochs) < 1):
             raise ValueError(f"stage_epochs: {self.stage_epochs} needs one count >= 1 per curriculum stage "
                              f"(progressive_segments={self.progressive_segments}); or leave it empty")
+        if self.stage_seq_lengths and (len(self.stage_seq_lengths) != len(self.progressive_segments)
+                                       or self.stage_seq_lengths[-1] != self.max_seq_length
+                                       or min(self.stage_seq_lengths) < 16):
+            raise ValueError(f"stage_seq_lengths: {self.stage_seq_lengths} needs one length >= 16 per curriculum "
+                             f"stage (progressive_segments={self.progressive_segments}), the last equal to "
+                             f"max_seq_length={self.max_seq_length}; or leave it empty")
+        if self.sample_neighbours < 0 or self.sample_cross_only_documents < 0:
+            raise ValueError("sample_neighbours/sample_cross_only_documents: must be >= 0")
         self._validate_numbers()
         for name in ("dataset", "eval_dataset"):
             value = getattr(self, name)
             if value.endswith(".json") and not Path(value).expanduser().is_file():
                 raise ValueError(f"{name}: {value} does not exist; pass a SQuAD v2 JSON file, 'sample' or a datasets id")
 
-    def segment_length(self) -> int:
-        """Tokens per segment: ``max_seq_length``, plus the memory tokens if they extend the segment."""
-        return self.max_seq_length + (2 * self.memory_num_tokens if self.memory_extends_segment else 0)
+    def segment_length(self, stage: int | None = None) -> int:
+        """Tokens per segment of curriculum stage ``stage`` (None: the last, which evaluation reads):
+        its max_seq_length, plus the memory tokens if they extend the segment."""
+        length = self.stage_seq_lengths[-1 if stage is None else stage] if self.stage_seq_lengths else self.max_seq_length
+        return length + (2 * self.memory_num_tokens if self.memory_extends_segment else 0)
 
     def epochs_of(self, stage: int) -> int:
         """Epochs of curriculum stage ``stage`` (0-based)."""

@@ -35,7 +35,7 @@ def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
     """The questions to score: ``cfg.dataset`` (or the qa run's dev split), first ``test_size`` of them."""
     if cfg.dataset:
         squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train.sample_dev_documents, train.data_seed,
-                                     train.sample_neighbour_guilds)
+                                     train.sample_neighbour_guilds, neighbours=train.sample_neighbours)
         squad = qa_data.join_paragraphs(squad, train.long_context)
     else:
         squad = json.loads((Path(qa_artifact) / "dev.json").read_text())

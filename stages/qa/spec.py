@@ -16,20 +16,28 @@ STAGE = StageSpec(
     prefetch="stages.qa.spec:prefetch",
     grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
     # `study=qa_memory`: does memory help across segments? Memory vs none, 3 seeds each (the
-    # generated data stays fixed; the seed changes init and data order). Curriculum: 12 epochs of
-    # one-segment windows around each answer (cheap steps in which the tiny reader learns to match
-    # names, README diagnostics d24, d25), then 6 epochs of all 4 segments, the only stage that can
-    # see both ends of a cross-segment question. The memory tokens extend the segment, so both
-    # variants read the same windows (d22, d23). 200 dev documents: 200 cross-segment questions a run.
-    # The neighbours' guilds are not registered: memory has to carry only which registered guild came
-    # before the register, the easiest question that still needs it (d28).
-    # `study=qa_ceiling`: the reader with each whole document in one 192-token segment and no
-    # memory, 7,200 steps (the earlier study budget; not rerun on the curriculum). What it cannot
-    # answer with everything in view, memory cannot help it answer.
+    # generated data stays fixed; the seed changes init and data order). Short documents (one
+    # neighbour: the subject's facts, one neighbour's, then the register; about 81 context tokens, two
+    # 64-token segments, the second holding the whole register and never the subject). The
+    # neighbours' guilds are not registered: memory has to carry which registered guild came before
+    # the register. Curriculum: 12 epochs with each whole document in one 104-token segment (the
+    # reader learns the cross-segment question with everything in view, README d35-d37), then 2
+    # epochs of the two 64-token segments, where only memory can carry the first segment to the
+    # second. Memory tokens extend the segment, so both variants read the same windows (d22, d23).
+    # 400 documents keep every question (local scores); 20,000 more only their cross-segment one.
+    # `study=qa_memory_long`: the earlier design on the default documents (two neighbours, four
+    # 64-token segments), whose ceiling never learned the question (d28-d33).
+    # `study=qa_ceiling`: the reader with each whole default document in one 192-token segment and no
+    # memory, 7,200 steps (the earlier study budget). What it cannot answer with everything in view,
+    # memory cannot help it answer.
     studies={
-        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
-                      "stage_epochs": "[12,6]", "memory_extends_segment": "true",
-                      "sample_neighbour_guilds": "unregistered"},
+        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
+                      "sample_cross_only_documents": "20000", "sample_neighbours": "1",
+                      "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
+                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,2]"},
+        "qa_memory_long": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
+                           "stage_epochs": "[12,6]", "memory_extends_segment": "true",
+                           "sample_neighbour_guilds": "unregistered"},
         "qa_ceiling": {**_STUDY, "memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1",
                        "progressive_segments": "[1]", "epochs_per_stage": "6"},
     },

@@ -6,7 +6,9 @@ HF-style folder with tokenizer and resolved training config) and ``stage_done.js
 The next stage starts from the previous stage's best model. Warm-ups count epochs within each
 curriculum stage, as MemXLNet does: every stage starts with its own warm-up epochs. A stage that
 allows fewer segments than a document has trains on the answer-centred window of its segments
-(nothing is dropped); evaluation reads the first ``max_n_segs`` segments. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
+(nothing is dropped); evaluation reads the first ``max_n_segs`` segments. A stage may cut
+segments of its own length (``stage_seq_lengths``, e.g. a first stage that reads each whole
+document in one segment); the last stage's length is what evaluation reads. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
 bit for bit (model, optimizer, LR schedule, RNG, sampler position).
 """
 
@@ -81,6 +83,7 @@ class StageTrainer:
         self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
         self.index, self.segments = index, segments
         self.data = data
+        self.train_store, self.dev_store = data["stage_stores"][index]
         self.dir = Path(ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
         self.ckpt = self.dir / "checkpoint"
 
@@ -92,8 +95,8 @@ class StageTrainer:
             self.model = components.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
         else:
             self.model = MemXLNetForQA.from_pretrained(start_from)
-        docs = np.arange(len(data["train_store"]))
-        self.starts = answer_centred_starts(data["train_store"], docs, self.segments)
+        docs = np.arange(len(self.train_store))
+        self.starts = answer_centred_starts(self.train_store, docs, self.segments)
         self.sampler = EpochSampler(docs, cfg.batch_size, cfg.seed + self.index, self.acc.process_index, self.acc.num_processes)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         if self.steps_per_epoch == 0:
@@ -158,7 +161,7 @@ class StageTrainer:
 
     # ------------------------------------------------------------------ training
     def train_step(self, docs: np.ndarray, use_global: bool) -> float:
-        batch = document_batch(self.data["train_store"], docs, self.segments, self.starts[docs])
+        batch = document_batch(self.train_store, docs, self.segments, self.starts[docs])
         steps = [{k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in s.items()} for s in batch["steps"]]
         outputs = self.runner(steps, batch["n_docs"])
         if use_global:
@@ -199,7 +202,7 @@ class StageTrainer:
     def end_epoch(self, mode: dict) -> None:
         metrics = {"exact": 0.0, "f1": 0.0}
         if self.acc.is_main_process:
-            metrics, _, _ = evaluate_model(self.model, self.data["dev_store"], self.data["dev"], self.cfg,
+            metrics, _, _ = evaluate_model(self.model, self.dev_store, self.data["dev"], self.cfg,
                                            self.cfg.max_n_segs, str(mode["extraction"]))
             epoch_losses = self.curve[-self.steps_per_epoch:]
             metrics = {**metrics, "epoch": self.sampler.epoch, **mode, "train_loss": float(np.mean(epoch_losses))}
@@ -235,14 +238,20 @@ def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
             for reason, count in qa_data.validation_counts(split).items():
                 ctx.skip(f"{name} {reason}", count=count)
         tokenizer, read_ids, write_ids = components.build_tokenizer(cfg, train, ctx.cache_dir)
-        spec = components.segment_layout(cfg, read_ids, write_ids)
-        train_store = components.features(train, tokenizer, spec, ctx.cache_dir, ctx)
-        dev_store = components.features(dev, tokenizer, spec, ctx.cache_dir, ctx)
+        # One (train, dev) feature store per curriculum stage; stages of the same segment length share it.
+        stores, by_length = [], {}
+        for stage in range(len(cfg.progressive_segments)):
+            spec = components.segment_layout(cfg, read_ids, write_ids, stage)
+            if spec.max_seq_length not in by_length:
+                by_length[spec.max_seq_length] = (components.features(train, tokenizer, spec, ctx.cache_dir, ctx),
+                                                  components.features(dev, tokenizer, spec, ctx.cache_dir, ctx))
+            stores.append(by_length[spec.max_seq_length])
+    train_store, dev_store = stores[-1]
     if len(train_store) == 0 or len(dev_store) == 0:
         raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
                          "check dataset/eval_dataset and train_size/eval_size")
-    return {"train_store": train_store, "dev_store": dev_store, "dev": dev, "tokenizer": tokenizer,
-            "read_ids": read_ids, "write_ids": write_ids}
+    return {"train_store": train_store, "dev_store": dev_store, "stage_stores": stores, "dev": dev,
+            "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
 
 
 def run(cfg, ctx) -> dict:

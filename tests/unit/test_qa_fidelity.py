@@ -3,6 +3,7 @@ position-blind evaluation, and generated cross-segment questions that need an ea
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +67,29 @@ def test_each_curriculum_stage_trains_its_own_epochs(tmp_path):
     assert result["train_steps"] == 4 * stages[1]["steps"]
     with pytest.raises(ConfigError, match="stage_epochs"):
         resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [3]})
+
+
+def test_each_curriculum_stage_reads_segments_of_its_own_length(tmp_path):
+    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": [128, 64],
+                             "stage_epochs": [1, 1]})
+    out = tmp_path / "qa"
+    out.mkdir()
+    train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
+    built = [json.loads(m.read_text()) for m in (tmp_path / "cache" / "qa_features").glob("*/meta.json")]
+    assert sorted(m["max_seq_length"] for m in built) == [64, 64, 128, 128]  # train and dev, each stage
+    assert components.segment_layout(cfg, [], []).max_seq_length == 64  # evaluation reads the last stage's
+    for bad in ([128], [128, 96], [8, 64]):
+        with pytest.raises(ConfigError, match="stage_seq_lengths"):
+            resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": bad})
+
+
+def test_cross_only_documents_add_only_their_cross_segment_question():
+    squad = qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered", neighbours=1, cross_only_documents=5)
+    kinds = [qa_data_kinds({"data": [a]}) for a in squad["data"]]
+    assert len(kinds) == 8 and all(len(set(k.values())) == 3 for k in kinds[:3])
+    assert all(list(k.values()) == [qa_data.KIND_CROSS] for k in kinds[3:])
+    assert squad["data"][:3] == qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered",
+                                                   neighbours=1)["data"]
 
 
 def test_memory_tokens_that_extend_the_segment_leave_the_context_windows_as_without_memory(tokenizer):
@@ -246,6 +270,33 @@ def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
         offsets = arrays["offsets"][0]
         assert offsets[offsets[:, 0] >= 0, 1].max() == len(example.context.rstrip())
         assert answer_segment == (0 if example.answers else -1)
+
+
+def test_the_memory_study_reads_each_document_whole_then_in_two_segments_only_memory_joins(tmp_path):
+    """`study=qa_memory`: the first curriculum stage sees each whole document in one segment (the
+    reader can learn the question in view); the second cuts it in two, and the segment holding a
+    cross-segment answer holds the whole register but never the subject."""
+    keys = STAGE.studies["qa_memory"]
+    cfg = resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")},
+                             "memory_num_tokens": 4})
+    squad = generate_sample(60, 0, "train", n_neighbours=cfg.sample_neighbours,
+                            neighbour_guilds=cfg.sample_neighbour_guilds)
+    tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
+    read, write = add_memory_tokens(tok, cfg.memory_num_tokens)
+    whole, split = (components.segment_layout(cfg, read, write, stage) for stage in (0, 1))
+    kinds = qa_data_kinds(squad)
+    for example in qa_data.iter_examples(squad):
+        arrays, _ = featurize(example, tok, whole)
+        offsets = arrays["offsets"][0]
+        assert len(arrays["length"]) == 1 and offsets[:, 1].max() == len(example.context.rstrip())
+        if kinds[example.qid] != qa_data.KIND_CROSS:
+            continue
+        arrays, answer_segment = featurize(example, tok, split)
+        assert len(arrays["length"]) == 2 and answer_segment == 1
+        offsets = arrays["offsets"][1]
+        text = example.context[offsets[offsets[:, 0] >= 0, 0].min():]
+        subject = re.search(r"patron guild of (\w+) founded", example.question).group(1)
+        assert subject not in text and len(re.findall(r"founded in \d{4}", text)) == 4
 
 
 def test_local_questions_need_the_name_not_the_position():
