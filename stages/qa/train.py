@@ -250,8 +250,7 @@ def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
     if len(train_store) == 0 or len(dev_store) == 0:
         raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
                          "check dataset/eval_dataset and train_size/eval_size")
-    return {"train_store": train_store, "dev_store": dev_store, "stage_stores": stores, "dev": dev,
-            "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
+    return {"stage_stores": stores, "dev": dev, "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
 
 
 def run(cfg, ctx) -> dict:
@@ -282,7 +281,8 @@ def run(cfg, ctx) -> dict:
     metrics = {}
     if accelerator.is_main_process:
         model = MemXLNetForQA.from_pretrained(previous_best)
-        metrics, _, _ = evaluate_model(model, data["dev_store"], data["dev"], cfg, cfg.max_n_segs)
+        # Scored as evaluation reads it: the last stage's segments.
+        metrics, _, _ = evaluate_model(model, data["stage_stores"][-1][1], data["dev"], cfg, cfg.max_n_segs)
         (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
     curve = [loss for s in stages for loss in s["loss_curve"]]
     ctx.record["loss_curve"] = [[step, loss] for step, loss in enumerate(curve)]
