@@ -173,11 +173,13 @@ class QAConfig:
                      "warmup_disable_any_positive_epochs", "num_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 0 (0 means all/none)")
-        room = self.segment_length() - 2 * self.memory_num_tokens - self.max_query_length - 3
+        # Every curriculum stage needs context room, not only the last (stage_seq_lengths).
+        shortest = min(self.segment_length(i) for i in range(len(self.progressive_segments)))
+        room = shortest - 2 * self.memory_num_tokens - self.max_query_length - 3
         if room < 1:
             raise ValueError(f"memory_num_tokens: {self.memory_num_tokens} read + write tokens and max_query_length="
-                             f"{self.max_query_length} leave no context room in max_seq_length={self.max_seq_length}; "
-                             "lower memory_num_tokens or raise max_seq_length")
+                             f"{self.max_query_length} leave no context room in a {shortest}-token segment; "
+                             "lower memory_num_tokens or raise max_seq_length (or stage_seq_lengths)")
         if self.tokenizer == "auto" and self.tokenizer_vocab_size < 100:
             raise ValueError(f"tokenizer_vocab_size: {self.tokenizer_vocab_size} is too small for a SentencePiece "
                              "model; use at least 100 (e.g. 2000)")

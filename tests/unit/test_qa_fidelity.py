@@ -81,6 +81,8 @@ def test_each_curriculum_stage_reads_segments_of_its_own_length(tmp_path):
     for bad in ([128], [128, 96], [8, 64]):
         with pytest.raises(ConfigError, match="stage_seq_lengths"):
             resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": bad})
+    with pytest.raises(ConfigError, match="no context room in a 18-token segment"):
+        resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": [18, 64]})
 
 
 def test_cross_only_documents_add_only_their_cross_segment_question():
