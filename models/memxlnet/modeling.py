@@ -73,6 +73,15 @@ class MemXLNetForQA(nn.Module):
         transformer = XLNetModel.from_pretrained(name_or_path)
         return cls(transformer.config, memory, transformer=transformer)
 
+    def with_memory(self, memory: MemoryConfig, vocab_size: int) -> MemXLNetForQA:
+        """This model's backbone and QA head under another memory config: a fresh memory module,
+        and the word embeddings grown to ``vocab_size`` for memory tokens appended to the tokenizer
+        (their rows start at zero). Shares the backbone's parameters with ``self``."""
+        model = type(self)(self.config, memory, transformer=self.transformer)
+        model.qa_outputs.load_state_dict(self.qa_outputs.state_dict())
+        model.resize_token_embeddings(vocab_size)
+        return model
+
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """Grow the word embeddings after memory tokens were added to the tokenizer."""
         old_size = self.transformer.word_embedding.num_embeddings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,10 @@ class QAConfig:
                                         "first stage that reads each whole document in one segment; the last "
                                         "entry must equal max_seq_length (what evaluation reads); empty = "
                                         "max_seq_length for every stage")
+    shared_reader: bool = knob(False, "curriculum stage 1 trains a reader without memory tokens, kept once under "
+                               "{root}/qa/readers/ for every run that differs only in its memory keys and later "
+                               "stages; the next stage adds this run's memory (study=qa_memory: memory 0 and N "
+                               "continue from one reader per seed, so their difference is memory alone)")
     batch_size: int = knob(16, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")
     weight_decay: float = knob(0.01, "AdamW weight decay")
@@ -135,6 +140,9 @@ class QAConfig:
             raise ValueError(f"stage_seq_lengths: {self.stage_seq_lengths} needs one length >= 16 per curriculum "
                              f"stage (progressive_segments={self.progressive_segments}), the last equal to "
                              f"max_seq_length={self.max_seq_length}; or leave it empty")
+        if self.shared_reader and len(self.progressive_segments) < 2:
+            raise ValueError(f"shared_reader: needs a reader stage and a later one; progressive_segments="
+                             f"{self.progressive_segments} has one stage (e.g. [1,2])")
         if self.sample_neighbours < 0 or self.sample_cross_only_documents < 0:
             raise ValueError("sample_neighbours/sample_cross_only_documents: must be >= 0")
         self._validate_numbers()
@@ -142,6 +150,20 @@ class QAConfig:
             value = getattr(self, name)
             if value.endswith(".json") and not Path(value).expanduser().is_file():
                 raise ValueError(f"{name}: {value} does not exist; pass a SQuAD v2 JSON file, 'sample' or a datasets id")
+
+    def reader_config(self) -> QAConfig:
+        """The shared reader's config: curriculum stage 1 alone, without memory. The memory keys
+        and the later stages are left out (memory keys at their defaults, no memory tokens), so
+        runs that differ only there name the same reader."""
+        from models.memxlnet.config import MemoryConfig
+
+        defaults = type(self)()
+        memory = {key: getattr(defaults, key) for key in (*MemoryConfig.stage_keys(), "memory_extends_segment")}
+        memory["memory_num_tokens"] = 0
+        length = self.stage_seq_lengths[0] if self.stage_seq_lengths else self.max_seq_length
+        return dataclasses.replace(
+            self, **memory, shared_reader=False, progressive_segments=self.progressive_segments[:1],
+            epochs_per_stage=self.epochs_of(0), stage_epochs=[], max_seq_length=length, stage_seq_lengths=[])
 
     def segment_length(self, stage: int | None = None) -> int:
         """Tokens per segment of curriculum stage ``stage`` (None: the last, which evaluation reads):

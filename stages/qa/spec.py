@@ -34,7 +34,8 @@ STAGE = StageSpec(
         "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
                       "sample_cross_only_documents": "20000", "sample_neighbours": "1",
                       "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
-                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,2]"},
+                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,3]",
+                      "shared_reader": "true"},
         "qa_memory_long": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
                            "stage_epochs": "[12,6]", "memory_extends_segment": "true",
                            "sample_neighbour_guilds": "unregistered"},
@@ -61,6 +62,17 @@ STAGE = StageSpec(
             plot=("qa_f1", ("f1", "HasAns_f1", "NoAns_f1"), "SQuAD v2 F1 by variant"),
         ),
     ),
+)
+
+#: The shared reader (`shared_reader=true`): a qa run of `QAConfig.reader_config()` (stage 1 alone,
+#: without memory), started by the qa runs that share it rather than by `jobs/`, so it is not
+#: registered: `{root}/qa_reader/<signature>/` is an artifact like any other.
+READER = StageSpec(
+    name="qa_reader",
+    config_cls=QAConfig,
+    run="stages.qa.train:run",
+    description="the memory-free reader that qa runs with shared_reader=true continue",
+    resumable=True,
 )
 
 #: Values of QA fields that need nothing from a hub.

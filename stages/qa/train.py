@@ -8,7 +8,9 @@ curriculum stage, as MemXLNet does: every stage starts with its own warm-up epoc
 allows fewer segments than a document has trains on the answer-centred window of its segments
 (nothing is dropped); evaluation reads the first ``max_n_segs`` segments. A stage may cut
 segments of its own length (``stage_seq_lengths``, e.g. a first stage that reads each whole
-document in one segment); the last stage's length is what evaluation reads. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
+document in one segment); the last stage's length is what evaluation reads. With ``shared_reader``,
+stage 1 is a `qa_reader` artifact trained without memory, once for every run that differs only in
+its memory keys and later stages; each run adds its own memory from stage 2 on. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
 bit for bit (model, optimizer, LR schedule, RNG, sampler position).
 """
 
@@ -28,12 +30,16 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
+from stages.core.artifacts import load_artifact
 from stages.core.preemption import Preempted, PreemptionFlag
+from stages.core.runner import execute
 from stages.core.safestate import load_state, save_state
+from stages.core.verify import verify_artifact
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.batching import EpochSampler, answer_centred_starts, document_batch
 from stages.qa.predict import predict
+from stages.qa.spec import READER
 
 FINAL_MODEL_POINTER = "final_model.json"
 
@@ -79,12 +85,13 @@ def warmups(cfg, epoch: int) -> dict[str, bool | str]:
 class StageTrainer:
     """Trains one curriculum stage; owns its checkpoint folder."""
 
-    def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, data: dict):
+    def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, data: dict,
+                 home: Path | None = None):
         self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
         self.index, self.segments = index, segments
         self.data = data
         self.train_store, self.dev_store = data["stage_stores"][index]
-        self.dir = Path(ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
+        self.dir = Path(home or ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
         self.ckpt = self.dir / "checkpoint"
 
     # ------------------------------------------------------------------ setup
@@ -95,6 +102,9 @@ class StageTrainer:
             self.model = components.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
         else:
             self.model = MemXLNetForQA.from_pretrained(start_from)
+            memory = components.memory_config(cfg, data["read_ids"], data["write_ids"])
+            if self.model.memory_config != memory:  # from the shared reader: this run's memory joins here
+                self.model = self.model.with_memory(memory, len(data["tokenizer"]))
         docs = np.arange(len(self.train_store))
         self.starts = answer_centred_starts(self.train_store, docs, self.segments)
         self.sampler = EpochSampler(docs, cfg.batch_size, cfg.seed + self.index, self.acc.process_index, self.acc.num_processes)
@@ -231,26 +241,47 @@ class StageTrainer:
 
 
 def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
-    """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache."""
+    """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache.
+    With ``shared_reader``, stage 1 is the shared reader's, which builds its own."""
     with accelerator.main_process_first():
         train, dev = components.load_splits(cfg, ctx.cache_dir)
         for name, split in (("train", train), ("dev", dev)):  # repaired/dropped answers, in the manifest
             for reason, count in qa_data.validation_counts(split).items():
                 ctx.skip(f"{name} {reason}", count=count)
-        tokenizer, read_ids, write_ids = components.build_tokenizer(cfg, train, ctx.cache_dir)
-        # One (train, dev) feature store per curriculum stage; stages of the same segment length share it.
-        stores, by_length = [], {}
-        for stage in range(len(cfg.progressive_segments)):
-            spec = components.segment_layout(cfg, read_ids, write_ids, stage)
-            if spec.max_seq_length not in by_length:
-                by_length[spec.max_seq_length] = (components.features(train, tokenizer, spec, ctx.cache_dir, ctx),
-                                                  components.features(dev, tokenizer, spec, ctx.cache_dir, ctx))
-            stores.append(by_length[spec.max_seq_length])
-    train_store, dev_store = stores[-1]
+        data = _stage_data(cfg, train, dev, ctx, first=1 if cfg.shared_reader else 0)
+    train_store, dev_store = data["stage_stores"][-1]
     if len(train_store) == 0 or len(dev_store) == 0:
         raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
                          "check dataset/eval_dataset and train_size/eval_size")
+    return data
+
+
+def _stage_data(cfg, train: dict, dev: dict, ctx, first: int) -> dict:
+    """Tokenizer and one (train, dev) feature store per curriculum stage from ``first`` on (earlier
+    stages: None); stages of the same segment length share their stores."""
+    tokenizer, read_ids, write_ids = components.build_tokenizer(cfg, train, ctx.cache_dir)
+    stores, by_length = [], {}
+    for stage in range(len(cfg.progressive_segments)):
+        spec = components.segment_layout(cfg, read_ids, write_ids, stage)
+        if stage >= first and spec.max_seq_length not in by_length:
+            by_length[spec.max_seq_length] = (components.features(train, tokenizer, spec, ctx.cache_dir, ctx),
+                                              components.features(dev, tokenizer, spec, ctx.cache_dir, ctx))
+        stores.append(by_length.get(spec.max_seq_length) if stage >= first else None)
     return {"stage_stores": stores, "dev": dev, "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
+
+
+def shared_reader(cfg, ctx, accelerator: Accelerator) -> tuple[Path, dict]:
+    """(best model, stage summary) of the shared reader: ``cfg.reader_config()`` run as its own
+    `qa_reader` artifact (``{root}/qa_reader/<signature>/``: one writer under its lock, committed
+    with a manifest, resumable). The first run trains it; the others wait for it, verify it and reuse it."""
+    outcome = execute(READER, cfg.reader_config(), ctx.root, {})
+    accelerator.wait_for_everyone()
+    artifact = load_artifact(ctx.root, READER.name, outcome.signature)
+    verify_artifact(artifact, checksums=accelerator.is_main_process)
+    ctx.record["shared_reader"] = {"signature": artifact.signature, "path": str(artifact.path),
+                                   "trained_here": not outcome.cache_hit}
+    best = artifact.path / json.loads((artifact.path / FINAL_MODEL_POINTER).read_text())["path"]
+    return best, json.loads((best.parent / "stage_done.json").read_text())
 
 
 def run(cfg, ctx) -> dict:
@@ -265,9 +296,14 @@ def run(cfg, ctx) -> dict:
     data = prepare_data(cfg, ctx, accelerator)
     if accelerator.is_main_process:
         (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))
-    flag = PreemptionFlag.install()
     previous_best, stages = None, []
+    if cfg.shared_reader:  # before this run's own flag: the reader's run installs (and leaves) its own
+        previous_best, summary = shared_reader(cfg, ctx, accelerator)
+        stages = [summary]
+    flag = PreemptionFlag.install()
     for index, segments in enumerate(cfg.progressive_segments):
+        if index < len(stages):
+            continue
         trainer = StageTrainer(cfg, ctx, accelerator, index, segments, data)
         done = trainer.dir / "stage_done.json"
         if done.is_file():

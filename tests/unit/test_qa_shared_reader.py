@@ -1,0 +1,96 @@
+"""The shared reader (`shared_reader=true`): curriculum stage 1 trained once without memory and
+continued by every run that differs only in its memory keys, so that a memory study's variants
+start their memory stage from the same weights."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models.memxlnet import MemoryConfig, MemXLNetForQA
+from stages.core.artifacts import load_artifact
+from stages.core.config import ConfigError, resolve, signature_dict
+from stages.core.context import StageContext
+from stages.qa import train
+from stages.qa.config import QAConfig
+from stages.qa.spec import STAGE
+from tests.unit.test_qa_fidelity import SMALL
+
+SHARED = {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [1, 1], "stage_seq_lengths": [96, 64],
+          "shared_reader": True}
+
+
+def test_runs_that_differ_only_in_memory_name_the_same_reader():
+    base = resolve(QAConfig, {**SHARED, "memory_num_tokens": 0}).reader_config()
+    for keys in ({"memory_num_tokens": 4, "memory_extends_segment": True}, {"memory_update": "none"},
+                 {"stage_epochs": [1, 3]}):
+        assert resolve(QAConfig, {**SHARED, **keys}).reader_config() == base
+    assert (base.memory_num_tokens, base.progressive_segments, base.max_seq_length) == (0, [1], 96)
+    assert base.epochs_of(0) == 1 and not base.shared_reader
+    for keys in ({"seed": 7}, {"stage_epochs": [2, 1]}, {"sample_documents": 5}, {"learning_rate": 1e-3}):
+        assert signature_dict(resolve(QAConfig, {**SHARED, **keys}).reader_config()) != signature_dict(base)
+    with pytest.raises(ConfigError, match="shared_reader: needs a reader stage and a later one"):
+        resolve(QAConfig, {**SMALL, "progressive_segments": [2], "shared_reader": True})
+
+
+def test_a_memory_model_from_a_reader_keeps_its_backbone_and_head_and_zeroes_the_new_memory_tokens():
+    reader = MemXLNetForQA.tiny(50, MemoryConfig(), d_model=32, n_layer=1, n_head=2, d_inner=64)
+    memory = MemoryConfig(memory_num_tokens=2, read_token_ids=[50, 51], write_token_ids=[52, 53])
+    model = reader.with_memory(memory, 54)
+    assert model.memory is not None and model.memory_config == memory
+    embeddings = model.transformer.word_embedding.weight
+    assert embeddings.shape[0] == 54 and torch.equal(embeddings[:50], reader.transformer.word_embedding.weight[:50])
+    assert torch.count_nonzero(embeddings[50:]) == 0
+    assert torch.equal(model.qa_outputs.weight, reader.qa_outputs.weight)
+    ids = torch.tensor([[50, 51, 5, 6, 7, 52, 53]])
+    ones = torch.ones_like(ids)
+    out = model(ids, ones, torch.zeros_like(ids), memory_state=model.init_memory(1))
+    assert out.start_logits.shape == (1, 7)
+
+
+def test_the_second_run_continues_the_first_runs_reader_and_adds_its_memory(tmp_path):
+    """Memory 0 trains the reader; memory 2 finds it finished and starts its memory stage from it."""
+    records, stage_two_starts = [], []
+    original_setup = train.StageTrainer.setup
+
+    def setup(self, start_from):
+        original_setup(self, start_from)
+        if self.index == 1:
+            stage_two_starts.append({k: v.clone() for k, v in self.model.state_dict().items()})
+
+    for memory in (0, 2):
+        cfg = resolve(QAConfig, {**SHARED, "memory_num_tokens": memory, "memory_extends_segment": True})
+        out = tmp_path / f"qa{memory}"
+        out.mkdir()
+        ctx = StageContext(stage="qa", signature=f"m{memory}", root=tmp_path, out_dir=out, upstream={})
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(train.StageTrainer, "setup", setup)
+            train.run(cfg, ctx)
+        records.append(ctx.record)
+    readers = [r["shared_reader"] for r in records]
+    assert readers[0]["signature"] == readers[1]["signature"]
+    assert [r["trained_here"] for r in readers] == [True, False]
+    reader = load_artifact(tmp_path, "qa_reader", readers[0]["signature"])
+    assert reader is not None and reader.manifest["config"]["memory_num_tokens"] == 0
+    assert not (tmp_path / "qa0" / "stage_1_segs_1").exists() and not (tmp_path / "qa2" / "stage_1_segs_1").exists()
+    assert records[0]["stages"][0] == records[1]["stages"][0]  # the reader's epochs, reported by both runs
+    weights = load_file(str(reader.path / "stage_1_segs_1" / "best_model" / "model.safetensors"))
+    for start in stage_two_starts:
+        assert torch.equal(start["qa_outputs.weight"], weights["qa_outputs.weight"])
+        for name in ("transformer.layer.0.ff.layer_1.weight", "transformer.layer.1.rel_attn.q"):
+            assert torch.equal(start[name], weights[name])
+    grown = stage_two_starts[1]["transformer.word_embedding.weight"]
+    vocab = weights["transformer.word_embedding.weight"].shape[0]
+    assert grown.shape[0] == vocab + 4 and torch.equal(grown[:vocab], weights["transformer.word_embedding.weight"])
+    assert torch.count_nonzero(grown[vocab:]) == 0
+
+
+def test_the_memory_study_pairs_its_variants_on_one_reader_per_seed():
+    keys = STAGE.studies["qa_memory"]
+    assert keys["shared_reader"] == "true"
+    study = {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")}
+    readers = {json.dumps(signature_dict(resolve(QAConfig, {**study, "seed": seed, "memory_num_tokens": memory})
+                                         .reader_config()), sort_keys=True)
+               for seed in (1, 2) for memory in (0, 4)}
+    assert len(readers) == 2  # one per seed, shared by memory 0 and memory 4
