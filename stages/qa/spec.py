@@ -25,6 +25,10 @@ STAGE = StageSpec(
     # epochs of the two 64-token segments, where only memory can carry the first segment to the
     # second. Memory tokens extend the segment, so both variants read the same windows (d22, d23).
     # 400 documents keep every question (local scores); 20,000 more only their cross-segment one.
+    # `study=qa_memory_shared`: the same documents and segments, both variants continuing one
+    # memory-free reader per seed (`shared_reader`), so the paired difference measures memory alone;
+    # learning rate 5e-4, at which the reader of d36's documents learned the question in view for a
+    # seed that 2e-3 left at ln 4 (README d39, d40).
     # `study=qa_memory_long`: the earlier design on the default documents (two neighbours, four
     # 64-token segments), whose ceiling never learned the question (d28-d33).
     # `study=qa_ceiling`: the reader with each whole default document in one 192-token segment and no
@@ -34,8 +38,12 @@ STAGE = StageSpec(
         "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
                       "sample_cross_only_documents": "20000", "sample_neighbours": "1",
                       "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
-                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,3]",
-                      "shared_reader": "true"},
+                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,2]"},
+        "qa_memory_shared": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
+                             "sample_cross_only_documents": "20000", "sample_neighbours": "1",
+                             "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
+                             "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]",
+                             "stage_epochs": "[16,3]", "learning_rate": "5e-4", "shared_reader": "true"},
         "qa_memory_long": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
                            "stage_epochs": "[12,6]", "memory_extends_segment": "true",
                            "sample_neighbour_guilds": "unregistered"},

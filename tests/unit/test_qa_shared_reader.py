@@ -86,8 +86,8 @@ def test_the_second_run_continues_the_first_runs_reader_and_adds_its_memory(tmp_
     assert torch.count_nonzero(grown[vocab:]) == 0
 
 
-def test_the_memory_study_pairs_its_variants_on_one_reader_per_seed():
-    keys = STAGE.studies["qa_memory"]
+def test_the_shared_reader_study_pairs_its_variants_on_one_reader_per_seed():
+    keys = STAGE.studies["qa_memory_shared"]
     assert keys["shared_reader"] == "true"
     study = {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")}
     readers = {json.dumps(signature_dict(resolve(QAConfig, {**study, "seed": seed, "memory_num_tokens": memory})
