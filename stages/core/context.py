@@ -16,6 +16,24 @@ from stages.core.artifacts import SHARD_MARKERS, Artifact
 SKIP_DETAILS_KEPT = 5
 
 
+#: Most points of a per-step curve kept in a run record (records are committed with results).
+RECORD_CURVE_POINTS = 1000
+
+
+def record_curve(points: list[list[float]], max_points: int = RECORD_CURVE_POINTS) -> list[list[float]]:
+    """A run record's copy of a per-step `[[step, value], ...]` curve: unchanged up to `max_points`
+    points, else the mean of each run of consecutive points, at the run's first step. The full
+    curve stays in the stage's artifact; a 30,000-step curve made each QA record 1.8 MB."""
+    if len(points) <= max_points:
+        return [list(p) for p in points]
+    width = -(-len(points) // max_points)  # ceil: at most max_points bins
+    binned = []
+    for start in range(0, len(points), width):
+        chunk = points[start:start + width]
+        binned.append([chunk[0][0], sum(v for _, v in chunk) / len(chunk)])
+    return binned
+
+
 def dist_env() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from the torch launcher variables."""
     return (

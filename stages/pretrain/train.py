@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining
+from stages.core.context import record_curve
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
@@ -238,7 +239,7 @@ class _Trainer:
         if self.peak:
             metrics["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)
         if self.main:
-            self.ctx.record["loss_curve"] = self.loss_curve
-            self.ctx.record["val_curve"] = self.val_curve
+            self.ctx.record["loss_curve"] = record_curve(self.loss_curve)
+            self.ctx.record["val_curve"] = record_curve(self.val_curve)
             self.metrics.write({"step": self.step, "final": True, **metrics})
         return metrics

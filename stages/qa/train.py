@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
 from stages.core.artifacts import load_artifact
+from stages.core.context import record_curve
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.runner import execute
 from stages.core.safestate import load_state, save_state
@@ -321,7 +322,7 @@ def run(cfg, ctx) -> dict:
         metrics, _, _ = evaluate_model(model, data["stage_stores"][-1][1], data["dev"], cfg, cfg.max_n_segs)
         (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
     curve = [loss for s in stages for loss in s["loss_curve"]]
-    ctx.record["loss_curve"] = [[step, loss] for step, loss in enumerate(curve)]
+    ctx.record["loss_curve"] = record_curve([[step, loss] for step, loss in enumerate(curve)])
     ctx.record["stages"] = [{k: v for k, v in s.items() if k != "loss_curve"} for s in stages]
     result = {f"dev_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
     for i, stage in enumerate(stages):
