@@ -76,6 +76,9 @@ def run_command(parsed: ParsedArgs) -> int:
         from jobs.slurm import load_profile
 
         launcher_values = {**load_profile(parsed.globals["profile"]), **launcher_values}
+    study_time = registry.study_minutes(parsed.globals.get("study", ""))
+    if study_time and "time" not in parsed.launcher:  # the study's need wins over the default and a profile
+        launcher_values["time"] = str(study_time)
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
     check_local(launcher, executor)
     dry_run, wait, debug = _bool(parsed, "dry_run"), _bool(parsed, "wait"), _bool(parsed, "debug")

@@ -32,8 +32,10 @@ def failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else repr(err)
 
 
-def _blocked_by(node: Node, failed: set[str]) -> str | None:
-    return next((key for key in node.upstream_keys if key in failed), None)
+def _blocked_by(node: Node, failed: dict[str, str]) -> str | None:
+    """Why `node` cannot start ("upstream <key> failed" or "... was preempted"), or None."""
+    key = next((key for key in node.upstream_keys if key in failed), None)
+    return f"upstream {key} {failed[key]}" if key else None
 
 
 def _describe(node: Node) -> str:
@@ -68,7 +70,7 @@ class LocalExecutor(Executor):
 
     def execute(self, run: RunDir, record: dict, jobs: dict[str, StageJob]) -> int:
         print(f"run {run.run_id}: logs in {run.logs}", flush=True)
-        failed: set[str] = set()
+        failed: dict[str, str] = {}  # job key -> what happened to it, for the jobs it blocks
         total, done = len(self.plan.to_run), 0
         executor = self._start(run)
         parallel = max(1, self.launcher.array_parallelism or 1)
@@ -80,9 +82,9 @@ class LocalExecutor(Executor):
                 for node in batch:
                     blocker = _blocked_by(node, failed)
                     if blocker:
-                        failed.add(node.key)
-                        run.update_job(node.key, state="BLOCKED", reason=f"upstream {blocker} failed")
-                        print(f"[skip] {_describe(node)}: upstream {blocker} failed", flush=True)
+                        failed[node.key] = "was blocked"
+                        run.update_job(node.key, state="BLOCKED", reason=blocker)
+                        print(f"[skip] {_describe(node)}: {blocker}", flush=True)
                         continue
                     run.update_job(node.key, state="RUNNING", started=time.time())
                     job = None
@@ -96,7 +98,7 @@ class LocalExecutor(Executor):
                     try:
                         summary = jobs[node.key]() if job is None else job.results()[0]
                     except Exception as err:  # noqa: BLE001 - a failed job must not stop the report
-                        failed.add(node.key)
+                        failed[node.key] = "failed"
                         message = failure_reason(err)
                         run.update_job(node.key, state="FAILED", reason=message, elapsed_s=round(time.time() - t0, 1))
                         log = f"{run.logs} (inline: this console)" if job is None else job.paths.stderr
@@ -107,11 +109,15 @@ class LocalExecutor(Executor):
                     done += 1
                     state = "PREEMPTED" if summary.get("status") == "preempted" else "COMPLETED"
                     if state == "PREEMPTED":
-                        failed.add(node.key)
+                        failed[node.key] = f"was preempted at its time limit (time={self.launcher.time}min)"
                     run.update_job(node.key, state=state, elapsed_s=round(time.time() - t0, 1),
                                    artifact=summary.get("artifact"), metrics=summary.get("metrics"))
                     print(f"[{done}/{total}] {state.lower()} {_describe(node)} in {time.time() - t0:.0f}s"
                           f" -> {summary.get('artifact') or summary.get('message', '')}", flush=True)
+        preempted = sum(reason.startswith("was preempted") for reason in failed.values())
+        if preempted:
+            print(f"{preempted} job(s) stopped at the time limit (time={self.launcher.time}min) with a checkpoint; "
+                  "rerun the same command, with a larger `time=` if need be, to resume them", flush=True)
         return 1 if failed else 0
 
 

@@ -11,6 +11,7 @@ import signal
 import time
 
 from stages.core.config import knob
+from stages.core.preemption import Preempted
 from stages.core.registry import StageSpec
 
 
@@ -22,6 +23,8 @@ class ToyNumbersConfig:
     kill_in_shard: int = knob(-1, "SIGKILL this process halfway through writing this shard", signature=False)
     workers: int = knob(1, "unused worker count (tests that it stays out of the signature)", signature=False)
     slow_s: float = knob(0.0, "sleep this long per shard (keeps a run busy for the lock tests)", signature=False)
+    preempt_at_shard: int = knob(-1, "stop before this shard as a training loop does at its time limit",
+                                 signature=False)
 
 
 @dataclasses.dataclass
@@ -35,6 +38,8 @@ def run_numbers(cfg: ToyNumbersConfig, ctx) -> dict:
         key = f"shard-{shard:03d}"
         if ctx.shard_done(key):
             continue
+        if shard == cfg.preempt_at_shard:
+            raise Preempted(step=shard)
         path = ctx.out_dir / f"{key}.txt"
         time.sleep(cfg.slow_s)
         with open(path, "w") as handle:

@@ -77,6 +77,9 @@ class StageSpec:
     grid: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
     #: `study=<name>` presets: name -> {stage key -> comma list}.
     studies: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict, hash=False)
+    #: Job time limit in minutes a study's runs of this stage need (the launcher's `time` when the
+    #: command line leaves it unset): a study longer than the default limit is never cut silently.
+    study_minutes: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
     #: Submit-side offline resolution, "module:function(cfg, cache_dir) -> list[str]" ("" if none).
     prefetch: str = ""
     #: Headline tables of the results summary whose rows are this stage's runs.
@@ -96,6 +99,12 @@ class StageSpec:
     def prefetch_for(self, cfg: Any, cache_dir: os.PathLike) -> list[str]:
         """Resolve what a job of this stage with `cfg` would download; one line per resource."""
         return list(_load(self.prefetch)(cfg, cache_dir)) if self.prefetch else []
+
+
+def study_minutes(study: str) -> int | None:
+    """The longest time limit any stage declares for `study=<study>` (None: the launcher default)."""
+    minutes = [spec.study_minutes[study] for spec in all_stages().values() if study in spec.study_minutes]
+    return max(minutes) if minutes else None
 
 
 def _load(ref: str) -> Any:

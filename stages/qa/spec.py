@@ -50,6 +50,9 @@ STAGE = StageSpec(
         "qa_ceiling": {**_STUDY, "memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1",
                        "progressive_segments": "[1]", "epochs_per_stage": "6"},
     },
+    # A shared reader trains inside the first run of its seed: with `stage_epochs=[30,3]` and three
+    # runs on 2 cores that run takes about 2 hours, and the default 60-minute limit cut it (README).
+    study_minutes={"qa_memory_shared": 180},
     # The forms of generated questions (dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
