@@ -71,7 +71,7 @@ class LocalExecutor(Executor):
     def execute(self, run: RunDir, record: dict, jobs: dict[str, StageJob]) -> int:
         print(f"run {run.run_id}: logs in {run.logs}", flush=True)
         failed: dict[str, str] = {}  # job key -> what happened to it, for the jobs it blocks
-        total, done = len(self.plan.to_run), 0
+        total, done, preempted = len(self.plan.to_run), 0, 0
         executor = self._start(run)
         parallel = max(1, self.launcher.array_parallelism or 1)
         for group in self.plan.groups():
@@ -109,12 +109,12 @@ class LocalExecutor(Executor):
                     done += 1
                     state = "PREEMPTED" if summary.get("status") == "preempted" else "COMPLETED"
                     if state == "PREEMPTED":
+                        preempted += 1
                         failed[node.key] = f"was preempted at its time limit (time={self.launcher.time}min)"
                     run.update_job(node.key, state=state, elapsed_s=round(time.time() - t0, 1),
                                    artifact=summary.get("artifact"), metrics=summary.get("metrics"))
                     print(f"[{done}/{total}] {state.lower()} {_describe(node)} in {time.time() - t0:.0f}s"
                           f" -> {summary.get('artifact') or summary.get('message', '')}", flush=True)
-        preempted = sum(reason.startswith("was preempted") for reason in failed.values())
         if preempted:
             print(f"{preempted} job(s) stopped at the time limit (time={self.launcher.time}min) with a checkpoint; "
                   "rerun the same command, with a larger `time=` if need be, to resume them", flush=True)
