@@ -6,6 +6,12 @@ from stages.qa.config import QAConfig
 #: What both QA studies share: data, seeds, one thread per run.
 _STUDY = {"seed": "1,2,3", "sample_documents": "1200", "sample_dev_documents": "200", "num_threads": "1"}
 
+#: `study=qa_memory_shared`; `study=qa_memory_wide` is the same with a wider reader.
+_SHARED = {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400", "sample_cross_only_documents": "20000",
+           "sample_neighbours": "1", "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
+           "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[16,3]",
+           "learning_rate": "5e-4", "shared_reader": "true"}
+
 STAGE = StageSpec(
     name="qa",
     config_cls=QAConfig,
@@ -29,6 +35,10 @@ STAGE = StageSpec(
     # memory-free reader per seed (`shared_reader`), so the paired difference measures memory alone;
     # learning rate 5e-4, at which the reader of d36's documents learned the question in view for a
     # seed that 2e-3 left at ln 4 (README d39, d40).
+    # `study=qa_memory_wide`: qa_memory_shared with a reader of hidden size 128 (8 heads), 10 reader
+    # epochs: at size 64 the reader's learning of the register lookup in view was a seed-dependent
+    # step (epoch 4, 8, 17 or never in 30 epochs: README "30 reader epochs"), which spread the
+    # paired differences; a wider model has more heads to find the lookup with.
     # `study=qa_memory_long`: the earlier design on the default documents (two neighbours, four
     # 64-token segments), whose ceiling never learned the question (d28-d33).
     # `study=qa_ceiling`: the reader with each whole default document in one 192-token segment and no
@@ -39,11 +49,8 @@ STAGE = StageSpec(
                       "sample_cross_only_documents": "20000", "sample_neighbours": "1",
                       "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
                       "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,2]"},
-        "qa_memory_shared": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
-                             "sample_cross_only_documents": "20000", "sample_neighbours": "1",
-                             "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
-                             "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]",
-                             "stage_epochs": "[16,3]", "learning_rate": "5e-4", "shared_reader": "true"},
+        "qa_memory_shared": _SHARED,
+        "qa_memory_wide": {**_SHARED, "tiny_d_model": "128", "stage_epochs": "[10,3]"},
         "qa_memory_long": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
                            "stage_epochs": "[12,6]", "memory_extends_segment": "true",
                            "sample_neighbour_guilds": "unregistered"},
@@ -52,7 +59,7 @@ STAGE = StageSpec(
     },
     # A shared reader trains inside the first run of its seed: with `stage_epochs=[30,3]` and three
     # runs on 2 cores that run takes about 2 hours, and the default 60-minute limit cut it (README).
-    study_minutes={"qa_memory_shared": 180},
+    study_minutes={"qa_memory_shared": 180, "qa_memory_wide": 180},
     # The forms of generated questions (dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
