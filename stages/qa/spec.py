@@ -6,11 +6,13 @@ from stages.qa.config import QAConfig
 #: What both QA studies share: data, seeds, one thread per run.
 _STUDY = {"seed": "1,2,3", "sample_documents": "1200", "sample_dev_documents": "200", "num_threads": "1"}
 
+#: The short documents and two-stage curriculum of `study=qa_memory` and the studies built on it.
+_SHORT = {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400", "sample_cross_only_documents": "20000",
+          "sample_neighbours": "1", "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
+          "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]"}
+
 #: `study=qa_memory_shared`; `study=qa_memory_wide` is the same with a wider reader.
-_SHARED = {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400", "sample_cross_only_documents": "20000",
-           "sample_neighbours": "1", "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
-           "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[16,3]",
-           "learning_rate": "5e-4", "shared_reader": "true"}
+_SHARED = {**_SHORT, "stage_epochs": "[16,3]", "learning_rate": "5e-4", "shared_reader": "true"}
 
 STAGE = StageSpec(
     name="qa",
@@ -45,10 +47,7 @@ STAGE = StageSpec(
     # memory, 7,200 steps (the earlier study budget). What it cannot answer with everything in view,
     # memory cannot help it answer.
     studies={
-        "qa_memory": {"memory_num_tokens": "0,4", **_STUDY, "sample_documents": "400",
-                      "sample_cross_only_documents": "20000", "sample_neighbours": "1",
-                      "sample_neighbour_guilds": "unregistered", "memory_extends_segment": "true",
-                      "progressive_segments": "[1,2]", "stage_seq_lengths": "[104,64]", "stage_epochs": "[12,2]"},
+        "qa_memory": {**_SHORT, "stage_epochs": "[12,2]"},
         "qa_memory_shared": _SHARED,
         "qa_memory_wide": {**_SHARED, "tiny_d_model": "128", "stage_epochs": "[10,3]"},
         "qa_memory_long": {"memory_num_tokens": "0,4", **_STUDY, "progressive_segments": "[1,4]",
