@@ -63,5 +63,6 @@ STAGE = StageSpec(
     # study=qa_memory (declared with the qa stage's keys) scores each qa run here too, with the
     # memory ablation (memory_gain_*: F1 minus F1 with the same model's memory frozen).
     studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}, "qa_memory": {"task": "qa"},
-             "qa_memory_shared": {"task": "qa"}, "qa_memory_wide": {"task": "qa"}},
+             "qa_memory_shared": {"task": "qa"}, "qa_memory_wide": {"task": "qa"},
+             "qa_memory_lookups": {"task": "qa"}},
 )

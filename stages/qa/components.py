@@ -18,7 +18,8 @@ def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
     sample = {"seed": cfg.data_seed, "neighbour_guilds": cfg.sample_neighbour_guilds, "neighbours": cfg.sample_neighbours}
     train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, **sample,
-                               cross_only_documents=cfg.sample_cross_only_documents)
+                               cross_only_documents=cfg.sample_cross_only_documents,
+                               cross_only_lookups=cfg.sample_cross_only_lookups)
     if cfg.eval_dataset:
         dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, **sample)
     elif cfg.dataset == qa_data.SAMPLE:

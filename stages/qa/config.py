@@ -50,6 +50,9 @@ class QAConfig:
                                   "padding that keeps them in different segments; fewer = shorter documents)")
     sample_cross_only_documents: int = knob(0, "dataset=sample: further training documents of which only the "
                                             "cross-segment question is kept (a denser cross-segment signal)")
+    sample_cross_only_lookups: int = knob(0, "dataset=sample: register lookups (\"When was the Belor Guild "
+                                          "founded?\", guilds drawn per document) also kept in each cross-only "
+                                          "document: a denser signal for the last hop of the cross-segment question")
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
@@ -143,8 +146,8 @@ class QAConfig:
         if self.shared_reader and len(self.progressive_segments) < 2:
             raise ValueError(f"shared_reader: needs a reader stage and a later one; progressive_segments="
                              f"{self.progressive_segments} has one stage (e.g. [1,2])")
-        if self.sample_neighbours < 0 or self.sample_cross_only_documents < 0:
-            raise ValueError("sample_neighbours/sample_cross_only_documents: must be >= 0")
+        if min(self.sample_neighbours, self.sample_cross_only_documents, self.sample_cross_only_lookups) < 0:
+            raise ValueError("sample_neighbours/sample_cross_only_documents/sample_cross_only_lookups: must be >= 0")
         self._validate_numbers()
         for name in ("dataset", "eval_dataset"):
             value = getattr(self, name)

@@ -169,14 +169,20 @@ def generate_sample(n_documents: int, seed: int, split: str, n_subjects: int = 1
     return {"version": "v2.0", "data": data}
 
 
-def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0) -> dict:
+def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0, lookups: int = 0) -> dict:
     """``sample`` with only the questions of ``kinds`` in documents ``from_document`` and later
-    (earlier documents keep every question); documents left without a question are dropped."""
+    (earlier documents keep every question), plus ``lookups`` of their register lookups ("When was
+    the Belor Guild founded?"), drawn per document so that the subject's guild is not favoured;
+    documents left without a question are dropped."""
     data = []
     for i, document in enumerate(sample["data"]):
         paragraphs = []
         for paragraph in document["paragraphs"]:
-            qas = paragraph["qas"] if i < from_document else [q for q in paragraph["qas"] if q["kind"] in kinds]
+            qas = paragraph["qas"]
+            if i >= from_document:
+                register = [q["id"] for q in qas if q["form"] == "guild_year"]
+                drawn = set(random.Random(f"lookups|{document['title']}").sample(register, min(lookups, len(register))))
+                qas = [q for q in qas if q["kind"] in kinds or q["id"] in drawn]
             if qas:
                 paragraphs.append({**paragraph, "qas": qas})
         if paragraphs:

@@ -94,6 +94,24 @@ def test_cross_only_documents_add_only_their_cross_segment_question():
                                                    neighbours=1)["data"]
 
 
+def test_cross_only_lookups_add_drawn_register_lookups_to_cross_only_documents():
+    """Each cross-only document keeps its cross-segment question and the asked number of register
+    lookups; the drawn guilds vary between documents (the subject's guild, listed first, is not
+    always the one kept) and the documents that keep every question are unchanged."""
+    def load(lookups):
+        return qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered", neighbours=1,
+                                  cross_only_documents=40, cross_only_lookups=lookups)
+
+    plain, squad = load(0), load(1)
+    assert squad["data"][:3] == plain["data"][:3]
+    forms = [[q["form"] for q in a["paragraphs"][0]["qas"]] for a in squad["data"][3:]]
+    assert len(forms) == 40 and all(sorted(f) == ["guild_year", "patron_guild_year"] for f in forms)
+    lookups = [q for a in squad["data"][3:] for q in a["paragraphs"][0]["qas"] if q["form"] == "guild_year"]
+    positions = [int(q["id"].split("|")[1]) for q in lookups]
+    assert len(set(positions)) > 1
+    assert all(len(a["paragraphs"][0]["qas"]) == 3 for a in load(2)["data"][3:])
+
+
 def test_memory_tokens_that_extend_the_segment_leave_the_context_windows_as_without_memory(tokenizer):
     """With memory_extends_segment, a memory model reads exactly the windows a model without memory
     reads; by default its memory tokens take their room from the context."""
