@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+from jobs import results
 from jobs.entry import StageJob
 from jobs.launcher import LauncherConfig
 from jobs.offline import offline_env, prepare_offline
@@ -80,11 +81,33 @@ class Executor:
             log_dir=str(run.logs), env=dict(env),
         )
 
+    def record_existing(self) -> int:
+        """Give each requested artifact that already exists a record in `results_dir` (from its
+        manifest) unless it has one there, so that a study rerun into a new `results=` directory
+        reports the whole comparison, not only the runs it had to start. Returns how many."""
+        written = 0
+        for node in self.plan.nodes:
+            if (not node.requested or not node.cached or self.plan.force
+                    or results.has_record(self.results_dir, node.stage, node.signature)):
+                continue
+            manifest = node.existing.manifest
+            results.write_record(
+                self.results_dir, stage=node.stage, signature=node.signature, sweep=dict(node.sweep),
+                metrics=manifest.get("metrics", {}), artifact=node.existing.path, logs="",
+                run_id=f"existing artifact ({manifest.get('end_time', 'time unknown')})",
+                upstream=dict(node.upstream), extra=manifest.get("record", {}))
+            written += 1
+        if written:
+            print(f"{written} existing artifact(s) recorded into {self.results_dir}")
+        return written
+
     def launch(self, dry_run: bool = False) -> int:
         plan = self.plan
         print(describe_plan(plan, self.launcher, self.name), flush=True)
         if not plan.to_run:
             print("nothing to run: every requested artifact exists (force=true reruns)")
+            if not dry_run and self.record_existing():
+                report_results(plan, self.results_dir)
             return 0
         self.validate()
         if dry_run and type(self).preview is Executor.preview:
@@ -109,6 +132,7 @@ class Executor:
                   "jobs": {n.key: {"stage": n.stage, "signature": n.signature, "sweep": n.sweep,
                                    "upstream": n.upstream_keys, "state": "PENDING"} for n in plan.to_run}}
         run.write(record)
+        self.record_existing()
         code = self.execute(run, record, jobs)
         if self.blocking or self.wait:
             report_results(plan, self.results_dir)

@@ -37,6 +37,11 @@ def write_record(results_dir: Path, *, stage: str, signature: str, sweep: dict, 
     return path
 
 
+def has_record(results_dir: Path, stage: str, signature: str) -> bool:
+    """Whether `results_dir` holds a record of the artifact `stage/signature`."""
+    return any((Path(results_dir) / RECORDS).glob(f"{stage}-{signature}-*.json"))
+
+
 def load_records(results_dir: Path) -> list[dict]:
     """Newest record per (stage, signature), oldest first."""
     latest: dict[tuple[str, str], dict] = {}

@@ -71,6 +71,25 @@ def test_cache_hit_does_not_rerun_and_force_does(tmp_path):
     assert len(list((res / "records").glob("*.json"))) == 2
 
 
+def test_a_new_results_directory_gets_records_of_the_artifacts_that_exist(tmp_path):
+    """A study rerun into a new `results=` directory reports every point of its comparison: those
+    it runs and those whose artifacts exist already (recorded from their manifests, once)."""
+    root, first, second = tmp_path / "art", tmp_path / "first", tmp_path / "second"
+    args = ("executor=inline", f"root={root}", "toy_numbers.shards=1", "toy_numbers.per_shard=10")
+    submit("stage=toy_numbers", "executor=inline", f"root={root}", f"results={first}", "shards=1", "per_shard=10")
+    submit("stage=toy_sum", *args, f"results={first}", "offset=1")
+    out = submit("stage=toy_sum", *args, f"results={second}", "offset=1,2")
+    assert "1 job(s) to run" in out.stdout and "1 existing artifact(s) recorded" in out.stdout
+    recorded = {r["sweep"]["offset"]: r for r in results.load_records(second)}
+    assert sorted(recorded) == ["1", "2"]
+    ran_before = next(r for r in results.load_records(first) if r["stage"] == "toy_sum")
+    assert recorded["1"]["metrics"] == ran_before["metrics"] and recorded["1"]["signature"] == ran_before["signature"]
+    assert "toy_sum" in (second / "summary.md").read_text()
+    again = submit("stage=toy_sum", *args, f"results={second}", "offset=1,2")
+    assert "nothing to run" in again.stdout and "recorded" not in again.stdout
+    assert len(list((second / "records").glob("*.json"))) == 2
+
+
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_sweep_of_three_values_gives_three_records_and_one_table(tmp_path, executor):
     root, res = tmp_path / "art", tmp_path / "res"
