@@ -32,11 +32,18 @@ def parse_bool(key: str, value: Any) -> bool:
     return text in ("true", "1", "yes")
 
 
-def knob(default: Any, help: str = "", *, signature: bool = True, choices: tuple | None = None):
+#: `knob(signature=WHEN_SET)`: the field joins the signature only when it differs from its default.
+WHEN_SET = "when_set"
+
+
+def knob(default: Any, help: str = "", *, signature: bool | str = True, choices: tuple | None = None):
     """Declare a config field.
 
     `signature=False` marks fields that do not change the stage's output (worker counts,
     logging, paths): they are left out of the artifact signature so a rerun is a cache hit.
+    `signature=WHEN_SET` is for a knob added to a stage whose artifacts exist: at its default it
+    does what the stage did before it existed, so it is left out of the signature there and
+    those artifacts stay reachable; set, it is part of the signature like any other field.
     """
     metadata = {"help": help, "signature": signature, "choices": tuple(choices) if choices else None}
     if isinstance(default, (list, dict, set)):
@@ -53,7 +60,7 @@ class FieldInfo:
     default: Any
     help: str
     choices: tuple | None
-    signature: bool
+    signature: bool | str
 
 
 def _type_name(tp: Any) -> str:
@@ -189,8 +196,10 @@ def to_dict(cfg: Any) -> dict:
 
 def signature_dict(cfg: Any) -> dict:
     """The fields that change the stage's output, for the artifact signature."""
+    fields = {f.name: f.metadata.get("signature", True) for f in dataclasses.fields(cfg)}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cfg) if fields[f.name] == WHEN_SET}
     return {
-        f.name: getattr(cfg, f.name)
-        for f in dataclasses.fields(cfg)
-        if f.metadata.get("signature", True)
+        name: getattr(cfg, name) for name, kind in fields.items()
+        if kind is True or (kind == WHEN_SET and getattr(cfg, name) != defaults.get(name, dataclasses.MISSING))
     }

@@ -64,5 +64,5 @@ STAGE = StageSpec(
     # memory ablation (memory_gain_*: F1 minus F1 with the same model's memory frozen).
     studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}, "qa_memory": {"task": "qa"},
              "qa_memory_shared": {"task": "qa"}, "qa_memory_wide": {"task": "qa"},
-             "qa_memory_lookups": {"task": "qa"}},
+             "qa_memory_lookups": {"task": "qa"}, "qa_memory_one_reader": {"task": "qa"}},
 )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from stages.core.config import knob
+from stages.core.config import WHEN_SET, knob
 from stages.qa.sample import NEIGHBOUR_GUILDS
 
 
@@ -52,7 +52,8 @@ class QAConfig:
                                             "cross-segment question is kept (a denser cross-segment signal)")
     sample_cross_only_lookups: int = knob(0, "dataset=sample: register lookups (\"When was the Belor Guild "
                                           "founded?\", guilds drawn per document) also kept in each cross-only "
-                                          "document: a denser signal for the last hop of the cross-segment question")
+                                          "document: a denser signal for the last hop of the cross-segment question",
+                                          signature=WHEN_SET)
     long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as given)")
     train_size: int = knob(0, "use only the first N training questions (0 = all)")
     eval_size: int = knob(0, "use only the first N dev questions (0 = all)")
@@ -88,9 +89,12 @@ class QAConfig:
                                         "entry must equal max_seq_length (what evaluation reads); empty = "
                                         "max_seq_length for every stage")
     shared_reader: bool = knob(False, "curriculum stage 1 trains a reader without memory tokens, kept once under "
-                               "{root}/qa/readers/ for every run that differs only in its memory keys and later "
+                               "{root}/qa_reader/ for every run that differs only in its memory keys and later "
                                "stages; the next stage adds this run's memory (study=qa_memory: memory 0 and N "
                                "continue from one reader per seed, so their difference is memory alone)")
+    shared_reader_seed: int = knob(0, "with shared_reader: the seed of the reader every run continues (0 = the run's "
+                                   "own seed). Set, the run seeds vary only the later stages, as seeds vary only "
+                                   "the fine-tuning of a pretrained model", signature=WHEN_SET)
     batch_size: int = knob(16, "documents per batch per rank (each batch runs time step by time step)")
     learning_rate: float = knob(2e-3, "peak learning rate (AdamW)")
     weight_decay: float = knob(0.01, "AdamW weight decay")
@@ -148,6 +152,8 @@ class QAConfig:
                              f"{self.progressive_segments} has one stage (e.g. [1,2])")
         if min(self.sample_neighbours, self.sample_cross_only_documents, self.sample_cross_only_lookups) < 0:
             raise ValueError("sample_neighbours/sample_cross_only_documents/sample_cross_only_lookups: must be >= 0")
+        if self.shared_reader_seed and not self.shared_reader:
+            raise ValueError("shared_reader_seed: only means something with shared_reader=true")
         self._validate_numbers()
         for name in ("dataset", "eval_dataset"):
             value = getattr(self, name)
@@ -157,7 +163,8 @@ class QAConfig:
     def reader_config(self) -> QAConfig:
         """The shared reader's config: curriculum stage 1 alone, without memory. The memory keys
         and the later stages are left out (memory keys at their defaults, no memory tokens), so
-        runs that differ only there name the same reader."""
+        runs that differ only there name the same reader; with `shared_reader_seed`, runs of every
+        seed name the reader of that seed."""
         from models.memxlnet.config import MemoryConfig
 
         defaults = type(self)()
@@ -165,7 +172,8 @@ class QAConfig:
         memory["memory_num_tokens"] = 0
         length = self.stage_seq_lengths[0] if self.stage_seq_lengths else self.max_seq_length
         return dataclasses.replace(
-            self, **memory, shared_reader=False, progressive_segments=self.progressive_segments[:1],
+            self, **memory, shared_reader=False, seed=self.shared_reader_seed or self.seed, shared_reader_seed=0,
+            progressive_segments=self.progressive_segments[:1],
             epochs_per_stage=self.epochs_of(0), stage_epochs=[], max_seq_length=length, stage_seq_lengths=[])
 
     def segment_length(self, stage: int | None = None) -> int:

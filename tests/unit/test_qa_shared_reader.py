@@ -34,6 +34,26 @@ def test_runs_that_differ_only_in_memory_name_the_same_reader():
         resolve(QAConfig, {**SMALL, "progressive_segments": [2], "shared_reader": True})
 
 
+def test_a_shared_reader_seed_gives_every_run_seed_that_seed_s_reader():
+    """With shared_reader_seed, the runs of seeds 1 and 3 continue seed 2's reader, the very reader
+    a run of seed 2 alone names; the runs themselves stay apart (their seeds vary the later stages)."""
+    own = signature_dict(resolve(QAConfig, {**SHARED, "seed": 2}).reader_config())
+    runs = [resolve(QAConfig, {**SHARED, "seed": seed, "shared_reader_seed": 2}) for seed in (1, 2, 3)]
+    assert all(signature_dict(run.reader_config()) == own for run in runs)
+    assert len({json.dumps(signature_dict(run), sort_keys=True) for run in runs}) == 3
+    with pytest.raises(ConfigError, match="shared_reader_seed: only means something with shared_reader=true"):
+        resolve(QAConfig, {**SHARED, "shared_reader": False, "shared_reader_seed": 2})
+
+
+def test_a_knob_that_joins_the_signature_when_set_leaves_it_unchanged_at_its_default():
+    """Knobs added after artifacts exist (signature=WHEN_SET) keep those artifacts reachable: at
+    their default the signature has no trace of them; set, it changes."""
+    plain = signature_dict(resolve(QAConfig, SHARED))
+    assert "shared_reader_seed" not in plain and "sample_cross_only_lookups" not in plain
+    for keys in ({"shared_reader_seed": 2}, {"sample_cross_only_lookups": 1}):
+        assert signature_dict(resolve(QAConfig, {**SHARED, **keys})) == {**plain, **keys}
+
+
 def test_a_memory_model_from_a_reader_keeps_its_backbone_and_head_and_zeroes_the_new_memory_tokens():
     reader = MemXLNetForQA.tiny(50, MemoryConfig(), d_model=32, n_layer=1, n_head=2, d_inner=64)
     memory = MemoryConfig(memory_num_tokens=2, read_token_ids=[50, 51], write_token_ids=[52, 53])
