@@ -196,10 +196,11 @@ def to_dict(cfg: Any) -> dict:
 
 def signature_dict(cfg: Any) -> dict:
     """The fields that change the stage's output, for the artifact signature."""
-    fields = {f.name: f.metadata.get("signature", True) for f in dataclasses.fields(cfg)}
-    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
-                for f in dataclasses.fields(cfg) if fields[f.name] == WHEN_SET}
-    return {
-        name: getattr(cfg, name) for name, kind in fields.items()
-        if kind is True or (kind == WHEN_SET and getattr(cfg, name) != defaults.get(name, dataclasses.MISSING))
-    }
+    kept = {}
+    for f in dataclasses.fields(cfg):
+        kind, value = f.metadata.get("signature", True), getattr(cfg, f.name)
+        if kind == WHEN_SET:
+            kind = value != (f.default_factory() if f.default is dataclasses.MISSING else f.default)
+        if kind is True:
+            kept[f.name] = value
+    return kept

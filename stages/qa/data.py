@@ -60,7 +60,8 @@ def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int 
     """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``; the arguments from
     ``sample_documents`` on shape it: ``cross_only_documents`` more documents keep only their
     cross-segment question and ``cross_only_lookups`` register lookups), a SQuAD JSON path, or a
-    `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`); what was repaired or dropped is counted under `VALIDATION_KEY`."""
+    `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`); what was
+    repaired or dropped is counted under `VALIDATION_KEY`."""
     if dataset == SAMPLE:
         from stages.qa.sample import generate_sample, keep_kinds
 
