@@ -16,7 +16,7 @@ from typing import Any
 from jobs.args import GLOBAL_KEYS, ParsedArgs, split_top_level
 from stages.core import config as config_lib
 from stages.core import locks, registry
-from stages.core.artifacts import Artifact, find_latest, load_artifact
+from stages.core.artifacts import Artifact, CorruptArtifact, find_latest, load_artifact
 from stages.core.config import ConfigError, did_you_mean
 from stages.core.runner import stage_signature
 
@@ -236,7 +236,10 @@ class Planner:
                 hint = f" (for that folder: {name}.from={Path(explicit).name})" if _SIGNATURE.fullmatch(Path(explicit).name) else ""
                 raise ConfigError(f"`{name}.from={explicit}`: give the 12-hex signature of a `{name}` artifact under "
                                   f"{self.root / name}, not a path{hint}")
-            artifact = load_artifact(self.root, name, explicit)
+            try:
+                artifact = load_artifact(self.root, name, explicit)
+            except CorruptArtifact as err:
+                raise ConfigError(f"`{name}.from={explicit}`: {err}") from None
             if artifact is None:
                 raise ConfigError(f"`{name}.from={explicit}`: no complete artifact {self.root / name / explicit}")
             if artifact.manifest.get("stage") != name:

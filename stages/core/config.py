@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -116,7 +118,10 @@ def _merge_one(base, key: str, value: Any, where: str):
     """Merge one override, parsing CLI strings the way OmegaConf's dotlist does."""
     try:
         if isinstance(value, str):
-            patch = OmegaConf.from_dotlist([f"{key}={value}"])
+            try:
+                patch = OmegaConf.from_dotlist([f"{key}={value}"])
+            except yaml.YAMLError:  # `@x`, `` `x ``, `%x`, `!!python/...`: not YAML, so the literal text
+                patch = OmegaConf.create({key: literal(value)})
         else:
             patch = OmegaConf.create({key: value})
         return OmegaConf.merge(base, patch)
@@ -158,6 +163,22 @@ def resolve(cls: type, overrides: Mapping[str, Any] | None = None, where: str | 
     return cfg
 
 
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def literal(value: Any) -> Any:
+    """`value` with every `${...}` in its strings escaped, so OmegaConf keeps the text as it is
+    instead of resolving it (`${oc.env:X}` in a recorded config must not read the reader's
+    environment). Lists and dicts are escaped throughout."""
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, list):
+        return [literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    return value
+
+
 def from_dict(cls: type, recorded: Mapping[str, Any]):
     """The config instance a recorded config dict describes (e.g. an upstream manifest's `config`).
 
@@ -168,7 +189,7 @@ def from_dict(cls: type, recorded: Mapping[str, Any]):
     copy of a default.
     """
     names = set(field_names(cls))
-    known = {k: v for k, v in recorded.items() if k in names}
+    known = {k: literal(v) for k, v in recorded.items() if k in names}  # data, never interpolated
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(known)))
     except OmegaConfBaseException as err:

@@ -104,11 +104,11 @@ class StageContext:
         `payload` (e.g. the shard's counts and skips) is kept in the marker, so a relaunch
         that does not redo this shard can still report it.
         """
+        from stages.core.safefs import atomic_write
+
         marker = self._marker(key)
         marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload or {}, default=str))
-        os.replace(tmp, marker)
+        atomic_write(marker, json.dumps(payload or {}, default=str).encode())
 
     def shard_payload(self, key: str) -> dict:
         """The payload stored by `mark_shard_done` for a finished shard."""

@@ -25,8 +25,11 @@ import json
 import logging
 import os
 import shutil
+import math
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +39,17 @@ FINAL_SLURM_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEM
 LOCK_MODES = ("wait", "refuse")
 
 
+#: A lock file that cannot be parsed is stale once it stayed unchanged this long, as we
+#: measure it (its mtime may be in the future: another host's clock, or planted).
+GARBAGE_STALE_S = 60.0
+
+
 class ArtifactBusy(RuntimeError):
     """Another live run holds the artifact's lock (raised with lock=refuse)."""
+
+
+class BadLockFile(ArtifactBusy):
+    """The lock path holds something that is not a lock file (a symlink, a directory)."""
 
 
 def lock_path(root: Path, stage: str, signature: str) -> Path:
@@ -101,6 +113,10 @@ def slurm_job_finished(job_id: str) -> bool | None:
     return None
 
 
+#: (inode, mtime_ns) of each unparsable lock seen -> when this process first saw it.
+_GARBAGE_SEEN: dict[tuple, float] = {}
+
+
 @dataclasses.dataclass
 class Owner:
     """Who holds a lock."""
@@ -132,7 +148,11 @@ class Owner:
                 and (self.attempt or 0) < attempt:
             return f"left by an earlier attempt of job {mine} (requeued)"
         if self.host == "?":
-            return "the lock file is unreadable and older than a minute" if time.time() - self.since > 60 else None
+            # Old by its mtime, or unchanged for a minute as we watch it (a future mtime never ages).
+            first_seen = _GARBAGE_SEEN.setdefault((self.start_ticks, self.boot_id), time.monotonic())
+            if 0 <= time.time() - self.since > GARBAGE_STALE_S or time.monotonic() - first_seen >= GARBAGE_STALE_S:
+                return "the lock file is unreadable and unchanged for a minute"
+            return None
         if self.host == socket.gethostname():
             if self.boot_id and _boot_id() and self.boot_id != _boot_id():
                 return "the host rebooted since"
@@ -146,23 +166,54 @@ class Owner:
         return None
 
 
+def _valid(data: object) -> bool:
+    """A lock record with the types `Owner.gone` relies on (a pid of "abc" or 1e30 is garbage)."""
+    if not isinstance(data, dict):
+        return False
+    pid, host, since = data.get("pid"), data.get("host"), data.get("since", 0.0)
+    return (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 31 and isinstance(host, str)
+            and isinstance(since, (int, float)) and math.isfinite(since)
+            and all(data.get(k) is None or isinstance(data.get(k), str) for k in ("job_id", "boot_id", "scheduler"))
+            and isinstance(data.get("start_ticks"), (int, type(None))) and isinstance(data.get("attempt", 0), int))
+
+
+def _check_lock_path(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise BadLockFile(f"{path} is a symlink, not a lock file (planted?); remove it (`rm {path}`) and rerun")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadLockFile(f"{path} is a directory or special file, not a lock file; remove it and rerun")
+
+
 def read_owner(path: Path) -> Owner | None:
-    """The owner recorded in a lock file; None if there is no lock (or it cannot be parsed)."""
+    """The owner recorded in a lock file; None if there is no lock. A record that cannot be
+    parsed, or has wrong types, gives an owner with host "?" (see `GARBAGE_STALE_S`). A symlink,
+    directory or FIFO at the lock path raises `BadLockFile`: it is never followed or read."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
-        return Owner(**{f.name: data.get(f.name) for f in dataclasses.fields(Owner) if f.name in data})
+        st = os.lstat(path)
+        _check_lock_path(path, st)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError):  # half-written by the O_EXCL fallback, or garbage
-        with contextlib.suppress(OSError):
-            return Owner(host="?", pid=-1, since=Path(path).stat().st_mtime)
-        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            data = json.loads(handle.read(1 << 16))
+        if _valid(data):
+            return Owner(**{f.name: data.get(f.name) for f in dataclasses.fields(Owner) if f.name in data})
+    except (OSError, ValueError, TypeError, RecursionError):  # half-written by the O_EXCL fallback, or garbage
+        pass
+    return Owner(host="?", pid=-1, since=st.st_mtime, start_ticks=st.st_ino, boot_id=str(st.st_mtime_ns))
 
 
 def _try_create(path: Path, record: str) -> bool:
-    """Create the lock atomically with `record` inside; False if it already exists."""
-    tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(record)
+    """Create the lock atomically with `record` inside; False if it already exists. The record is
+    written to a fresh O_EXCL temporary file with an unpredictable name (never through a name
+    another user could have planted) and hard-linked to the lock name."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(record)
+    os.chmod(tmp, 0o644)  # other users' runs read who holds it
     try:
         os.link(tmp, path)
         return True
@@ -172,7 +223,7 @@ def _try_create(path: Path, record: str) -> bool:
         if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
         try:  # filesystem without hard links: exclusive create
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as handle:
@@ -188,9 +239,12 @@ def _break_stale(path: Path, stale: Owner) -> None:
     two waiters from both breaking it and one of them deleting the other's fresh lock)."""
     breaker = path.with_name(path.name + ".break")
     if not _try_create(breaker, json.dumps(dataclasses.asdict(Owner.me()))):
-        with contextlib.suppress(OSError):
-            if time.time() - breaker.stat().st_mtime > 60:  # a breaker that died mid-break
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(breaker)
+            _check_lock_path(breaker, st)
+            if abs(time.time() - st.st_mtime) > GARBAGE_STALE_S:  # a breaker that died mid-break
                 breaker.unlink()
+        time.sleep(0.05)  # another waiter is breaking it: do not spin
         return
     try:
         if read_owner(path) == stale:

@@ -9,21 +9,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from stages.core import config as config_lib
-from stages.core import locks
+from stages.core import locks, safefs
 from stages.core.artifacts import (
     Artifact,
+    CorruptArtifact,
     code_version,
     commit_artifact,
     compute_signature,
     final_dir,
     load_artifact,
     partial_dir,
+    recover_commit,
 )
 from stages.core.context import StageContext, dist_env
 from stages.core.registry import StageSpec
@@ -90,7 +93,7 @@ def execute(
     rank, world_size, local_rank = dist_env()
     log = logging.getLogger(f"wikigraph.{spec.name}")
 
-    existing = load_artifact(root, spec.name, signature)
+    existing = _existing(root, spec.name, signature, force)
     if existing is not None and not force:
         log.info("cache hit: %s/%s", spec.name, signature)
         return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
@@ -104,8 +107,12 @@ def execute(
         locks.wait_for_job_lock(lock_file, on_busy=on_busy, log=log,
                                 done=lambda: load_artifact(root, spec.name, signature) is not None)
     try:
-        existing = load_artifact(root, spec.name, signature)
-        if existing is not None and not force:  # the run we waited for committed it
+        if rank == 0:
+            recovered = recover_commit(root, spec.name, signature)
+            if recovered:
+                log.warning("%s", recovered)
+        existing = _existing(root, spec.name, signature, force)
+        if existing is not None and not force:  # the run we waited for (or an interrupted commit) made it
             log.info("cache hit after waiting: %s/%s", spec.name, signature)
             return Outcome(spec.name, signature, existing.manifest.get("metrics", {}), existing.path,
                            True, existing.manifest.get("record", {}), rank)
@@ -117,9 +124,36 @@ def execute(
             lock.release()
 
 
+def _existing(root: Path, stage: str, signature: str, force: bool) -> Artifact | None:
+    """The committed artifact, if any; with force=true a damaged one counts as absent (the
+    commit moves it aside), without it the damage is reported in one line."""
+    try:
+        return load_artifact(root, stage, signature)
+    except CorruptArtifact:
+        if force:
+            return None
+        raise
+
+
+def _own_partial(out_dir: Path, rank: int, log) -> None:
+    """Make `out_dir` a directory this user owns that no one else can write in, so the stage's
+    files and temporary files there cannot be planted. One left by another user is moved aside."""
+    if rank == 0 and os.path.lexists(out_dir) and not safefs.owned_dir(out_dir):
+        aside = out_dir.with_name(f"{out_dir.name}.foreign-{int(time.time())}-{os.getpid()}")
+        try:
+            os.replace(out_dir, aside)
+        except OSError:
+            raise locks.ArtifactBusy(f"{out_dir} belongs to another user or is not a directory, and cannot be "
+                                     "moved aside; ask its owner to remove it, or use another root=") from None
+        log.warning("%s was not this user's directory; moved it aside to %s", out_dir, aside)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        os.chmod(out_dir, safefs.dir_mode(safefs.publish_mode()))
+
+
 def _run_and_commit(spec, cfg, root, upstream, direct, signature, rank, world_size, local_rank, log) -> Outcome:
     out_dir = partial_dir(root, spec.name, signature)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _own_partial(out_dir, rank, log)
     ctx = StageContext(
         stage=spec.name, signature=signature, root=root, out_dir=out_dir, upstream=dict(upstream),
         rank=rank, world_size=world_size, local_rank=local_rank, log=log,

@@ -47,8 +47,14 @@ def _artifact_dir(path: str | Path) -> Path:
 
 
 def shard_paths(path: str | Path) -> list[Path]:
-    """The article shards of an extract artifact, in id order."""
-    shards = sorted(_artifact_dir(path).glob(SHARD_GLOB))
+    """The article shards of an extract artifact, in id order: those its manifest lists (a shard
+    it does not list is not read), or, for a directory written without the runner, by name."""
+    from stages.core.artifacts import listed_files
+
+    directory = _artifact_dir(path)
+    shards = listed_files(directory, SHARD_GLOB)
+    if shards is None:
+        shards = sorted(directory.glob(SHARD_GLOB))
     if not shards:
         raise FileNotFoundError(f"{path} holds no {SHARD_GLOB} shards; is it an extract artifact?")
     return shards
