@@ -12,6 +12,7 @@ Layout of a graph artifact directory (node id = article id = index into `titles.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +60,57 @@ def csr_rows(indptr: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(indptr) - 1, dtype=dtype), np.diff(indptr))
 
 
-def write_graph_jsonl(path: Path, titles, indptr: np.ndarray, indices: np.ndarray) -> None:
+def write_graph_jsonl(path: Path, titles, indptr: np.ndarray, indices: np.ndarray, first: int = 0) -> None:
     """`graph.jsonl`: one `{"id", "title", "links"}` line per node, through a temporary name.
-    `titles`: a list, or a `tables.StringTable` (read in chunks)."""
+    `titles`: a list, or a `tables.StringTable` (read in chunks). With `first`, the CSR holds
+    rows `first..first+len(indptr)-2` only (one range of a graph built in pieces): the lines of
+    that range, to be joined in order with `concat_files`."""
     tmp = path.with_name(path.name + ".tmp")
+    end = first + len(indptr) - 1
     with open(tmp, "w", encoding="utf-8") as out:
-        for lo in range(0, len(titles), _CHUNK):
-            hi = min(lo + _CHUNK, len(titles))
+        for lo in range(first, end, _CHUNK):
+            hi = min(lo + _CHUNK, end)
             for node, title in zip(range(lo, hi), _titles_slice(titles, lo, hi)):
-                links = indices[indptr[node]:indptr[node + 1]].tolist()
+                row = node - first
+                links = indices[indptr[row]:indptr[row + 1]].tolist()
                 out.write(json.dumps({"id": node, "title": title, "links": links}, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def concat_npy(path: Path, pieces: list[Path], dtype) -> int:
+    """One 1-D `.npy` file (the bytes `np.save` writes for the whole array) from `.npy`
+    pieces of `dtype`, joined in order by a streamed byte copy: O(1) memory however long it
+    is. Through a temporary name; returns the length."""
+    dtype = np.dtype(dtype)
+    lengths = []
+    for piece in pieces:
+        array = np.load(piece, mmap_mode="r")
+        if array.dtype != dtype or array.ndim != 1:
+            raise ValueError(f"{piece}: {array.dtype} {array.shape}, expected 1-D {dtype}")
+        lengths.append(len(array))
+        del array
+    total = int(sum(lengths))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)})
+        for piece in pieces:
+            with open(piece, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                 else np.lib.format.read_array_header_2_0)(handle)
+                shutil.copyfileobj(handle, out, 1 << 22)
+    tmp.replace(path)
+    return total
+
+
+def concat_files(path: Path, pieces: list[Path]) -> None:
+    """Join text pieces in order (a byte copy), through a temporary name."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 22)
     tmp.replace(path)
 
 

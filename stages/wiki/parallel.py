@@ -6,6 +6,7 @@ import collections
 import gc
 import itertools
 import multiprocessing
+import time
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import Pool
 
@@ -66,3 +67,12 @@ def bounded_thread_map(func: Callable, items: Iterable, workers: int, ahead: int
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def wait_for_markers(ctx, keys: list[str], poll_s: float = 1.0) -> None:
+    """Wait until every shard marker in `keys` exists (a file barrier between ranks on shared
+    storage: the ranks of a multi-node stage share its partial directory)."""
+    pending = [key for key in keys if not ctx.shard_done(key)]
+    while pending:
+        time.sleep(poll_s)
+        pending = [key for key in pending if not ctx.shard_done(key)]
