@@ -20,6 +20,15 @@ def _compiled_flex_attention():
     return torch.compile(flex_attention, dynamic=False)
 
 
+def _one_dtype(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k and v in the projection's dtype (v's: nothing after the projection touches it).
+
+    Attention kernels require one dtype (compiled FlexAttention's backward rejects a mix); under
+    autocast the projection gives bf16 while fp32 parameters mixed into q or k would promote them.
+    """
+    return q.to(v.dtype), k.to(v.dtype), v
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square layer norm with a learned scale (no bias, no mean subtraction)."""
 
@@ -105,7 +114,8 @@ class Attention(nn.Module):
         previous = torch.cat((first, k[:, :, :-1]), dim=2)
         if cache is not None:
             cache.last_keys[layer] = k[:, :, -1:]
-        weight = torch.sigmoid(self.smear).view(1, -1, 1, 1) * mask.continues[:, None, :, None].to(k.dtype)
+        # The fp32 parameter would promote bf16 keys to fp32 under autocast: blend in k's dtype.
+        weight = torch.sigmoid(self.smear).to(k.dtype).view(1, -1, 1, 1) * mask.continues[:, None, :, None].to(k.dtype)
         return k + weight * (previous - k)
 
     def forward(
@@ -119,6 +129,7 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.extend(layer, k, v)
+        q, k, v = _one_dtype(q, k, v)
         if mask.block_mask is not None:
             # Eager FlexAttention materialises the full score matrix; on CUDA the fused kernel
             # needs torch.compile, so it is always used there (compile=true adds the blocks).

@@ -12,6 +12,12 @@ from models.memxlnet.modeling import MemXLNetForQA
 STEP_KEYS = ("input_ids", "attention_mask", "token_type_ids", "p_mask")
 
 
+def place_steps(steps: list[dict], device: torch.device) -> list[dict]:
+    """Every tensor of every step on `device` (the rest as is); a no-op for tensors already there."""
+    return [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in step.items()}
+            for step in steps]
+
+
 class TimeStepMajorRunner(nn.Module):
     """Runs a document batch through MemXLNetForQA, carrying memory from segment t to t+1.
 
@@ -37,7 +43,11 @@ class TimeStepMajorRunner(nn.Module):
         return out.start_logits, out.end_logits, out.memory_state, out.memory_info
 
     def forward(self, steps: list[dict], n_docs: int) -> list[dict]:
-        """Per step: ``start_logits``/``end_logits`` [b_t, L], ``doc_index`` and ``memory_info``."""
+        """Per step: ``start_logits``/``end_logits`` [b_t, L], ``doc_index`` and ``memory_info``.
+
+        Steps may come from the host: this is where they join the model's device.
+        """
+        steps = place_steps(steps, next(self.model.parameters()).device)
         state = self.model.init_memory(n_docs)
         outputs = []
         for step in steps:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining, GraphLMInference
+from stages.core.devices import local_device
 from stages.formats.facts import read_facts
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
@@ -113,7 +114,7 @@ def run_lm_eval(cfg, ctx) -> dict:
     """
     pretrain = ctx.upstream["pretrain"]
     train_cfg = pretrain.typed_config()  # PretrainConfig: the trainer's own defaults, no second copy
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = local_device()
     model = load_trained_model(pretrain.path, device)
     infer = model.to_inference_model()
     mode = model.config.mask if cfg.score_mask == "trained" else cfg.score_mask

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
 from stages.qa import data as qa_data
 from stages.qa.features import FeatureStore, SegmentLayout, cached_features
@@ -83,12 +85,12 @@ def save_checkpoint_model(model: MemXLNetForQA, tokenizer, cfg_dict: dict, path:
     (Path(path) / TRAINING_CONFIG_NAME).write_text(json.dumps(cfg_dict, indent=2))
 
 
-def load_checkpoint_model(path: Path):
-    """(model, tokenizer, training config dict) from a folder written by ``save_checkpoint_model``."""
+def load_checkpoint_model(path: Path, device: torch.device | str = "cpu"):
+    """(model on `device`, tokenizer, training config dict) from a folder written by ``save_checkpoint_model``."""
     from transformers import XLNetTokenizer
 
     path = Path(path)
-    model = MemXLNetForQA.from_pretrained(path)
+    model = MemXLNetForQA.from_pretrained(path).to(device)
     tokenizer = XLNetTokenizer.from_pretrained(path)
     cfg_file = path / TRAINING_CONFIG_NAME
     return model, tokenizer, json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}

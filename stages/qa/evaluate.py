@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from stages.core.devices import local_device
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.config import QAConfig
@@ -48,7 +49,7 @@ def run_qa_eval(cfg, ctx) -> dict:
     qa_artifact = ctx.upstream["qa"].path
     train: QAConfig = ctx.upstream["qa"].typed_config()
     folder = checkpoint_folder(qa_artifact)
-    model, tokenizer, _ = components.load_checkpoint_model(folder)
+    model, tokenizer, _ = components.load_checkpoint_model(folder, local_device())
     gold = gold_data(cfg, qa_artifact, train, ctx.cache_dir)
     for reason, count in qa_data.validation_counts(gold).items():  # repaired/dropped answers
         ctx.skip(reason, count=count)

@@ -29,7 +29,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 
-from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, segment_local_loss
+from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, place_steps, segment_local_loss
 from stages.core.artifacts import load_artifact
 from stages.core.context import record_curve
 from stages.core.preemption import Preempted, PreemptionFlag
@@ -173,7 +173,7 @@ class StageTrainer:
     # ------------------------------------------------------------------ training
     def train_step(self, docs: np.ndarray, use_global: bool) -> float:
         batch = document_batch(self.train_store, docs, self.segments, self.starts[docs])
-        steps = [{k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in s.items()} for s in batch["steps"]]
+        steps = place_steps(batch["steps"], self.acc.device)  # the losses read them too
         outputs = self.runner(steps, batch["n_docs"])
         if use_global:
             loss = global_softmax_loss(outputs, steps, batch["n_docs"], self.cfg.all_answer_occurrences)
@@ -317,7 +317,7 @@ def run(cfg, ctx) -> dict:
     final = previous_best.relative_to(ctx.out_dir).as_posix()
     metrics = {}
     if accelerator.is_main_process:
-        model = MemXLNetForQA.from_pretrained(previous_best)
+        model = MemXLNetForQA.from_pretrained(previous_best).to(accelerator.device)
         # Scored as evaluation reads it: the last stage's segments.
         metrics, _, _ = evaluate_model(model, data["stage_stores"][-1][1], data["dev"], cfg, cfg.max_n_segs)
         (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
