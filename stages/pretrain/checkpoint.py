@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -29,14 +30,57 @@ def checkpoint_dir(out_dir: Path, step: int) -> Path:
     return Path(out_dir) / CHECKPOINTS / f"step-{step:08d}"
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete checkpoint, or None."""
+#: Sizes of every file of a checkpoint, written last before the rename (truncation shows).
+CHECKPOINT_FILES = "checkpoint_files.json"
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed from (naming the file), or None."""
+    try:
+        json.loads((path / TRAINER_STATE).read_text())
+    except (OSError, ValueError) as err:
+        return f"{path / TRAINER_STATE} is unreadable ({type(err).__name__})"
+    listed = path / CHECKPOINT_FILES
+    if not listed.is_file():
+        return None  # written before the size list existed
+    try:
+        sizes = json.loads(listed.read_text())
+    except (OSError, ValueError):
+        return f"{listed} is unreadable"
+    for name, size in sizes.items():
+        file = path / name
+        actual = file.stat().st_size if file.is_file() else None
+        if actual != size:
+            return f"{file} has {actual} bytes, the checkpoint recorded {size}"
+    return None
+
+
+def latest_checkpoint(out_dir: Path, log=None) -> Path | None:
+    """The newest complete checkpoint that is intact, or None. A damaged newer one (a truncated
+    `optimizer.bin`, a torn `trainer_state.json`) is passed over with a warning naming the file,
+    and the previous one is used."""
     root = Path(out_dir) / CHECKPOINTS
     if not root.is_dir():
         return None
     done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")
                   and (p / TRAINER_STATE).is_file())
-    return done[-1] if done else None
+    for candidate in reversed(done):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            return candidate
+        (log or logging.getLogger("wikigraph.pretrain")).warning(
+            "checkpoint %s is damaged: %s; falling back to the previous checkpoint", candidate.name, problem)
+    return None
+
+
+def _seal(tmp: Path) -> None:
+    """Record every file's size, then fsync it all, so the rename publishes durable, checkable data."""
+    from stages.core.safefs import atomic_write, fsync_tree
+
+    sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*"))
+             if p.is_file() and not p.is_symlink() and p.name != CHECKPOINT_FILES}
+    atomic_write(tmp / CHECKPOINT_FILES, json.dumps(sizes, sort_keys=True).encode())
+    fsync_tree(tmp)
 
 
 def save_checkpoint(accelerator, out_dir: Path, step: int, loader_state: dict, trainer_state: dict,
@@ -53,6 +97,7 @@ def save_checkpoint(accelerator, out_dir: Path, step: int, loader_state: dict, t
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state))
+        _seal(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _prune(Path(out_dir) / CHECKPOINTS, keep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -49,14 +50,25 @@ def peak_bf16_tflops(device_name: str) -> tuple[str, float] | None:
 
 class MetricsLog:
     """Append-only JSONL of per-step metrics; on resume, lines past the checkpoint are dropped
-    so the log reads as one uninterrupted run."""
+    so the log reads as one uninterrupted run. A torn line (the process was killed mid-write)
+    is skipped and counted in `torn_lines`, never fatal."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.torn_lines = 0
         if enabled and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = []
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line) if line.strip() else None
+                except ValueError:
+                    record, self.torn_lines = None, self.torn_lines + 1
+                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
+                    kept.append(line)
+            if self.torn_lines:
+                logging.getLogger("wikigraph.pretrain").warning(
+                    "%s: skipped %d torn line(s) left by an interrupted run", self.path, self.torn_lines)
             self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:

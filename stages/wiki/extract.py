@@ -54,7 +54,6 @@ from stages.wiki.titles import file_stem, normalize_title
 from stages.wiki.wikitext import convert, marked_link_titles, render_links
 
 _REDIRECT_TEXT = re.compile(r"^\s*#REDIRECT\s*:?\s*\[\[([^\]|]+)", re.IGNORECASE)
-_MAX_REDIRECT_HOPS = 8
 _DETAILS_KEPT = 5
 _WRITE_BATCH = 256  # articles whose link targets are looked up together
 
@@ -282,8 +281,8 @@ def _build_tables(raw_dir: Path, parts: int, ctx) -> dict:
 
 
 def _resolve_redirects(stems: list[Path], tables: Path, articles: HashIndex) -> int:
-    """Alias -> final title, following chains up to _MAX_REDIRECT_HOPS; an alias that is
-    also an article, or whose chain comes back to itself, is dropped. Vectorized over all
+    """Alias -> final title, following chains of any length; an alias that is also an article,
+    or whose chain runs into a cycle (of any length: A->B->A drops both), is dropped. Vectorized over all
     aliases at once: per alias a few int64 arrays, no Python objects."""
     aliases = concatenate([Path(f"{s}.aliases.txt") for s in stems], tables / "all-aliases.txt")
     targets = concatenate([Path(f"{s}.targets.txt") for s in stems], tables / "all-targets.txt")
@@ -301,13 +300,14 @@ def _resolve_redirects(stems: list[Path], tables: Path, articles: HashIndex) -> 
     alias_index = HashIndex.build(aliases, valid_rows)
     via_alias = alias_index.find_table(targets)  # row of the alias a target names, or -1
     to_article = articles.find_table(targets) >= 0
-    pointer = np.arange(n)  # alias whose target is the current end of the chain
-    for _ in range(_MAX_REDIRECT_HOPS):
-        step = (via_alias[pointer] >= 0) & ~to_article[pointer]
-        if not step.any():
-            break
-        pointer[step] = via_alias[pointer[step]]
-    kept = valid_rows[via_alias[pointer[valid_rows]] != valid_rows]
+    moves = (via_alias >= 0) & ~to_article  # this alias's target is another alias: follow it
+    # Pointer doubling: after k squarings pointer[i] is the 2**k-th alias along i's chain, so
+    # with 2**k >= n every chain that ends has reached its end (an alias that does not move);
+    # a chain that still moves there runs into a cycle, whatever its length.
+    pointer = np.where(moves, via_alias, np.arange(n))
+    for _ in range(max(int(n).bit_length(), 1)):
+        pointer = pointer[pointer]
+    kept = valid_rows[~moves[pointer[valid_rows]]]
     write_lines(tables / "redirects.txt", (aliases[int(r)] for r in kept))
     write_lines(tables / "targets.txt", (targets[int(pointer[r])] for r in kept))
     for name in ("redirects.txt", "targets.txt"):
@@ -448,7 +448,13 @@ def _write_sample_facts(cfg: ExtractConfig, out_dir: Path) -> None:
 
 
 def run(cfg: ExtractConfig, ctx) -> dict:
-    """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring)."""
+    """Extract articles from `cfg.dump` into ctx.out_dir (see the module docstring).
+
+    The scratch (`raw/`, `_input/`) is removed only after a `finished` marker records the
+    metrics and skips, so a relaunch after a signal anywhere from there to the commit (which
+    hashes every output file) completes from that marker instead of failing on the lost scratch."""
+    if ctx.rank == 0 and ctx.shard_done(_FINISHED):
+        return _finish(ctx, ctx.shard_payload(_FINISHED))
     plan = read_plan(cfg, ctx.out_dir)
     if plan.index_problems and cfg.on_error == "fail":
         raise ValueError(f"extract: {plan.index_problems[0]}; pass the index of this dump (dump_index=) "
@@ -471,8 +477,6 @@ def run(cfg: ExtractConfig, ctx) -> dict:
     for problem in plan.index_problems:
         ctx.skip("index_mismatch", problem)
     _report_skips(ctx, converted)
-    shutil.rmtree(raw_dir, ignore_errors=True)
-    shutil.rmtree(ctx.out_dir / "_input", ignore_errors=True)
     if cfg.dump == "sample":
         _write_sample_facts(cfg, ctx.out_dir)
     parallel = sum(1 for u in plan.units if u.streams)
@@ -491,5 +495,25 @@ def run(cfg: ExtractConfig, ctx) -> dict:
                       "cannot be entered in the middle; give a multistream dump with its index, or split files)"),
         reading_notes=plan.notes[:_DETAILS_KEPT],
     )
+    ctx.mark_shard_done(_FINISHED, {"metrics": metrics, "skipped": dict(ctx.skipped),
+                                     "examples": ctx.skipped_examples})
+    return _finish(ctx, None, metrics)
+
+
+#: Marker of a finished extraction: its payload holds the metrics and the skips.
+_FINISHED = "finished"
+
+
+def _finish(ctx, payload: dict | None, metrics: dict | None = None) -> dict:
+    """Remove the scratch and return the metrics; from a `finished` marker's payload on a relaunch."""
+    from stages.core.faults import fault_point
+
+    if payload is not None:
+        metrics = payload["metrics"]
+        ctx.skipped.update(payload["skipped"])
+        ctx.skipped_examples.update(payload["examples"])
+    shutil.rmtree(ctx.out_dir / "raw", ignore_errors=True)
+    fault_point("extract.after_raw_removed")
+    shutil.rmtree(ctx.out_dir / "_input", ignore_errors=True)
     ctx.log.info("extract: %(articles)d articles, %(redirects)d redirects, %(links_kept)d links; %(reading)s", metrics)
     return metrics
