@@ -82,7 +82,7 @@ def run_command(parsed: ParsedArgs) -> int:
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
     check_local(launcher, executor)
     dry_run, wait, debug = _bool(parsed, "dry_run"), _bool(parsed, "wait"), _bool(parsed, "debug")
-    plan = Planner(parsed, root, LAUNCHER_KEYS).build()
+    plan = Planner(parsed, root, LAUNCHER_KEYS, dry_run=dry_run).build()
     backend = executor_class(executor)(plan, launcher, root, results_dir, wait=wait,
                                        slurm_extra=parsed.slurm_extra, debug=debug)
     return backend.launch(dry_run=dry_run)

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +24,9 @@ from stages.core import locks, registry
 from stages.core.artifacts import load_artifact
 from stages.core.preemption import Preempted
 from stages.core.runner import execute
+
+#: Where rank 0 leaves a requeue request (`<dir>/<SLURM_JOB_ID>`) for the batch script's exit trap.
+REQUEUE_DIR_ENV = "WIKIGRAPH_REQUEUE_DIR"
 
 
 @dataclasses.dataclass
@@ -163,15 +165,16 @@ def _setup_logging() -> None:
 
 
 def _requeue_or_report(stop: Preempted) -> dict:
-    """Under Slurm, rank 0 requeues this job (same id, same pickled callable) and every rank
-    exits without a result, so submitit reruns the callable, which resumes from the checkpoint.
+    """Under Slurm, rank 0 asks for a requeue and every rank exits without a result; the batch
+    script then requeues the job (same id, same pickled callable) from the host, outside any
+    container, and submitit reruns the callable, which resumes from the checkpoint.
     Elsewhere, report the preemption: rerunning the same command resumes."""
-    array_task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{array_task}" if array_task else os.environ.get("SLURM_JOB_ID")
-    if not job_id:
+    job_id, requests = os.environ.get("SLURM_JOB_ID"), os.environ.get(REQUEUE_DIR_ENV)
+    if not (job_id and requests):
         return {"status": "preempted", "step": stop.step, "message": str(stop)}
     if int(os.environ.get("RANK", "0")) == 0:
         logging.getLogger("wikigraph").warning("%s; requeueing Slurm job %s", stop, job_id)
-        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        Path(requests).mkdir(parents=True, exist_ok=True)
+        (Path(requests) / job_id).write_text(str(stop.step))
     # SystemExit (not an Exception) keeps submitit from writing a result file for this attempt.
     raise SystemExit(0)

@@ -13,7 +13,7 @@ class LauncherConfig:
     """Resources and placement of every job in a submission."""
 
     nodes: int = knob(1, "nodes per job")
-    tasks_per_node: int = knob(1, "processes per node (one per GPU on GPU nodes)")
+    tasks_per_node: int = knob(0, "processes per node (0: one per GPU, or 1 without GPUs)")
     gpus_per_node: int = knob(0, "GPUs per node")
     cpus_per_task: int = knob(2, "CPU cores per process")
     mem: str = knob("", "memory per node, e.g. 32G (empty: site default)")
@@ -28,11 +28,21 @@ class LauncherConfig:
     signal_delay_s: int = knob(120, "seconds before the time limit that SIGUSR2 arrives")
 
     def validate(self) -> None:
-        for name in ("nodes", "tasks_per_node", "cpus_per_task", "time"):
+        """Range checks, then the derived geometry: `tasks_per_node` 0 becomes one task per GPU."""
+        for name in ("nodes", "cpus_per_task", "time"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1")
-        if self.gpus_per_node < 0 or self.array_parallelism < 0:
-            raise ValueError("`gpus_per_node` and `array_parallelism` must be >= 0")
+        if min(self.tasks_per_node, self.gpus_per_node, self.array_parallelism) < 0:
+            raise ValueError("`tasks_per_node`, `gpus_per_node` and `array_parallelism` must be >= 0")
+        if self.tasks_per_node == 0:
+            self.tasks_per_node = max(self.gpus_per_node, 1)
+        elif self.gpus_per_node and self.tasks_per_node < self.gpus_per_node:
+            raise ValueError(f"`tasks_per_node={self.tasks_per_node}` with `gpus_per_node={self.gpus_per_node}` "
+                             f"leaves {self.gpus_per_node - self.tasks_per_node} GPU(s) per node idle: training runs "
+                             "one process per GPU; leave tasks_per_node unset (one task per GPU)")
+        elif self.gpus_per_node and self.tasks_per_node % self.gpus_per_node:
+            raise ValueError(f"`tasks_per_node={self.tasks_per_node}` does not share `gpus_per_node="
+                             f"{self.gpus_per_node}` evenly; use a multiple of gpus_per_node")
         if self.mem and not re.fullmatch(r"\d+[KMGT]?", self.mem):
             raise ValueError(f"`mem`: {self.mem!r} is not a size like 16G or 64000M")
 

@@ -40,6 +40,7 @@ class Node:
     sweep: dict[str, str] = dataclasses.field(default_factory=dict)
     existing: Artifact | None = None
     requested: bool = False  # part of the requested stages (vs an upstream it only reads)
+    missing: bool = False  # a dry run's upstream that does not exist yet (a real run refuses)
 
     @property
     def key(self) -> str:
@@ -116,8 +117,9 @@ def _study_grid(name: str) -> dict[str, str]:
 class Planner:
     """Resolves configs and upstream artifacts for one command line."""
 
-    def __init__(self, parsed: ParsedArgs, root: Path, launcher_keys: list[str]):
+    def __init__(self, parsed: ParsedArgs, root: Path, launcher_keys: list[str], dry_run: bool = False):
         self.parsed = parsed
+        self.dry_run = dry_run
         self.root = Path(root)
         self.launcher_keys = launcher_keys
         self.stages = registry.all_stages()
@@ -254,6 +256,10 @@ class Planner:
             return node
         latest = find_latest(self.root, name, config_lib.signature_dict(node.cfg))
         if latest is None:
+            if self.dry_run:  # show the geometry anyway; the plan says what to run first
+                node.missing = True
+                self._nodes.setdefault(node.key, node)
+                return node
             raise ConfigError(
                 f"missing upstream artifact: stage `{name}` (signature {node.signature}) under {self.root}; "
                 f"run `python jobs/submit.py stage={name} root={self.root}` first, or pass `{name}.from=<signature>`"

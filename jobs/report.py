@@ -11,12 +11,15 @@ from jobs.plan import Plan
 
 def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
     """Jobs with their signatures and states (run, cache hit, upstream), resources and arrays."""
-    resources = (f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s), {launcher.gpus_per_node} GPU(s)/node, "
+    resources = (f"{launcher.nodes} node(s) x {launcher.tasks_per_node} task(s) = world size {launcher.world_size}, "
+                 f"{launcher.gpus_per_node} GPU(s)/node, "
                  f"{launcher.cpus_per_task} CPU(s)/task, time={launcher.time}min")
     lines = [f"plan: {len(plan.to_run)} job(s) to run on executor={executor}, {resources}"]
     for node in plan.nodes:
         if node in plan.to_run:
             state = "run (forced)" if node.cached else "run"
+        elif node.missing:
+            state = "upstream MISSING"
         else:
             state = "cache hit" if node.requested else "upstream (exists)"
         sweep = ",".join(f"{k}={v}" for k, v in node.sweep.items())

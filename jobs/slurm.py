@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.entry import StageJob
+from jobs.entry import REQUEUE_DIR_ENV, StageJob
 from jobs.executor import REPO, Executor
 from jobs.launcher import LauncherConfig
 from jobs.runs import RunDir, owner_only_writes
@@ -104,6 +104,18 @@ def _python(launcher: LauncherConfig, root: Path, code: Path) -> str:
     return apptainer_python(launcher.container, root=root, repo=code, gpus=launcher.gpus_per_node > 0)
 
 
+def _requeue_trap(code: Path) -> list[str]:
+    """Batch-script lines that requeue the job when a rank asked for it (see `jobs.entry`).
+
+    The request is a file, and `scontrol` runs here, in the batch shell on the host, so a job
+    inside an Apptainer image needs no Slurm client (whose version must match the site's) inside it.
+    """
+    requests = code.parent / "requeue"
+    return [f"export {REQUEUE_DIR_ENV}={requests}",
+            (f"trap 'r=\"${REQUEUE_DIR_ENV}/$SLURM_JOB_ID\"; if [ -e \"$r\" ]; then rm -f \"$r\"; "
+            f"scontrol requeue \"$SLURM_JOB_ID\"; fi' EXIT")]
+
+
 def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -> dict:
     params = {
         "job_name": f"wikigraph-{stage}", "nodes": launcher.nodes, "ntasks_per_node": launcher.tasks_per_node,
@@ -113,7 +125,7 @@ def _parameters(launcher: LauncherConfig, extra: dict, code: Path, stage: str) -
         # otherwise start one thread per core of the node, not per CPU the task was given, and jobs
         # sharing a node (or an oversubscribed one) then thrash.
         "setup": [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONSAFEPATH=1",
-                  f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launcher.cpus_per_task}}}"],
+                  f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{launcher.cpus_per_task}}}", *_requeue_trap(code)],
         "additional_parameters": {"requeue": True, **extra},
     }
     if launcher.array_parallelism:

@@ -187,6 +187,20 @@ def test_two_node_ddp_matches_one_process_with_the_same_global_batch(chain):
     assert f"{job}_0_log.err <==" in tail and f"{job}_1_log.err <==" in tail  # one log per rank
 
 
+def test_two_nodes_by_two_tasks_train_with_world_size_four(chain):
+    """The GPU geometry on CPU nodes: tasks_per_node follows gpus_per_node in the dry run, and a
+    2-node x 2-task pretrain runs 4 ranks over gloo."""
+    root, _, _ = chain
+    common = ["stage=pretrain", *TINY, "pretrain.steps=3", "batch_size=1", "nodes=2", "cpus_per_task=1"]
+    dry = submit(root, *common, "gpus_per_node=2", "dry_run=true").stdout
+    assert "2 node(s) x 2 task(s) = world size 4" in dry and "#SBATCH --ntasks-per-node=2" in dry
+    submit(root, *common, "tasks_per_node=2")
+    (job,) = wait(runs(root)[-1]).values()
+    manifest = json.loads((root / "pretrain" / job["signature"] / "manifest.json").read_text())
+    assert manifest["world_size"] == manifest["metrics"]["world_size"] == 4
+    assert sacct(job["job_id"])[0]["NodeList"] == "wgnode[1-2]"
+
+
 def test_usr2_requeues_and_resumes_to_the_same_weights(chain, tmp_path):
     root, _, _ = chain
     other = tmp_path / "uninterrupted"

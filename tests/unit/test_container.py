@@ -6,6 +6,7 @@ fake `apptainer` script that parses the same flags and runs the host Python, to 
 submitit really executes a job through the generated prefix.
 """
 
+import inspect
 import os
 import re
 import shlex
@@ -150,17 +151,40 @@ def _sections(text):
     return header, {name: textwrap.dedent("\n".join(body)) for name, body in sections.items()}
 
 
-def test_definition_has_a_pytorch_cuda_base_and_every_section():
+def _readme_torch_pin() -> str:
+    match = re.search(r"pip install -q torch==([0-9.]+)", (REPO / "README.md").read_text())
+    assert match, "the README's set-up command pins torch"
+    return match.group(1)
+
+
+def test_definition_has_a_cuda_devel_base_and_every_section():
     header, sections = _sections(DEF_FILE.read_text())
     keys = dict(line.split(":", 1) for line in header if re.match(r"^(Bootstrap|From):", line))
     assert keys["Bootstrap"].strip() == "docker"
     base = keys["From"].strip()
-    match = re.fullmatch(r"pytorch/pytorch:(\d+\.\d+\.\d+)-cuda(\d+\.\d+)-cudnn(\d+)-runtime", base)
-    assert match, base
+    match = re.fullmatch(r"nvidia/cuda:(\d+\.\d+)\.\d+-cudnn-devel-ubuntu[\d.]+", base)
+    assert match, f"{base}: a CUDA devel base (runtime images have no compiler for Triton)"
     assert {"labels", "files", "post", "environment", "test", "runscript", "help"} <= set(sections)
     labels = dict(line.split(None, 1) for line in sections["labels"].split("\n") if line.strip())
     assert labels["wikigraph.base_image"] == base
-    assert (labels["wikigraph.torch"], labels["wikigraph.cuda"], labels["wikigraph.cudnn"]) == match.groups()
+    assert (labels["wikigraph.torch"], labels["wikigraph.cuda"]) == (_readme_torch_pin(), match.group(1))
+
+
+def test_image_lint_compiler_torch_pin_pytest_and_requeue():
+    """What the first GPU job needs from the image, checked without building it."""
+    _, sections = _sections(DEF_FILE.read_text())
+    post = sections["post"]
+    installed = " ".join(re.findall(r"apt-get install ([^\n]+)", post)).split()
+    assert {"gcc", "python3-dev"} <= set(installed), "Triton compiles FlexAttention with the system C compiler"
+    assert re.findall(r"pip install torch==([0-9.]+)", post) == [_readme_torch_pin()]
+    assert '[dev]"' in post and "pytest" in (REPO / "pyproject.toml").read_text()  # gpu_check runs pytest
+    assert "gcc --version" in sections["test"]
+    # A preempted job is requeued by the batch script on the host, or the image must carry scontrol.
+    from jobs import entry, slurm
+
+    trap = " ".join(slurm._requeue_trap(Path("/root/runs/r/code")))
+    requeues_outside = "scontrol requeue" in trap and "scontrol" not in inspect.getsource(entry)
+    assert requeues_outside or "slurm-client" in installed
 
 
 def test_definition_copies_the_project_and_installs_it():
@@ -168,7 +192,7 @@ def test_definition_copies_the_project_and_installs_it():
     sources = [line.split()[0] for line in sections["files"].split("\n") if line.strip()]
     assert {"pyproject.toml", "jobs", "stages", "models"} <= set(sources)
     assert all((REPO / source).exists() for source in sources), "every %files source must exist in the repository"
-    assert "pip install /opt/wikigraph" in sections["post"]
+    assert "pip install \"/opt/wikigraph[dev]\"" in sections["post"]
     environment = sections["environment"]
     for key in ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TIKTOKEN_CACHE_DIR=", "HF_HOME="):
         assert f"export {key}" in environment
