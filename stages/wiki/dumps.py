@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 _READ_BLOCK = 1 << 20
 _PAGE_OPEN, _PAGE_CLOSE, _ROOT_CLOSE = b"<page>", b"</page>", b"</mediawiki>"
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.DOTALL)
@@ -369,18 +371,113 @@ def find_index(dump: Path) -> Path | None:
     return candidate if candidate != dump and candidate.is_file() else None
 
 
-def read_index_offsets(index: Path) -> list[int]:
-    """Sorted distinct stream offsets of a multistream index (`offset:page_id:title` lines)."""
-    offsets: set[int] = set()
+def read_index_offsets(index: str | Path, workers: int = 1) -> list[int]:
+    """Sorted distinct stream offsets of a multistream index (`offset:page_id:title` lines).
+
+    The lines are parsed with numpy (no Python object per line). An index that is itself
+    several bzip2 streams (as Wikimedia's are: one per stream of the dump) is cut at its stream
+    starts into `workers` byte ranges decompressed in parallel; a single-stream index (or a
+    plain one) is decompressed by one reader."""
+    index = Path(index)
+    if _magic(index)[:3] != b"BZh":
+        with open(index, "rb") as handle:
+            return _offsets_of_blocks(iter(lambda: handle.read(_READ_BLOCK), b"")).tolist()
+    ranges = _index_ranges(index, workers)
+    if workers <= 1 or len(ranges) <= 1:
+        return _index_range_offsets((str(index), *ranges[0][:1], ranges[-1][1])).tolist()
+    from stages.wiki.parallel import worker_pool
+
+    pool = worker_pool(min(workers, len(ranges)))
+    try:
+        parts = pool.map(_index_range_offsets, [(str(index), a, b) for a, b in ranges])
+    finally:
+        pool.terminate()
+    return np.unique(np.concatenate(parts)).tolist()
+
+
+def _index_ranges(index: Path, parts: int) -> list[tuple[int, int]]:
+    """`parts` byte ranges of about equal size that start at bzip2 stream starts of `index`
+    (candidates found by their header; one that is not a real start fails to decompress and is
+    reported as corrupt, never silently misread)."""
+    size = index.stat().st_size
+    if parts <= 1:
+        return [(0, size)]
+    starts = [0]
+    with open(index, "rb") as handle:
+        for k in range(1, parts):
+            handle.seek(k * size // parts)
+            window = handle.read(1 << 20)
+            match = _STREAM_MAGIC.search(window)
+            if match:
+                start = k * size // parts + match.start()
+                if start > starts[-1]:
+                    starts.append(start)
+    return list(itertools.pairwise([*starts, size]))
+
+
+def _index_range_offsets(task: tuple[str, int, int]) -> np.ndarray:
+    path, start, end = task
+
+    def blocks() -> Iterator[bytes]:
+        with open(path, "rb") as raw:
+            raw.seek(start)
+            data = memoryview(raw.read(end - start))
+        pos, pending, size = 0, [], 0
+        while pos < len(data):
+            decompressor = bz2.BZ2Decompressor()
+            while not decompressor.eof:
+                if decompressor.needs_input:
+                    if pos >= len(data):
+                        raise EOFError(f"{path}: the index ends inside a bzip2 stream")
+                    chunk, pos = data[pos:pos + _READ_BLOCK], min(pos + _READ_BLOCK, len(data))
+                else:
+                    chunk = b""
+                out = decompressor.decompress(chunk, max_length=_READ_BLOCK)
+                pending.append(out)
+                size += len(out)
+                if size >= _READ_BLOCK:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+            pos -= len(decompressor.unused_data)  # the next stream starts there
+        yield b"".join(pending)
+
+    return _offsets_of_blocks(blocks())
+
+
+def _offsets_of_blocks(blocks: Iterable[bytes]) -> np.ndarray:
+    """Distinct values of the leading `digits:` of each line, vectorized per block."""
+    found = [np.zeros(0, np.int64)]
     tail = b""
-    with bz2.open(index, "rb") if _magic(index)[:3] == b"BZh" else open(index, "rb") as handle:
-        while block := handle.read(_READ_BLOCK):
-            block = tail + block
-            cut = block.rfind(b"\n") + 1
-            block, tail = block[:cut], block[cut:]
-            offsets.update(map(int, _INDEX_OFFSET.findall(block)))
-    offsets.update(map(int, _INDEX_OFFSET.findall(tail)))
-    return sorted(offsets)
+    for block in itertools.chain(blocks, [b"\n"]):
+        block = tail + block
+        cut = block.rfind(b"\n") + 1
+        block, tail = block[:cut], block[cut:]
+        if block:
+            found.append(np.unique(_leading_numbers(np.frombuffer(block, np.uint8))))
+    return np.unique(np.concatenate(found))
+
+
+_MAX_DIGITS = 18
+
+
+def _leading_numbers(blob: np.ndarray) -> np.ndarray:
+    """The number before the first `:` of each newline-terminated line that has one."""
+    ends = np.flatnonzero(blob == 10)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    width = np.arange(_MAX_DIGITS + 1)
+    index = np.minimum(starts[:, None] + width, len(blob) - 1)
+    window = blob[index]
+    window[width > (ends - starts)[:, None]] = 10  # nothing past the line's end
+    colon = np.argmax(window == ord(":"), axis=1)
+    digits = (window >= ord("0")) & (window <= ord("9"))
+    has = (window[np.arange(len(starts)), colon] == ord(":")) & (colon > 0)
+    valid = has & (np.cumsum(~digits, axis=1)[np.arange(len(starts)), np.maximum(colon - 1, 0)] == 0)
+    window, colon = window[valid], colon[valid]
+    values = np.zeros(len(window), np.int64)
+    for k in range(_MAX_DIGITS):
+        inside = k < colon
+        values[inside] = values[inside] * 10 + (window[inside, k] - ord("0"))
+    return values
 
 
 def _magic(path: Path) -> bytes:
@@ -405,7 +502,7 @@ _DETAILS_BAD_OFFSETS = 3
 _MIN_UNITS = 64  # units per multistream file at least (when it has the streams): work for many workers
 
 
-def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 20) -> ReadPlan:
+def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 20, workers: int = 1) -> ReadPlan:
     """Split the dump files into units of work, in dump order.
 
     A multistream `.bz2` with its index (beside it, or `dump_index=` for a single file) is
@@ -432,7 +529,7 @@ def plan_units(files: list[Path], dump_index: str = "", unit_bytes: int = 16 << 
                          f"{'' if _magic(path)[:3] == b'BZh' else '; not bzip2'}), so its decompression is serial")
             continue
         size = path.stat().st_size
-        listed = [o for o in read_index_offsets(index) if o > 0]
+        listed = [o for o in read_index_offsets(index, workers) if o > 0]
         offsets = [o for o in listed if o < size]  # the rest: a truncated dump, reported when read
         if len(offsets) < len(listed):
             notes.append(f"{path.name}: its index lists {len(listed) - len(offsets)} streams past the end "

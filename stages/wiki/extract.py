@@ -135,7 +135,8 @@ _SAMPLE_SPLIT_FILES = 3
 
 def read_plan(cfg: ExtractConfig, out_dir: Path) -> ReadPlan:
     """The units of work of the configured dump."""
-    return plan_units(dump_files(_dump_spec(cfg, out_dir)), cfg.dump_index, int(cfg.read_unit_mb * (1 << 20)))
+    return plan_units(dump_files(_dump_spec(cfg, out_dir)), cfg.dump_index, int(cfg.read_unit_mb * (1 << 20)),
+                      workers=cfg.workers)
 
 
 def _new_stats() -> dict:

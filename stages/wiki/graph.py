@@ -94,13 +94,14 @@ def _roots(parent: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         labels = up
 
 
-def weakly_connected_components_csr(indptr: np.ndarray, indices: np.ndarray,
+def weakly_connected_components_csr(indptr: np.ndarray, indices,
                                     chunk_edges: int = 1 << 22) -> tuple[np.ndarray, int]:
     """`weakly_connected_components` over a (memory-mapped) CSR, reading `chunk_edges` edges at
     a time: memory is the parent array (O(nodes), int32 while ids fit) plus one chunk, however
     many edges there are. Per chunk: the roots of both ends (pointer jumping), the larger root
     hooked under the smaller; after each pass over all edges, full path compression. It ends
-    after a pass in which no edge joined two trees. Returns (labels, passes)."""
+    after a pass in which no edge joined two trees. Returns (labels, passes). `indices`: an
+    array, or a function (e0, e1) -> indices[e0:e1] (to read chunks of a file unmapped)."""
     n = len(indptr) - 1
     dtype = np.int32 if n < 2**31 else np.int64
     parent = np.arange(n, dtype=dtype)
@@ -114,7 +115,9 @@ def weakly_connected_components_csr(indptr: np.ndarray, indices: np.ndarray,
             if e1 == e0:
                 continue
             src = np.repeat(np.arange(r0, r1, dtype=dtype), np.diff(np.asarray(indptr[r0:r1 + 1])))
-            a, b = _roots(parent, src), _roots(parent, np.asarray(indices[e0:e1], dtype=dtype))
+            dst = indices(e0, e1) if callable(indices) else np.asarray(indices[e0:e1])
+            a, b = _roots(parent, src), _roots(parent, dst.astype(dtype, copy=False))
+            del dst
             del src
             differ = a != b
             if differ.any():
@@ -211,7 +214,8 @@ def map_shard(task: tuple[int, str, str, int, int]) -> dict:
         stale.unlink()
     _, index = _lookup_of(work)
     span = max(n, 1)
-    counts = {"shard": shard, "runs": 0, "links": 0, "found": 0, "dangling": 0, "self_links": 0}
+    counts = {"shard": shard, "runs": 0, "links": 0, "found": 0, "dangling": 0, "self_links": 0,
+              "out_keys": 0, "in_keys": 0}
     sources: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     buffered = 0
@@ -241,12 +245,16 @@ def map_shard(task: tuple[int, str, str, int, int]) -> dict:
         targets.clear()
         keys = src * span
         keys += dst
-        _save(work_dir / _run_name(shard, counts["runs"], "out"), _sorted_unique(keys))
+        keys = _sorted_unique(keys)
+        counts["out_keys"] += int(keys.size)
+        _save(work_dir / _run_name(shard, counts["runs"], "out"), keys)
         del keys
         dst *= span
         dst += src
         del src
-        _save(work_dir / _run_name(shard, counts["runs"], "in"), _sorted_unique(dst))
+        dst = _sorted_unique(dst)
+        counts["in_keys"] += int(dst.size)
+        _save(work_dir / _run_name(shard, counts["runs"], "in"), dst)
         counts["runs"] += 1
         buffered = 0
 
@@ -295,16 +303,30 @@ def plan_ranges(n: int, run_files: list[Path], budget_edges: int) -> list[tuple[
     return ranges
 
 
+def read_slice(path: Path, a: int, b: int) -> np.ndarray:
+    """Items a..b-1 of a 1-D `.npy` file, read (not mapped: mapped pages that were touched count
+    in the process's RSS, so a pass over a mapped array would grow it to the array's size)."""
+    array = np.load(path, mmap_mode="r")
+    dtype, offset = array.dtype, array.offset
+    del array
+    return np.fromfile(path, dtype=dtype, count=max(0, b - a), offset=offset + a * dtype.itemsize)
+
+
 def _gather(run_files: list[Path], lo_key: int, hi_key: int) -> np.ndarray:
-    """The keys in [lo_key, hi_key) of every (sorted) run, sorted and deduplicated."""
-    slices = []
+    """The keys in [lo_key, hi_key) of every (sorted) run, sorted and deduplicated: found by
+    binary search on the mapped run (a few pages), then read."""
+    bounds = []
     for path in run_files:
         keys = np.load(path, mmap_mode="r")
-        a, b = np.searchsorted(keys, [lo_key, hi_key])
+        a, b = (int(v) for v in np.searchsorted(keys, [lo_key, hi_key]))
+        del keys
         if b > a:
-            slices.append(keys[a:b])
-    gathered = np.concatenate(slices) if slices else np.zeros(0, np.int64)
-    del slices
+            bounds.append((path, a, b))
+    gathered = np.empty(sum(b - a for _, a, b in bounds), np.int64)
+    at = 0
+    for path, a, b in bounds:
+        gathered[at:at + b - a] = read_slice(path, a, b)
+        at += b - a
     return _sorted_unique(gathered)
 
 
@@ -342,7 +364,7 @@ def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> 
     del both
     titles, _ = _lookup_of(work)
     indptr = np.concatenate([[0], np.cumsum(out_counts)])
-    indices = np.load(work_dir / _piece_name(part, "out", "indices"), mmap_mode="r")
+    indices = np.asarray(np.load(work_dir / _piece_name(part, "out", "indices"), mmap_mode="r"))  # plain slices
     write_graph_jsonl(work_dir / f"part-{part:05d}.jsonl", titles, indptr, indices, first=lo)
     return edges
 
@@ -403,7 +425,9 @@ def run(cfg: GraphConfig, ctx) -> dict:
         timings["map_cpu_s"] = round(_cpu_s() - cpu1, 2)
         # reduce: this rank's id ranges
         cpu2 = _cpu_s()
-        ranges = plan_ranges(n, out_runs + in_runs, max(1, memory // _REDUCE_BYTES_PER_EDGE))
+        keys = sum(m["out_keys"] + m["in_keys"] for m in mapped)  # an upper bound of the reduce's edges
+        spread = -(-keys // (ctx.world_size * cfg.workers))  # at least one range per process
+        ranges = plan_ranges(n, out_runs + in_runs, max(1, min(memory // _REDUCE_BYTES_PER_EDGE, spread)))
         tasks = [(p, lo, hi, str(work), n, [str(r) for r in out_runs], [str(r) for r in in_runs])
                  for p, (lo, hi) in enumerate(ranges)
                  if p % ctx.world_size == ctx.rank and not ctx.shard_done(f"reduce-{p:05d}")]
@@ -437,8 +461,8 @@ def _commit(cfg: GraphConfig, ctx, work: Path, n: int, parts: int, mapped: list[
     indptrs = _assemble(out, work, parts, n)
     _LOOKUP.clear()
     out_indptr, in_indptr = indptrs["out"], indptrs["in"]
-    out_indices = np.load(out / "out_indices.npy", mmap_mode="r")
-    labels, passes = weakly_connected_components_csr(out_indptr, out_indices, max(256, memory // 24))
+    labels, passes = weakly_connected_components_csr(
+        out_indptr, lambda e0, e1: read_slice(out / "out_indices.npy", e0, e1), max(256, memory // 24))
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]
     del labels

@@ -69,7 +69,7 @@ def bounded_thread_map(func: Callable, items: Iterable, workers: int, ahead: int
             yield pending.popleft().result()
 
 
-def wait_for_markers(ctx, keys: list[str], poll_s: float = 1.0) -> None:
+def wait_for_markers(ctx, keys: list[str], poll_s: float = 0.25) -> None:
     """Wait until every shard marker in `keys` exists (a file barrier between ranks on shared
     storage: the ranks of a multi-node stage share its partial directory)."""
     pending = [key for key in keys if not ctx.shard_done(key)]
