@@ -3,6 +3,7 @@ single-stream index, an index made of many bzip2 streams read in parallel, and a
 
 import bz2
 import re
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_offsets_of_a_multi_stream_index_read_in_parallel(tmp_path, workers):
 def test_offsets_of_a_single_stream_and_a_plain_index(tmp_path):
     info = dump_writer.write_multistream(dump_writer.sample_pages(80, 3), tmp_path / "d-multistream.xml.bz2",
                                          pages_per_stream=7)
-    text = bz2.decompress(open(info["index"], "rb").read())
+    text = bz2.decompress(Path(info["index"]).read_bytes())
     assert read_index_offsets(info["index"], 2) == _reference(text) and len(_reference(text)) > 5
     plain = tmp_path / "plain-index.txt"
     plain.write_bytes(text)
