@@ -14,6 +14,8 @@ import itertools
 
 from stages.core.config import ConfigError
 
+#: Keys whose value is a path, taken literally (a comma in it is part of the path).
+PATH_KEYS = ("root", "results")
 GLOBAL_KEYS = {
     "stage": "stage to run, or `all` for the whole chain",
     "executor": "inline (in-process) | local (subprocesses) | slurm",
@@ -86,7 +88,8 @@ def parse_args(argv: list[str], launcher_keys: list[str]) -> ParsedArgs:
         seen = key in parsed.globals or key in parsed.launcher or key in parsed.stage_values
         if seen:
             raise ConfigError(f"key `{key}` is given twice")
-        values = split_top_level(value)
+        # A path (root=, results=) is one value even when it holds a comma: it is never swept.
+        values = [value] if key in PATH_KEYS else split_top_level(value)
         if key in GLOBAL_KEYS or key in launcher_keys or key.startswith("slurm.extra."):
             if len(values) > 1:
                 raise ConfigError(f"`{key}` cannot be swept: only stage keys take comma lists")

@@ -18,6 +18,7 @@ from stages.core import config as config_lib
 from stages.core import registry
 from stages.core.config import ConfigError
 from stages.core.locks import ArtifactBusy
+from stages.core.safefs import describe_os_error
 
 COMMANDS = ("run", "status", "logs", "cancel", "collect")
 LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
@@ -108,4 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ArtifactBusy as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a read-only root, a full disk, a file where runs/ or cache/ should be
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1

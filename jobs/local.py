@@ -17,11 +17,14 @@ from jobs.executor import Executor, process_env_with_repo
 from jobs.plan import Node
 from jobs.runs import RunDir, owner_only_writes
 from stages.core.locks import process_start_ticks
+from stages.core.safefs import describe_os_error
 
 
 def failure_reason(err: BaseException) -> str:
     """One line saying why a job failed: the last line of the job's own traceback for a
     submitit job (its message wraps the remote traceback), else the exception's first line."""
+    if isinstance(err, OSError) and err.errno is not None and not isinstance(err, FileNotFoundError):
+        return f"{type(err).__name__}: {describe_os_error(err)}"
     text = str(err).strip()
     marker = "-" * 22
     if text.count(marker) >= 2:

@@ -158,3 +158,28 @@ def owned_dir(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+
+
+_OS_FIXES = {
+    errno.EROFS: "the file system is read-only: pass a writable root= (or set WIKIGRAPH_ROOT)",
+    errno.EACCES: "no permission to write there: pass a root= you can write to, or ask its owner",
+    errno.EPERM: "no permission to write there: pass a root= you can write to, or ask its owner",
+    errno.ENOSPC: "the disk is full: free space there or pass a root= on another disk",
+    errno.EDQUOT: "the disk quota is exhausted: free space there or pass a root= on another disk",
+    errno.ENOTDIR: "a file stands where a directory is needed: move that file away",
+    errno.EEXIST: "something already stands at that name: move it away",
+    errno.EISDIR: "a directory stands where a file is needed: move it away",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a file-system error: the path, what went wrong, and the fix. For ENOTDIR the
+    path named is the file that stands where a directory is needed, not the path beneath it."""
+    path = err.filename
+    if err.errno == errno.ENOTDIR and path:
+        for parent in Path(path).parents:
+            if parent.exists() and not parent.is_dir():
+                path = parent
+                break
+    fix = _OS_FIXES.get(err.errno, "check that the path is writable and has free space")
+    return f"{path or '?'}: {err.strerror or err}; {fix}"

@@ -92,9 +92,15 @@ def detect_format(path: str | Path) -> tuple[str, str]:
     finally:
         raw.close()
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:4] in (b"<\x00?\x00", b"\x00<\x00?"):
+        # A compressed file must be decompressed before it is converted: iconv on the .bz2 itself
+        # would read compressed bytes.
+        unpack = {"bz2": "bzip2 -dc", "gzip": "gzip -dc", "zstd": "zstd -dc"}.get(compression)
+        stem = path.name.split(".")[0]
+        source = f"{unpack} {path.name} | iconv -f UTF-16 -t UTF-8" if unpack else \
+            f"iconv -f UTF-16 -t UTF-8 {path.name}"
         raise ValueError(
-            f"dump {path} is UTF-16 encoded XML; MediaWiki exports are UTF-8: convert it first "
-            f"(iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8.xml) and pass dump= the converted file"
+            f"dump {path} is UTF-16 encoded XML ({compression}); MediaWiki exports are UTF-8: convert it first "
+            f"({source} > {stem}.utf8.xml) and pass dump= the converted file"
         )
     first = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
     if first == b"<":
