@@ -110,16 +110,18 @@ def publish_tree(directory: Path) -> None:
                 os.chmod(path, file_mode)
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
     """Write `data` to `path` through a fresh O_EXCL temporary file in the same directory,
-    fsynced, then renamed: readers never see half a file, and no planted name is followed."""
+    fsynced (unless `durable=False`: a cache whose loss costs only a recomputation), then
+    renamed: readers never see half a file, and no planted name is followed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, publish_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:

@@ -46,7 +46,8 @@ def _read_stamp(path: Path) -> dict:
 
 def _write_stamp(path: Path, stamp: dict) -> None:
     try:
-        safefs.atomic_write(path, json.dumps(stamp, sort_keys=True).encode())
+        # A stamp lost in a crash only means hashing again: no fsync on the reader's path.
+        safefs.atomic_write(path, json.dumps(stamp, sort_keys=True).encode(), durable=False)
     except OSError:  # someone else's read-only artifact: verify again next time
         pass
 
