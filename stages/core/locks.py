@@ -23,9 +23,9 @@ import dataclasses
 import errno
 import json
 import logging
+import math
 import os
 import shutil
-import math
 import socket
 import stat
 import subprocess
