@@ -14,8 +14,8 @@ same device"); host 0-dim tensors, index tensors and `copy_` are allowed, as CUD
 tensor's ``.device`` reads ``cpu:0`` on the accelerator, so code that creates tensors "on x's
 device" follows x as it would on a GPU, and ``.numpy()`` of an accelerator tensor raises as it does
 for a CUDA tensor. Every read of an accelerator value by the host (``.item()``, ``float()``,
-``bool()``, ``.tolist()``, ``.cpu()``) is a host-device sync on a GPU; the mode counts them by
-call site.
+``bool()``, ``.tolist()``, ``.cpu()``, and ``.to()`` the host from project code) is a host-device
+sync on a GPU; the mode counts them by call site.
 
 Why this is faithful: the rules are CUDA's own placement rules, applied to the same Python calls
 the code makes on a GPU; only the storage stays in host memory. Tensors whose residence is unknown
@@ -89,12 +89,22 @@ def _target_of_move(func, args, kwargs) -> str | None:
     return None
 
 
+def _is_project(filename: str) -> bool:
+    return (filename.startswith(_PROJECT) and "site-packages" not in filename
+            and not filename.endswith("standins.py"))
+
+
 def _call_site() -> str:
-    """The innermost project frame outside this file: where the sync is written."""
-    for frame in reversed(traceback.extract_stack()[:-3]):
-        if frame.filename.startswith(_PROJECT) and not frame.filename.endswith("standins.py"):
+    """The innermost project frame: where the sync is written (or the library call that makes it)."""
+    for frame in reversed(traceback.extract_stack()[:-2]):  # less this function and the mode
+        if _is_project(frame.filename):
             return f"{os.path.relpath(frame.filename, _PROJECT)}:{frame.lineno}"
     return "<outside the project>"
+
+
+def _called_by_project() -> bool:
+    frame = traceback.extract_stack(limit=3)[0]  # the caller of the mode
+    return _is_project(frame.filename)
 
 
 class VirtualAccelerator(TorchFunctionMode):
@@ -121,7 +131,9 @@ class VirtualAccelerator(TorchFunctionMode):
             return _set(func(*args, **kwargs), _HOST if func is _T.cpu else None)
         if func in _MOVES:
             target = _target_of_move(func, args, kwargs)
-            if target == _HOST and residence(args[0]) == _ACC:
+            # Libraries move values to the real device they grouped tensors by, which on the CPU
+            # is the host and on a GPU the GPU itself: only the project's own moves count.
+            if target == _HOST and residence(args[0]) == _ACC and _called_by_project():
                 self.syncs[_call_site()] += 1
             out = func(*args, **kwargs)
             if isinstance(args[0], torch.nn.Parameter) and target is not None:

@@ -18,8 +18,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, labels: Tensor, chunk_tokens: int) -> Tensor:
         valid = labels != IGNORE_INDEX
-        n_valid = int(valid.sum().item())
-        scale = 1.0 / max(n_valid, 1)
+        scale = 1.0 / valid.sum().clamp_min(1).float()  # a device tensor: no host read per batch
         compute_dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(
             hidden.device.type) else hidden.dtype
         w = weight.to(compute_dtype)
@@ -65,7 +64,7 @@ def chunked_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_
         raise ValueError(f"chunk_tokens: must be positive, got {chunk_tokens}")
     if not (torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)):
         # Evaluation: skip the gradient work the fused forward would do.
-        n_valid = max(int((labels != IGNORE_INDEX).sum().item()), 1)
+        n_valid = (labels != IGNORE_INDEX).sum().clamp_min(1)
         return token_losses(hidden, weight, labels, chunk_tokens).sum() / n_valid
     return _ChunkedLinearCrossEntropy.apply(hidden, weight, labels, chunk_tokens)
 

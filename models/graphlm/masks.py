@@ -25,6 +25,9 @@ from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
 MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
+#: FlexAttention's default block edge: the granularity at which masked work is skipped.
+DENSITY_BLOCK = 128
+
 
 def causal_mask_mod() -> MaskMod:
     """Plain causal attention across the whole pack."""
@@ -54,9 +57,9 @@ def doc_adjacency(edges: Tensor, batch_size: int, n_docs: int) -> Tensor:
     if edges.numel():
         if edges.dim() != 2 or edges.shape[1] != 3:
             raise ValueError(f"edges: expected shape [E, 3] of (b, i, j) rows, got {tuple(edges.shape)}")
+        # Indices are not range-checked here: reading them would stall the GPU every batch. The
+        # collate builds them in range; an index past the table fails the scatter itself.
         b, i, j = edges[:, 0], edges[:, 1] + 1, edges[:, 2] + 1
-        if int(edges[:, 1:].max()) >= n_docs or int(edges[:, 1:].min()) < 0:
-            raise ValueError(f"edges: document index out of range [0, {n_docs}) in the edge list")
         adjacency[b, i, j] = True
         adjacency[b, j, i] = True
     return adjacency
@@ -95,10 +98,13 @@ def adjacency_slots(n_docs: int) -> int:
     return max(MIN_ADJACENCY_SLOTS, 1 << max(n_docs, 1).bit_length())
 
 
-def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None) -> MaskMod:
-    n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
-    if edges is not None and edges.numel():
-        n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
+def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None, n_docs: int | None) -> MaskMod:
+    if n_docs is None:  # callers without the batch's host-side layout pay a device read here
+        n_docs = int(doc_index.max().item()) + 1 if doc_index.numel() else 0
+        if edges is not None and edges.numel():
+            if int(edges[:, 1:].min().item()) < 0:
+                raise ValueError("edges: negative document index in the edge list")
+            n_docs = max(n_docs, int(edges[:, 1:].max().item()) + 1)
     empty = torch.zeros(0, 3, dtype=torch.long, device=doc_index.device)
     # doc_adjacency adds the padding slot: slots - 1 documents keep the total a power of two.
     adjacency = doc_adjacency(edges if edges is not None else empty, doc_index.shape[0],
@@ -106,21 +112,25 @@ def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None) -> MaskMod:
     return graph_mask_mod(doc_index, adjacency)
 
 
-#: Mask modes by name: builder(doc_index [B, T], edges [E, 3] or None) -> mask_mod. Adding a mode
-#: is one entry here plus its name in `stages.pretrain.config.MASKS` (kept free of torch imports
-#: for `--help`; a unit test keeps the two equal).
-MASK_MODES: dict[str, Callable[[Tensor, Tensor | None], MaskMod]] = {
-    "causal": lambda doc_index, edges: causal_mask_mod(),
-    "doc": lambda doc_index, edges: document_mask_mod(doc_index),
+#: Mask modes by name: builder(doc_index [B, T], edges [E, 3] or None, documents per pack or None)
+#: -> mask_mod. Adding a mode is one entry here plus its name in `stages.pretrain.config.MASKS`
+#: (kept free of torch imports for `--help`; a unit test keeps the two equal).
+MASK_MODES: dict[str, Callable[[Tensor, Tensor | None, int | None], MaskMod]] = {
+    "causal": lambda doc_index, edges, n_docs: causal_mask_mod(),
+    "doc": lambda doc_index, edges, n_docs: document_mask_mod(doc_index),
     "graph": _graph_mask_from_edges,
 }
 
 
-def make_mask_mod(mode: str, doc_index: Tensor, edges: Tensor | None = None) -> MaskMod:
-    """The mask_mod for `mode` over one batch's document layout (and edges for `graph`)."""
+def make_mask_mod(mode: str, doc_index: Tensor, edges: Tensor | None = None, n_docs: int | None = None) -> MaskMod:
+    """The mask_mod for `mode` over one batch's document layout (and edges for `graph`).
+
+    `n_docs` bounds the document indices of a pack (the collate's `doc_ids` width); without it the
+    graph mode reads it from the tensors, which waits for the device.
+    """
     if mode not in MASK_MODES:
         raise ValueError(f"mask: {mode!r} is not one of {tuple(MASK_MODES)}")
-    return MASK_MODES[mode](doc_index, edges)
+    return MASK_MODES[mode](doc_index, edges, n_docs)
 
 
 def dense_mask(mask_mod: MaskMod, batch_size: int, q_positions: Tensor, kv_len: int) -> Tensor:
@@ -153,6 +163,26 @@ class AttentionMask:
             return "flex"
         return "sdpa-dense" if self.dense is not None else "sdpa-causal"
 
+    def block_density(self, block: int = DENSITY_BLOCK) -> Tensor:
+        """Share of the [T, T] score blocks the kernel computes, as a 0-dim tensor on the mask's
+        device (no sync): the block mask's kept blocks, the dense mask's blocks with any kept
+        entry, or the causal triangle's blocks. Model FLOPs utilisation counts attention with it."""
+        if self.block_mask is not None:
+            kept = self.block_mask.kv_num_blocks.sum()
+            if self.block_mask.full_kv_num_blocks is not None:
+                kept = kept + self.block_mask.full_kv_num_blocks.sum()
+            rows, q_blocks = self.block_mask.kv_num_blocks.shape[:2], self.block_mask.kv_num_blocks.shape[-1]
+            kv_blocks = -(-self.block_mask.seq_lengths[1] // self.block_mask.BLOCK_SIZE[1])
+            return kept.float() / float(rows[0] * rows[1] * q_blocks * kv_blocks)
+        if self.dense is not None:
+            batch, heads, q_len, kv_len = self.dense.shape
+            pad = (0, -kv_len % block, 0, -q_len % block)
+            blocks = torch.nn.functional.pad(self.dense, pad).view(
+                batch, heads, -(-q_len // block), block, -(-kv_len // block), block)
+            return blocks.any(dim=5).any(dim=3).float().mean()
+        n = -(-self.continues.shape[1] // block)
+        return torch.tensor(n * (n + 1) / 2 / n**2, device=self.continues.device)
+
 
 def document_continues(doc_index: Tensor, q_positions: Tensor) -> Tensor:
     """bool [B, len(q_positions)]: position q - 1 exists and belongs to q's document."""
@@ -168,9 +198,13 @@ def resolve_attention_impl(impl: str, device: torch.device) -> str:
 
 
 def build_attention_mask(
-    mode: str, doc_index: Tensor, edges: Tensor | None = None, impl: str = "auto"
+    mode: str, doc_index: Tensor, edges: Tensor | None = None, impl: str = "auto", n_docs: int | None = None
 ) -> AttentionMask:
-    """Build the mask for one batch; `doc_index` is int64 [B, T], `edges` int64 [E, 3]."""
+    """Build the mask for one batch; `doc_index` is int64 [B, T], `edges` int64 [E, 3], `n_docs`
+    the documents per pack when known on the host (see `make_mask_mod`).
+
+    On CUDA the block mask is built compiled: eagerly it would materialise [B, 1, T, T] scores.
+    """
     if doc_index.dim() != 2:
         raise ValueError(f"doc_index: expected [B, T], got shape {tuple(doc_index.shape)}")
     batch_size, seq_len = doc_index.shape
@@ -178,8 +212,9 @@ def build_attention_mask(
     continues = document_continues(doc_index, positions)
     if mode == "causal":
         return AttentionMask(mode, continues=continues)
-    mask_mod = make_mask_mod(mode, doc_index, edges)
+    mask_mod = make_mask_mod(mode, doc_index, edges, n_docs)
     if resolve_attention_impl(impl, doc_index.device) == "flex":
-        block = create_block_mask(mask_mod, batch_size, None, seq_len, seq_len, device=doc_index.device)
+        block = create_block_mask(mask_mod, batch_size, None, seq_len, seq_len, device=doc_index.device,
+                                  _compile=doc_index.device.type == "cuda")
         return AttentionMask(mode, block_mask=block, continues=continues)
     return AttentionMask(mode, dense=dense_mask(mask_mod, batch_size, positions, seq_len), continues=continues)

@@ -15,10 +15,12 @@ REQUIRED_BATCH_KEYS = ("tokens", "labels", "doc_index")
 
 
 class LMOutput(NamedTuple):
-    """Mean loss over the batch's scored tokens and how many tokens were scored."""
+    """Mean loss over the batch's scored tokens, how many tokens were scored and the share of
+    attention blocks the mask computes (0-dim tensors on the model's device: reading them syncs)."""
 
     loss: Tensor
-    n_tokens: int
+    n_tokens: Tensor
+    attention_density: Tensor
 
 
 class GraphLMForTraining(nn.Module):
@@ -64,8 +66,9 @@ class GraphLMForTraining(nn.Module):
 
     def build_mask(self, batch: dict, mode: str | None = None) -> AttentionMask:
         """The batch's attention mask for `mode` (default: the configured one)."""
+        doc_ids = batch.get("doc_ids")  # [B, documents per pack]: its width bounds the documents, host-side
         return build_attention_mask(mode or self.config.mask, batch["doc_index"], batch.get("edges"),
-                                    self.config.attention_impl)
+                                    self.config.attention_impl, None if doc_ids is None else doc_ids.shape[1])
 
     def hidden_states(self, tokens: Tensor, mask: AttentionMask, positions: Tensor | None = None) -> Tensor:
         """Final-normed hidden states [B, T, d] for tokens [B, T]; `positions` [B, T] (the
@@ -80,11 +83,12 @@ class GraphLMForTraining(nn.Module):
         if tokens.shape != labels.shape or tokens.shape != batch["doc_index"].shape:
             raise ValueError("batch: tokens, labels and doc_index must all have shape [B, T]")
         positions = batch.get("positions") if self.config.reset_positions else None
-        hidden = self.hidden_states(tokens, mask if mask is not None else self.build_mask(batch), positions)
+        mask = mask if mask is not None else self.build_mask(batch)
+        hidden = self.hidden_states(tokens, mask, positions)
         flat_labels = labels.reshape(-1)
         loss = chunked_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), self.output_weight, flat_labels,
                                      self.config.ce_chunk_tokens)
-        return LMOutput(loss=loss, n_tokens=int((flat_labels != -100).sum().item()))
+        return LMOutput(loss=loss, n_tokens=(flat_labels != -100).sum(), attention_density=mask.block_density())
 
     def to_inference_model(self):
         """A detached GraphLMInference sharing this module's weights (eval mode, no grad)."""

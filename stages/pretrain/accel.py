@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from stages.core.devices import mixed_precision
+
 
 def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -19,24 +21,16 @@ def world_size_from_env() -> int:
 def build_accelerator(cfg, log=None):
     """An Accelerator for DDP (zero_stage=0) or DeepSpeed ZeRO 1/2/3, bf16 autocast on GPU."""
     from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+    from accelerate.utils import InitProcessGroupKwargs
 
     cuda = torch.cuda.is_available()
     world = world_size_from_env()
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-    kwargs: dict = {"gradient_accumulation_steps": cfg.grad_accum, "mixed_precision": "bf16" if bf16 else "no"}
+    kwargs: dict = {"gradient_accumulation_steps": cfg.grad_accum, "mixed_precision": mixed_precision(cfg.precision)}
     if world > 1 and "LOCAL_RANK" not in os.environ:
         raise ValueError("WORLD_SIZE > 1 but LOCAL_RANK is unset; launch with RANK, LOCAL_RANK, WORLD_SIZE, "
                          "MASTER_ADDR and MASTER_PORT set (as torchrun does)")
     if cfg.zero_stage > 0 and world > 1:
-        plugin = DeepSpeedPlugin(
-            zero_stage=cfg.zero_stage,
-            gradient_accumulation_steps=cfg.grad_accum,
-            gradient_clipping=cfg.grad_clip if cfg.grad_clip > 0 else None,
-            zero3_save_16bit_model=cfg.zero_stage == 3,  # lets rank 0 gather full weights at the end
-        )
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
-        kwargs["deepspeed_plugin"] = plugin
+        kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg)
         if not cuda:
             kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
     else:
@@ -44,6 +38,21 @@ def build_accelerator(cfg, log=None):
             log.warning("zero_stage=%d ignored: a single process has nothing to shard", cfg.zero_stage)
         kwargs["cpu"] = not cuda
     return Accelerator(**kwargs)
+
+
+def deepspeed_plugin(cfg):
+    """DeepSpeed ZeRO settings from the stage config. `grad_clip=0` is passed as 0.0 (no
+    clipping): None would let Accelerate fill in its own default of 1.0."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    plugin = DeepSpeedPlugin(
+        zero_stage=cfg.zero_stage,
+        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_clipping=float(cfg.grad_clip),
+        zero3_save_16bit_model=cfg.zero_stage == 3,  # lets rank 0 gather full weights at the end
+    )
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    return plugin
 
 
 def uses_deepspeed(accelerator) -> bool:

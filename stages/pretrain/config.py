@@ -67,13 +67,14 @@ class PretrainConfig(PackingConfig):
     checkpoint_every: int = knob(20, "checkpoint every N steps (0 = only on preemption and at the end)",
                                  signature=False)
     keep_checkpoints: int = knob(1, "checkpoints kept in the artifact (latest first)", signature=False)
-    log_every: int = knob(10, "write a metrics line every N steps", signature=False)
+    log_every: int = knob(10, "every N steps: read the losses back from the device, write a metrics line and "
+                               "act on a preemption signal", signature=False)
     peak_tflops: float = knob(0.0, "accelerator peak TFLOP/s for MFU (0 = guess from the GPU name)",
                               signature=False)
 
     def validate(self) -> None:
         super().validate()
-        positive = ("steps", "grad_accum", "val_batches")
+        positive = ("steps", "grad_accum", "val_batches", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 1")
@@ -86,7 +87,7 @@ class PretrainConfig(PackingConfig):
             raise ValueError(f"min_lr_ratio: {self.min_lr_ratio} is outside [0, 1]")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction: {self.val_fraction} must be in (0, 0.5); e.g. 0.05")
-        for name in ("hub_degree", "warmup_steps", "val_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        for name in ("hub_degree", "warmup_steps", "val_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 0")
         if self.grad_clip < 0:

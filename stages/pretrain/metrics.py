@@ -19,10 +19,12 @@ PEAK_BF16_TFLOPS = (
 )
 
 
-def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the matmuls plus 12*L*d*T for causal attention scores
-    (PaLM appendix B); N counts the tied output projection once."""
-    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
+def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int, density: float) -> float:
+    """Training FLOPs per token: 6N for the matmuls (N counts the tied output projection once)
+    plus 12*L*d*T*density for attention (PaLM appendix B counts 12*L*d*T, the whole T x T score
+    matrix): `density` is the share of score blocks the kernel computes
+    (`AttentionMask.block_density`), so a doc or graph mask is not credited with blocks it skips."""
+    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len * density
 
 
 def peak_flops(configured_tflops: float = 0.0) -> float | None:

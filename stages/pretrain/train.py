@@ -44,6 +44,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _Interval:
+    """The device-side values of the steps since the last flush, and the wall time they took."""
+
+    def __init__(self, step: int) -> None:
+        self.first_step, self.stats, self.tokens = step, [], 0
+        self.started = time.perf_counter()
+
+    def add(self, stats: torch.Tensor, tokens: int) -> None:
+        self.stats.append(stats)
+        self.tokens += tokens
+
+    def seconds(self) -> float:
+        """Wall time since the interval began; after a flush's sync it includes the device's work."""
+        return time.perf_counter() - self.started
+
+
 def run(cfg, ctx) -> dict:
     """Train (or resume) and return final metrics on rank 0; see the module docstring."""
     graph = GraphIndex.open(ctx.upstream["graph"].path)
@@ -88,8 +104,7 @@ class _Trainer:
             self.resumed_from = self.step
             ctx.log.info("resumed from %s (step %d)", latest, self.step)
         self.metrics = MetricsLog(ctx.out_dir / METRICS_LOG, self.main, self.step)
-        self.flops_per_token = flops_per_token(self.n_params, self.model_config.n_layers,
-                                               self.model_config.d_model, cfg.token_budget)
+        self.densities: list[float] = []  # attention block density per logging interval (for MFU)
         self.peak = peak_flops(cfg.peak_tflops)
         if self.main:
             (ctx.out_dir / MODEL_CONFIG).write_text(json.dumps(self.model_config.to_dict(), indent=1))
@@ -102,47 +117,43 @@ class _Trainer:
 
     # ---- training ------------------------------------------------------------------------
     def fit(self) -> dict:
+        """The hot loop: the host reads the device once per logging interval (`flush`), never per step."""
         cfg = self.cfg
         flag = PreemptionFlag.install()
         batches = iter(self.loader)
         bar = self.ctx.progress(total=cfg.steps, desc="pretrain", initial=self.step)
+        interval = _Interval(self.step)
         while self.step < cfg.steps:
-            if flag.is_set_anywhere():
-                self.save()
-                bar.close()
-                raise Preempted(self.step)
-            started = time.perf_counter()
             lr = warmup_cosine(self.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
             set_lr(self.optimizer, lr)
-            loss, grad_norm, tokens = self.train_step(batches)
-            elapsed = time.perf_counter() - started
+            stats, tokens = self.train_step(batches)
             self.step += 1
             self.tokens_seen += tokens * self.world
-            self.train_seconds += elapsed
-            loss = self.mean_across_ranks(loss)  # the same value on every rank: all stop together
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"pretrain loss is {loss} at step {self.step}; nothing is committed: "
-                                         f"lower lr (now {cfg.lr}) or set grad_clip")
-            self.loss_curve.append([self.step, loss])
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            record = None
-            if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                record = self.step_record(loss, lr, grad_norm, tokens * self.world / elapsed)
-            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
-                record = (record or {"step": self.step}) | {"val_loss": self.validate()}
-            if record:
-                self.metrics.write(record)
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+            interval.add(stats, tokens * self.world)
+            validating = bool(cfg.val_every) and self.step % cfg.val_every == 0 and self.step < cfg.steps
+            saving = bool(cfg.checkpoint_every) and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps
+            if not (validating or saving or self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                continue
+            preempted = self.flush(interval, flag, lr)
+            bar.update(self.step - bar.n)
+            bar.set_postfix(loss=f"{self.loss_curve[-1][1]:.3f}")
+            if validating:
+                self.metrics.write({"step": self.step, "val_loss": self.validate()})
+            if saving or preempted:
                 self.save()
+            if preempted:
+                bar.close()
+                raise Preempted(self.step)
+            interval = _Interval(self.step)
         bar.close()
         return self.finish()
 
-    def train_step(self, batches) -> tuple[float, float | None, int]:
-        """One optimizer step over grad_accum micro-batches: (mean loss, grad norm, tokens)."""
+    def train_step(self, batches) -> tuple[torch.Tensor, int]:
+        """One optimizer step over grad_accum micro-batches: ([mean loss, grad norm, attention
+        density] on the device, tokens). Nothing here waits for the device."""
         cfg, acc = self.cfg, self.acc
         self.model.train()
-        losses, grad_norm, tokens = [], None, 0
+        losses, densities, grad_norm, tokens = [], [], None, 0
         for _ in range(cfg.grad_accum):
             batch = to_device(self.encode(next(batches)), acc.device)
             tokens += tokens_in(batch)
@@ -154,28 +165,50 @@ class _Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             losses.append(out.loss.detach().float())
-        return float(torch.stack(losses).mean().item()), grad_norm, tokens
+            densities.append(out.attention_density.float())
+        norm = torch.full((), math.nan, device=acc.device) if grad_norm is None else grad_norm.detach().float()
+        return torch.stack([torch.stack(losses).mean(), norm, torch.stack(densities).mean()]), tokens
 
-    def clip_gradients(self) -> float | None:
+    def clip_gradients(self) -> torch.Tensor | None:
+        """The global gradient norm as a device tensor (clipped when grad_clip > 0)."""
         if self.deepspeed or self.cfg.grad_clip > 0:  # DeepSpeed clips inside its step; this reads back the norm
             norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        else:
-            norm = torch.linalg.vector_norm(torch.stack(
-                [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]))
-        return None if norm is None else float(norm)
+            return None if norm is None else torch.as_tensor(norm, device=self.acc.device)
+        return torch.linalg.vector_norm(torch.stack(
+            [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]))
 
-    def mean_across_ranks(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], device=self.acc.device, dtype=torch.float64)
-        return float(self.acc.reduce(tensor, reduction="mean").item())
-
-    def step_record(self, loss: float, lr: float, grad_norm: float | None, tokens_per_s: float) -> dict:
+    def flush(self, interval: _Interval, flag: PreemptionFlag, lr: float) -> bool:
+        """Read the interval's per-step values back (one host-device sync, one collective with
+        several ranks), extend the curves, write the metrics line; True if any rank was signalled."""
+        values = torch.stack(interval.stats)  # [steps, 3]: loss, grad norm, density
+        if self.world > 1:
+            stop = torch.full((1, 3), float(flag.is_set()), device=values.device)
+            values = self.acc.reduce(torch.cat([values, stop]), reduction="mean")
+        rows = values.double().tolist()
+        seconds = interval.seconds()
+        self.train_seconds += seconds
+        preempted = rows.pop()[0] > 0 if self.world > 1 else flag.is_set()
+        for step, (loss, _, _) in enumerate(rows, start=interval.first_step + 1):
+            if not math.isfinite(loss):  # every rank sees the same reduced values: all stop together
+                raise FloatingPointError(f"pretrain loss is {loss} at step {step}; nothing is committed: "
+                                         f"lower lr (now {self.cfg.lr}) or set grad_clip")
+            self.loss_curve.append([step, loss])
+        loss, grad_norm, _ = rows[-1]
+        tokens_per_s = interval.tokens / seconds if seconds > 0 else 0.0
         record = {"step": self.step, "loss": round(loss, 6), "lr": lr, "tokens_per_s": round(tokens_per_s, 1),
-                  "grad_norm": grad_norm, "tokens_seen": self.tokens_seen}
+                  "grad_norm": None if math.isnan(grad_norm) else grad_norm, "tokens_seen": self.tokens_seen,
+                  "attention_density": round(float(np.mean([r[2] for r in rows])), 4)}
         if self.peak:
-            record["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)
-        return record
+            record["mfu"] = round(self.mfu(tokens_per_s, record["attention_density"]), 4)
+        self.metrics.write(record)
+        self.densities.append(record["attention_density"])
+        return preempted
+
+    def mfu(self, tokens_per_s: float, density: float) -> float:
+        """Model FLOPs utilisation with the attention FLOPs the mask's kept blocks compute."""
+        flops = flops_per_token(self.n_params, self.model_config.n_layers, self.model_config.d_model,
+                                self.cfg.token_budget, density)
+        return tokens_per_s * flops / (self.peak * self.world)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -184,8 +217,7 @@ class _Trainer:
         total = torch.zeros(2, dtype=torch.float64, device=self.acc.device)
         for batch in self.val_batches:
             out = self.model(to_device(batch, self.acc.device))
-            total += torch.tensor([out.loss.item() * out.n_tokens, out.n_tokens], dtype=torch.float64,
-                                  device=self.acc.device)
+            total += torch.stack([out.loss.double() * out.n_tokens, out.n_tokens.double()])
         if self.world > 1:
             total = self.acc.reduce(total, reduction="sum")
         self.model.train()
@@ -236,8 +268,8 @@ class _Trainer:
             "vocab_size": self.model_config.vocab_size,
             **self.split_sizes,
         }
-        if self.peak:
-            metrics["mfu"] = round(tokens_per_s * self.flops_per_token / (self.peak * self.world), 4)
+        if self.peak and self.densities:
+            metrics["mfu"] = round(self.mfu(tokens_per_s, float(np.mean(self.densities))), 4)
         if self.main:
             self.ctx.record["loss_curve"] = record_curve(self.loss_curve)
             self.ctx.record["val_curve"] = record_curve(self.val_curve)

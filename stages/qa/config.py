@@ -119,6 +119,8 @@ class QAConfig:
     seed: int = knob(42, "random seed (init, dropout, data order)")
     checkpoint_every: int = knob(50, "optimizer steps between checkpoints", signature=False)
     num_threads: int = knob(0, "torch CPU threads (0 = torch default)", signature=False)
+    precision: str = knob("auto", "auto = bf16 autocast (and TF32 matmuls) on GPU, fp32 on CPU",
+                          choices=("auto", "fp32", "bf16"), signature=WHEN_SET)
 
     def validate(self) -> None:
         if not self.progressive_segments:

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, place_steps, segment_local_loss
 from stages.core.artifacts import load_artifact
 from stages.core.context import record_curve
+from stages.core.devices import mixed_precision, rng_state, set_rng_state
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.runner import execute
 from stages.core.safestate import load_state, save_state
@@ -140,8 +141,7 @@ class StageTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        save_state(tmp, f"rng_rank{acc.process_index}",
-                   {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()})
+        save_state(tmp, f"rng_rank{acc.process_index}", rng_state())
         acc.wait_for_everyone()
         if acc.is_main_process:
             save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
@@ -165,9 +165,7 @@ class StageTrainer:
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.curve = state["step"], state["curve"]
         self.best_f1, self.epoch_metrics = state["best_f1"], state["epoch_metrics"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        set_rng_state(rng)
         self.ctx.log.info("qa stage %d: resumed at step %d", self.index + 1, self.step)
 
     # ------------------------------------------------------------------ training
@@ -293,7 +291,8 @@ def run(cfg, ctx) -> dict:
     # one-segment curriculum stage; short documents): nothing later reads what was written.
     # DistributedDataParallel must be told, or it stops at the next step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp],
+                              mixed_precision=mixed_precision(cfg.precision))
     data = prepare_data(cfg, ctx, accelerator)
     if accelerator.is_main_process:
         (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))

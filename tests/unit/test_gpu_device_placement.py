@@ -46,13 +46,14 @@ def test_pretrain_stage_and_its_evaluation_on_an_accelerator(corpus, tmp_path, s
     assert np.isfinite(scores["ppl_graph"])
 
 
-def test_qa_training_its_epoch_evaluation_and_the_evaluate_stage_on_an_accelerator(tmp_path):
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_qa_training_its_epoch_evaluation_and_the_evaluate_stage_on_an_accelerator(tmp_path, precision):
     from stages.evaluate.spec import EvaluateConfig
     from stages.qa import train
     from stages.qa.config import QAConfig
     from stages.qa.evaluate import run_qa_eval
 
-    cfg = resolve(QAConfig, QA_SMALL)
+    cfg = resolve(QAConfig, {**QA_SMALL, "precision": precision})
     out = tmp_path / "qa"
     out.mkdir()
     with virtual_accelerator():
@@ -60,7 +61,7 @@ def test_qa_training_its_epoch_evaluation_and_the_evaluate_stage_on_an_accelerat
         qa = Artifact.unmanaged(out, "qa", dataclasses.asdict(cfg))
         eval_ctx = StageContext.standalone(tmp_path / "eval", {"qa": qa}, "evaluate")
         scores = run_qa_eval(resolve(EvaluateConfig, {"task": "qa"}), eval_ctx)
-    assert "dev_f1" in metrics and "f1" in scores
+    assert np.isfinite(metrics["loss_end"]) and "dev_f1" in metrics and "f1" in scores
 
 
 def test_qa_prediction_reads_host_features_into_an_accelerator_model(tmp_path):

@@ -39,3 +39,11 @@ def test_sweep_keys_are_accepted(key, value):
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         resolve(PretrainConfig, overrides)
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 0.5])
+def test_deepspeed_clips_at_grad_clip_and_not_at_all_when_it_is_zero(grad_clip):
+    from stages.pretrain.accel import deepspeed_plugin
+
+    cfg = resolve(PretrainConfig, {"zero_stage": "2", "grad_clip": str(grad_clip)})
+    assert deepspeed_plugin(cfg).deepspeed_config["gradient_clipping"] == grad_clip

@@ -36,7 +36,7 @@ def test_metrics_log_drops_lines_after_the_resume_step(tmp_path):
     log = MetricsLog(path, enabled=True, resume_step=4)
     log.write({"step": 5})
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
-    assert flops_per_token(100, 2, 8, 16) == 6 * 100 + 12 * 2 * 8 * 16
+    assert flops_per_token(100, 2, 8, 16, 0.25) == 6 * 100 + 12 * 2 * 8 * 16 * 0.25
 
 
 @pytest.fixture(scope="module")
