@@ -55,6 +55,9 @@ _MAP_BYTES_PER_LINK = 48
 #: Bytes per (out + in) edge of a range at the reduce peak: both key sets (8 + 8), their union
 #: before dedup (16), its mask and the deduplicated copy.
 _REDUCE_BYTES_PER_EDGE = 40
+#: Bytes per edge of a components chunk: its source and target ids, their roots and the
+#: pointer-jumping temporaries (int32 each), the mask of the edges that join two trees.
+_COMPONENT_BYTES_PER_EDGE = 32
 #: Ranges are unions of this many equal slices of the node ids at most (the cut's resolution).
 _BUCKETS = 4096
 
@@ -122,7 +125,9 @@ def weakly_connected_components_csr(indptr: np.ndarray, indices,
             differ = a != b
             if differ.any():
                 joined = True
-                np.minimum.at(parent, np.maximum(a, b)[differ], np.minimum(a, b)[differ])
+                a, b = a[differ], b[differ]
+                np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+            del a, b, differ
         parent = _compress(parent)
         if not joined:
             return parent, passes
@@ -146,6 +151,35 @@ def degree_stats(indptr: np.ndarray, prefix: str, percentiles: list[int]) -> dic
     stats[f"{prefix}_degree_max"] = int(degrees.max())
     stats[f"{prefix}_degree_mean"] = round(float(degrees.mean()), 3)
     return stats
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return None
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def _fixed_malloc_threshold() -> None:
+    """Large buffers straight from mmap, returned to the OS when freed. (glibc raises its mmap
+    threshold to the size of the largest buffer freed, up to 32 MB; buffers below it then come
+    from the heap, and the heap stays resident after they are freed: RSS that grew with the
+    input instead of staying at the budget.)"""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
+
+def _trim() -> None:
+    """Give freed heap memory back to the OS between units of work."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 # ---------------------------------------------------------------- lookup (rank 0, once)
@@ -209,6 +243,7 @@ def map_shard(task: tuple[int, str, str, int, int]) -> dict:
     """Worker: one article shard -> sorted, deduplicated runs of out and in keys (self-links
     dropped, dangling links counted), at most `chunk_links` links per run."""
     shard, shard_path, work, n, chunk_links = task
+    _fixed_malloc_threshold()
     work_dir = Path(work)
     for stale in work_dir.glob(f"map-{shard:05d}-*"):  # a crashed earlier try of this shard
         stale.unlink()
@@ -269,6 +304,7 @@ def map_shard(task: tuple[int, str, str, int, int]) -> dict:
         lookup()
     if buffered or counts["runs"] == 0:
         spill()
+    _trim()
     return counts
 
 
@@ -348,6 +384,7 @@ def _write_piece(work: Path, part: int, kind: str, keys: np.ndarray, lo: int, hi
 def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> dict:
     """Worker: the out, in and `both` rows of node ids lo..hi-1, and their `graph.jsonl` lines."""
     part, lo, hi, work, n, out_runs, in_runs = task
+    _fixed_malloc_threshold()
     work_dir = Path(work)
     span = max(n, 1)
     out_keys = _gather([Path(p) for p in out_runs], lo * span, hi * span)
@@ -366,6 +403,8 @@ def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> 
     indptr = np.concatenate([[0], np.cumsum(out_counts)])
     indices = np.asarray(np.load(work_dir / _piece_name(part, "out", "indices"), mmap_mode="r"))  # plain slices
     write_graph_jsonl(work_dir / f"part-{part:05d}.jsonl", titles, indptr, indices, first=lo)
+    del indptr, indices, out_counts
+    _trim()
     return edges
 
 
@@ -373,7 +412,7 @@ def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> 
 
 
 def _assemble(out: Path, work: Path, parts: int, n: int) -> dict[str, np.ndarray]:
-    """Join the range pieces into the artifact's CSR files; returns the indptr arrays."""
+    """Join the range pieces into the artifact's CSR files; returns the out and in indptr."""
     indptrs = {}
     for kind in ("out", "in", "both"):
         counts = np.concatenate([np.load(work / _piece_name(p, kind, "counts")) for p in range(parts)])
@@ -381,7 +420,9 @@ def _assemble(out: Path, work: Path, parts: int, n: int) -> dict[str, np.ndarray
         np.cumsum(counts[:n], out=indptr[1:])
         del counts
         np.save(out / f"{kind}_indptr.npy", indptr)
-        indptrs[kind] = indptr
+        if kind != "both":  # the stats need out and in
+            indptrs[kind] = indptr
+        del indptr
         concat_npy(out / f"{kind}_indices.npy", [work / _piece_name(p, kind, "indices") for p in range(parts)],
                    np.int32)
     concat_files(out / JSONL_FILE, [work / f"part-{p:05d}.jsonl" for p in range(parts)])
@@ -442,6 +483,7 @@ def run(cfg: GraphConfig, ctx) -> dict:
         return {f"rank_{k}": v for k, v in timings.items()}
     wait_for_markers(ctx, [f"reduce-{p:05d}" for p in range(len(ranges))])
     cpu3 = _cpu_s()
+    _trim()
     stats, passes = _commit(cfg, ctx, work, n, len(ranges), mapped, memory)
     timings["commit_cpu_s"] = round(_cpu_s() - cpu3, 2)
     shutil.rmtree(work)
@@ -462,7 +504,7 @@ def _commit(cfg: GraphConfig, ctx, work: Path, n: int, parts: int, mapped: list[
     _LOOKUP.clear()
     out_indptr, in_indptr = indptrs["out"], indptrs["in"]
     labels, passes = weakly_connected_components_csr(
-        out_indptr, lambda e0, e1: read_slice(out / "out_indices.npy", e0, e1), max(256, memory // 24))
+        out_indptr, lambda e0, e1: read_slice(out / "out_indices.npy", e0, e1), max(256, memory // _COMPONENT_BYTES_PER_EDGE))
     sizes = np.bincount(labels)
     sizes = sizes[sizes > 0]
     del labels
