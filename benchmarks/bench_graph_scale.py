@@ -95,7 +95,8 @@ def make_extract(root: Path, articles: int, links: int, shards: int = 8, seed: i
     return signature
 
 
-def _sample(procs: list[psutil.Process], peaks: dict[int, int], stop: threading.Event) -> None:
+def _sample(procs: list[psutil.Process], peaks: dict[int, int], stop: threading.Event,
+            anon: dict[int, int]) -> None:
     while not stop.is_set():
         family = []
         for proc in procs:
@@ -109,6 +110,8 @@ def _sample(procs: list[psutil.Process], peaks: dict[int, int], stop: threading.
                     for line in status:
                         if line.startswith("VmHWM:"):
                             peaks[p.pid] = max(peaks.get(p.pid, 0), int(line.split()[1]) * 1024)
+                        elif line.startswith("RssAnon:"):  # private memory, sampled (no kernel peak)
+                            anon[p.pid] = max(anon.get(p.pid, 0), int(line.split()[1]) * 1024)
             except OSError:
                 pass
         stop.wait(0.1)
@@ -126,13 +129,13 @@ def measure_graph(root: Path, extract_sig: str, ranks: int, overrides: dict, cod
     shutil.rmtree(root / "graph", ignore_errors=True)
     before = _children_cpu()
     start = time.perf_counter()
-    procs, peaks, stop = [], {}, threading.Event()
+    procs, peaks, anon, stop = [], {}, {}, threading.Event()
     for rank in range(ranks):
         env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", RANK=str(rank),
                    WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank))
         procs.append(subprocess.Popen([sys.executable, "-c", _STAGE, str(root), extract_sig, json.dumps(overrides)],
                                       cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    sampler = threading.Thread(target=_sample, args=([psutil.Process(p.pid) for p in procs], peaks, stop),
+    sampler = threading.Thread(target=_sample, args=([psutil.Process(p.pid) for p in procs], peaks, stop, anon),
                                daemon=True)
     sampler.start()
     outputs = [p.communicate() for p in procs]
@@ -148,7 +151,8 @@ def measure_graph(root: Path, extract_sig: str, ranks: int, overrides: dict, cod
     metrics = json.loads(outputs[0][0].strip().splitlines()[-1])["metrics"]
     return {"ranks": ranks, "wall_s": round(wall, 2), "cpu_s": round(_children_cpu() - before, 2),
             "rss_rank_mb": rank_rss, "rss_worker_max_mb": max(workers, default=0.0),
-            "rss_max_mb": max([*rank_rss, *workers]), "metrics": metrics}
+            "rss_max_mb": max([*rank_rss, *workers]),
+            "anon_max_mb": round(max(anon.values(), default=0) / 2**20, 1), "metrics": metrics}
 
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -164,29 +168,34 @@ ENWIKI_LINKS = 200_000_000
 
 
 def report(rows: list[dict], cores: int = 64, nodes: int = 4) -> str:
-    lines = [("| code | articles | links | ranks | wall s | CPU s | of it serial (rank 0) | peak RSS per rank MB | "
-             "worker max MB | edges | ranges | runs |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| code | memory_mb | articles | links | ranks | wall s | CPU s | of it serial (rank 0) | "
+             "peak RSS per rank MB | private (anon) max MB | edges | ranges |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["metrics"]
-        lines.append(f"| {r.get('code', 'this')} | {r['articles']:,} | {r['links']:,} | {r['ranks']} | {r['wall_s']} | {r['cpu_s']} | "
-                     f"{m.get('serial_cpu_s', 'all')} | {', '.join(map(str, r['rss_rank_mb']))} | "
-                     f"{r['rss_worker_max_mb']} | {m['edges']:,} | {m.get('reduce_ranges', '')} | {m.get('runs', '')} |")
-    ones = [r for r in rows if r["ranks"] == 1 and r.get("code", "this") == "this"]
-    if len(ones) < 2:
-        return "\n".join(lines)
-    cpu_a, cpu_b = fit([(r["links"], r["cpu_s"]) for r in ones])
-    ser_a, ser_b = fit([(r["links"], r["metrics"]["serial_cpu_s"]) for r in ones])
-    cpu, serial = cpu_a + cpu_b * ENWIKI_LINKS, ser_a + ser_b * ENWIKI_LINKS
-    one = serial + (cpu - serial) / cores
-    four = serial + (cpu - serial) / (cores * nodes)
-    first = min(r["rss_max_mb"] for r in ones if r["articles"] == min(o["articles"] for o in ones))
-    lines += ["", (f"Fit over the 1-rank rows, x = links: CPU s = {cpu_a:.2f} + {cpu_b * 1e6:.2f} per 1M links; serial "
-              f"(rank 0: lookup + commit) = {ser_a:.2f} + {ser_b * 1e6:.2f} per 1M links. At enwiki "
-              f"({ENWIKI_LINKS:,} links): {cpu:,.0f} CPU s, {serial:,.0f} of it serial; wall on one {cores}-core node "
-              f"~ {one:,.0f} s, on {nodes} nodes ~ {four:,.0f} s (serial + parallel / cores)."),
-              "Peak RSS of any process, relative to the smallest size: " + ", ".join(
-                  f"{r['articles']:,} x{r['ranks']}: {r['rss_max_mb'] / first:.2f}" for r in rows
-                  if r.get("code", "this") == "this")]
+        lines.append(f"| {r.get('code', 'this')} | {m.get('memory_mb', '')} | {r['articles']:,} | {r['links']:,} | "
+                     f"{r['ranks']} | {r['wall_s']} | {r['cpu_s']} | {m.get('serial_cpu_s', 'all')} | "
+                     f"{', '.join(map(str, r['rss_rank_mb']))} | {r.get('anon_max_mb', '')} | {m['edges']:,} | "
+                     f"{m.get('reduce_ranges', '')} |")
+    for budget in sorted({r["metrics"].get("memory_mb") for r in rows if r.get("code", "this") == "this"}):
+        group = [r for r in rows if r.get("code", "this") == "this" and r["metrics"].get("memory_mb") == budget]
+        ones = [r for r in group if r["ranks"] == 1]
+        if len({r["links"] for r in ones}) < 2:
+            continue
+        cpu_a, cpu_b = fit([(r["links"], r["cpu_s"]) for r in ones])
+        ser_a, ser_b = fit([(r["links"], r["metrics"]["serial_cpu_s"]) for r in ones])
+        cpu, serial = cpu_a + cpu_b * ENWIKI_LINKS, ser_a + ser_b * ENWIKI_LINKS
+        one = serial + (cpu - serial) / cores
+        four = serial + (cpu - serial) / (cores * nodes)
+        smallest = min(r["articles"] for r in group)
+        first = max(r["rss_max_mb"] for r in group if r["articles"] == smallest)
+        lines += ["", (f"memory_mb={budget}: fit over the 1-rank rows, x = links: CPU s = {cpu_a:.2f} + "
+                  f"{cpu_b * 1e6:.2f} per 1M links; serial (rank 0: lookup + commit) = {ser_a:.2f} + "
+                  f"{ser_b * 1e6:.2f} per 1M links. At enwiki ({ENWIKI_LINKS:,} links): {cpu:,.0f} CPU s, "
+                  f"{serial:,.0f} of it serial; wall on one {cores}-core node ~ {one:,.0f} s, on {nodes} nodes "
+                  f"~ {four:,.0f} s (serial + parallel / cores). Peak RSS of the largest process relative to "
+                  f"{smallest:,} articles: " + ", ".join(f"{r['articles']:,} x{r['ranks']}: "
+                                                          f"{r['rss_max_mb'] / first:.2f}" for r in group))]
     return "\n".join(lines)
 
 

@@ -442,6 +442,7 @@ def run(cfg: GraphConfig, ctx) -> dict:
     work = out / _WORK
     work.mkdir(parents=True, exist_ok=True)
     memory = int(cfg.memory_mb * (1 << 20))
+    _fixed_malloc_threshold()
     timings: dict[str, float] = {}
     started, cpu0 = time.perf_counter(), _cpu_s()
     if ctx.rank == 0 and not ctx.shard_done("lookup"):
