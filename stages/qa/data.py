@@ -67,7 +67,7 @@ def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int 
 
         sample = generate_sample(sample_documents + cross_only_documents, seed, split, n_neighbours=neighbours,
                                  neighbour_guilds=neighbour_guilds)
-        return validate_squad(keep_kinds(sample, {KIND_CROSS}, sample_documents, cross_only_lookups))
+        return validate_squad(keep_kinds(sample, {KIND_CROSS}, sample_documents, cross_only_lookups), SAMPLE)
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
@@ -75,8 +75,8 @@ def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int 
         squad = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
             raise ValueError(f"dataset: {dataset} has no 'data' list; it is not in SQuAD JSON format")
-        return validate_squad(squad)
-    return validate_squad(hf_squad(dataset, "validation" if split == "dev" else split, cache_dir))
+        return validate_squad(squad, str(path))
+    return validate_squad(hf_squad(dataset, "validation" if split == "dev" else split, cache_dir), dataset)
 
 
 #: Key, in each article of a validated SQuAD dict, counting what `validate_squad` repaired or
@@ -84,38 +84,90 @@ def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int 
 VALIDATION_KEY = "wikigraph_validation"
 #: How far (characters) from the recorded answer_start a repair may look for the answer text.
 _REPAIR_WINDOW = 64
+#: Duplicate question ids named in the error (the count names them all).
+_SHOWN_DUPLICATES = 3
 
 
-def _locate(context: str, text: str, start) -> tuple[int | None, str]:
-    """(start, outcome) of one answer: "ok", "repaired" (a unique nearby match) or "dropped"."""
+class _Occurrences:
+    """Where answer texts occur in one context, found in time linear in the context: a repair
+    looks within `_REPAIR_WINDOW` of the recorded start first, and only when nothing is there
+    scans the context, once per distinct answer text (stopping at a second occurrence)."""
+
+    def __init__(self, context: str):
+        self.context = context
+        self._unique: dict[str, int | None] = {}
+
+    def near(self, text: str, start: int) -> list[int]:
+        """Up to two occurrences of ``text`` starting within `_REPAIR_WINDOW` of ``start``."""
+        lo, hi = max(start - _REPAIR_WINDOW, 0), start + _REPAIR_WINDOW + len(text)
+        hits, at = [], self.context.find(text, lo, hi)
+        while at >= 0 and len(hits) < 2:
+            hits.append(at)
+            at = self.context.find(text, at + 1, hi)
+        return hits
+
+    def unique(self, text: str) -> int | None:
+        """The position of ``text`` if it occurs exactly once in the context, else None."""
+        if text not in self._unique:
+            first = self.context.find(text)
+            self._unique[text] = first if first >= 0 and self.context.find(text, first + 1) < 0 else None
+        return self._unique[text]
+
+
+def _locate(where: _Occurrences, text: str, start) -> tuple[int | None, str]:
+    """(start, outcome) of one answer: "ok", "repaired" (a unique nearby match) or "dropped".
+
+    A negative start is no position in the context (Python would read it from the end), so only
+    a unique occurrence of the text repairs it; a start past the end is repaired like a shifted one."""
     if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
         return None, "dropped"
-    if context[start : start + len(text)] == text:
+    if start >= 0 and where.context.startswith(text, start):
         return start, "ok"
-    hits, at = [], context.find(text)
-    while at >= 0:
-        hits.append(at)
-        at = context.find(text, at + 1)
-    near = [h for h in hits if abs(h - start) <= _REPAIR_WINDOW]
-    if len(hits) == 1:
-        return hits[0], "repaired"
-    if len(near) == 1:
+    near = where.near(text, start) if start >= 0 else []
+    if len(near) == 1:  # the unique occurrence, or the unique one near the start
         return near[0], "repaired"
-    return None, "dropped"
+    at = where.unique(text) if not near else None  # two near: not unique anywhere
+    return (at, "repaired") if at is not None else (None, "dropped")
 
 
-def validate_squad(squad: dict) -> dict:
+def _check_unique_ids(squad: dict, source: str) -> None:
+    """Question ids must be unique in a dataset: the scorer and the predictions are keyed by id,
+    so a repeated id would score several questions as one, silently."""
+    articles: dict[str, list[str]] = {}
+    for article in squad["data"]:
+        for paragraph in article.get("paragraphs", []):
+            for qa in paragraph.get("qas", []):
+                if isinstance(qa.get("id"), str):
+                    articles.setdefault(qa["id"], []).append(str(article.get("title", "")))
+    repeated = [(qid, titles) for qid, titles in articles.items() if len(titles) > 1]
+    if repeated:
+        def where(titles: list[str]) -> str:
+            distinct = list(dict.fromkeys(titles))
+            return ", ".join(map(repr, distinct[:2])) + (", ..." if len(distinct) > 2 else "")
+
+        shown = ", ".join(f"{qid!r} x{len(titles)} (articles {where(titles)})" for qid, titles in repeated[:_SHOWN_DUPLICATES])
+        more = f" and {len(repeated) - _SHOWN_DUPLICATES} more" if len(repeated) > _SHOWN_DUPLICATES else ""
+        raise ValueError(f"dataset: {source} has {len(repeated)} duplicate question ids: {shown}{more}; "
+                         "answers are scored by id, so make every id unique (e.g. prefix it with its article's "
+                         "title) and rerun")
+
+
+def validate_squad(squad: dict, source: str = "dataset") -> dict:
     """Every question in one reading, shared by training and scoring.
 
+    - Question ids are unique in the dataset, else a ValueError names some of them and ``source``.
     - ``is_impossible: true`` wins: its answers move to ``plausible_answers`` (as in SQuAD v2).
     - A question without ``answers`` is unanswerable if it says so, else dropped.
-    - Each answer must satisfy ``context[start:start+len(text)] == text``; otherwise it is moved
-      to the unique occurrence of its text in the context (or the unique one within
-      ``_REPAIR_WINDOW`` characters of its start), else dropped. An answerable question that
-      loses all its answers is dropped (never turned into an unanswerable one).
+    - Each answer must satisfy ``context[start:start+len(text)] == text`` with ``start >= 0``;
+      otherwise it is moved to the unique occurrence of its text in the context (or, for a start
+      that is not negative, the unique one within ``_REPAIR_WINDOW`` characters of it), else
+      dropped. An answerable question that loses all its answers is dropped (never turned into
+      an unanswerable one). Repair costs a window per answer and at most one scan of the context
+      per distinct answer text (`_Occurrences`).
     Answers are checked against their own paragraph, before paragraphs are joined, so an empty
     or shifted paragraph can never move labels onto its neighbour.
     """
+    _check_unique_ids(squad, source)
     data = []
     for article in squad["data"]:
         counts: dict[str, int] = dict(article.get(VALIDATION_KEY, {}))
@@ -129,6 +181,7 @@ def validate_squad(squad: dict) -> dict:
             if not isinstance(context, str):
                 count("qa_paragraph_without_context", len(paragraph.get("qas", [])))
                 continue
+            where = _Occurrences(context)
             for qa in paragraph.get("qas", []):
                 if not isinstance(qa.get("id"), str) or not isinstance(qa.get("question"), str):
                     count("qa_question_malformed")
@@ -149,7 +202,7 @@ def validate_squad(squad: dict) -> dict:
                 kept = []
                 for answer in answers if isinstance(answers, list) else []:
                     text = answer.get("text") if isinstance(answer, dict) else None
-                    start, outcome = _locate(context, text, answer.get("answer_start") if text else None)
+                    start, outcome = _locate(where, text, answer.get("answer_start") if text else None)
                     if outcome != "ok":
                         count(f"qa_answer_{outcome}")
                     if start is not None:
