@@ -1,6 +1,6 @@
 """One-call GPU check: correctness, compile stability, throughput and QA on one CUDA device.
 
-    python benchmarks/gpu_check.py --out results/gpu_check          # on a GPU node, < 8 minutes
+    python benchmarks/gpu_check.py --out results/gpu_check          # on a GPU node, < 10 minutes
     python benchmarks/gpu_check.py --dry-run                        # list the checks, exit 0
     python benchmarks/gpu_check.py --cpu-smoke --out /tmp/smoke     # the same logic, tiny shapes, CPU
 
@@ -8,8 +8,9 @@
 Each check runs in its own subprocess with its own time budget: a check that fails, crashes the
 CUDA context or hangs is reported (fail / error / timeout) and the next one still runs. Writes
 `gpu_check.json`, `gpu_check.md` (a short report) and `gpu_check.log` (every check's output) into
---out, rewritten after each check. Exit status: 0 all checks passed or were not applicable,
-1 some check failed, 2 bad arguments.
+--out, rewritten after each check. A check passes, or does not apply to the device (n/a, with its
+reason); skipped for time, timed out, failed or crashed all fail the run. Exit status: 0 every
+check passed or did not apply, 1 some check did not pass, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# Whole run on one GPU must stay under 8 minutes; the budgets below add up to this. A check may
+# Whole run on one GPU must stay under 10 minutes; the budgets below add up to this. A check may
 # also use what the checks before it left unused (time not reserved for the checks after it).
-TOTAL_BUDGET_S = 460
-SMOKE_TOTAL_BUDGET_S = 1500
+TOTAL_BUDGET_S = 580
+SMOKE_TOTAL_BUDGET_S = 900
 GRACE_S = 5  # a check's own deadline comes this much before the parent kills it
 
 
@@ -49,21 +50,27 @@ class Check:
 
 
 CHECKS = (
-    Check("device", "benchmarks.gpucheck.runtime:device_check", 20, 60,
+    Check("device", "benchmarks.gpucheck.runtime:device_check", 20, 30,
           "CUDA device, torch/CUDA versions, bf16 peak from the table in stages/pretrain/metrics.py"),
-    Check("flex_correctness", "benchmarks.gpucheck.attention:flex_correctness", 80, 240,
+    Check("flex_correctness", "benchmarks.gpucheck.attention:flex_correctness", 70, 120,
           "compiled FlexAttention vs dense SDPA (float64 reference), causal/doc/graph x fp32/bf16, forward+backward"),
-    Check("compile_stability", "benchmarks.gpucheck.attention:compile_stability", 70, 240,
+    Check("compile_stability", "benchmarks.gpucheck.attention:compile_stability", 60, 90,
           "no graph breaks, no recompiles after warm-up over batches whose masks differ (dynamo counters)"),
-    Check("pretrain_throughput", "benchmarks.gpucheck.pretrain:pretrain_throughput", 130, 240,
-          "gpt2-small at token_budget 1024/4096, graph vs causal (+compile=true): tokens/s, MFU, peak memory, "
-          "mask-build share"),
-    Check("pretrain_stage", "benchmarks.gpucheck.pretrain:pretrain_stage", 40, 240,
-          "the pretrain stage end to end on the device (Accelerate bf16, metrics log tokens/s and MFU)"),
-    Check("qa_memxlnet", "benchmarks.gpucheck.qa:qa_memxlnet", 40, 180,
-          "MemXLNet at the qa preset=base shape: examples/s and peak memory at 2/4/6 segments, +-checkpoint_segments"),
+    Check("pretrain_throughput", "benchmarks.gpucheck.pretrain:pretrain_throughput", 120, 90,
+          "gpt2-small at token_budget 1024/4096, graph vs causal (+compile=true): tokens/s, MFU (mask block "
+          "density), peak memory, mask-build share; the MFU target is judged on the default graph/1024 row"),
+    Check("pretrain_stage", "benchmarks.gpucheck.pretrain:pretrain_stage", 50, 90,
+          "the pretrain stage end to end with study=lm's settings (smeared keys, graph mask; Accelerate bf16): "
+          "the loss falls, metrics log tokens/s, density and MFU"),
+    Check("qa_memxlnet", "benchmarks.gpucheck.qa:qa_memxlnet", 40, 90,
+          "MemXLNet at the qa preset=base shape, bf16: examples/s and peak memory at 2/4/6 segments, "
+          "+-checkpoint_segments"),
+    Check("qa_stage", "benchmarks.gpucheck.qa:qa_stage", 60, 120,
+          "the qa stage at bf16 through its end-of-epoch evaluation, then the evaluate stage on its artifact"),
+    Check("two_ranks", "benchmarks.gpucheck.launch:two_ranks", 90, 150,
+          "pretrain with 2 ranks on one device through jobs/submit.py executor=local tasks_per_node=2 (DDP)"),
     # Last: it also gets whatever time the checks before it left unused.
-    Check("pytest_gpu", "benchmarks.gpucheck.suite:pytest_gpu", 80, 240,
+    Check("pytest_gpu", "benchmarks.gpucheck.suite:pytest_gpu", 70, 90,
           "pytest -m gpu: every CUDA test runs and passes (none may skip on a GPU)"),
 )
 
@@ -198,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.gpucheck.report import write_reports
+    from benchmarks.gpucheck.runtime import PASSING
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device here: use --dry-run (list the checks) or --cpu-smoke (tiny shapes on CPU)",
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             run["total_seconds"] = round(time.perf_counter() - started, 1)
             write_reports(run, args.out)
-    failed = [c["name"] for c in run["checks"] if c["status"] in ("fail", "error", "timeout")]
+    failed = [c["name"] for c in run["checks"] if c["status"] not in PASSING]
     print(f"report: {args.out / 'gpu_check.md'}; {len(failed)} of {len(checks)} checks not passed"
           + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -7,7 +7,12 @@ curriculum come from `QAConfig.PRESETS["base"]` via the stage's own `resolve`/`m
 Batches are time-step-major, as `stages.qa.batching.document_batch` lays them out: step t holds
 segment t of every document; each segment carries its [MEM_READ_i]/[MEM_WRITE_i] tokens and ends
 with CLS. One training step is the stage's: `TimeStepMajorRunner` -> `global_softmax_loss` ->
-backward -> AdamW, at the stage's precision (its Accelerator uses no mixed precision: fp32).
+backward -> AdamW, at the stage's default precision (bf16 autocast on CUDA). It fails on a row
+not measured, a non-finite loss, or (on CUDA) `checkpoint_segments` not lowering peak memory.
+
+`qa_stage`: the qa stage itself (tiny model, generated documents) through its end-of-epoch
+evaluation and final scoring, then the `evaluate` stage on its artifact, at bf16. The CPU smoke
+runs it on the virtual accelerator (`benchmarks.gpucheck.standins`).
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from benchmarks.gpucheck.runtime import (
     median,
     peak_memory_mib,
     reset_peak_memory,
+    stand_in,
     step_times,
 )
 from models.memxlnet import TINY_XLNET, MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss
 from stages.core.config import resolve
+from stages.core.devices import mixed_precision
 from stages.qa.components import memory_config
 from stages.qa.config import QAConfig
 
@@ -62,9 +69,11 @@ def time_step_major_steps(n_segments: int, batch: int, seq_len: int, read_ids: l
 
 
 def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_docs: int, all_occurrences: bool,
-                losses: list[float]) -> None:
+                losses: list[float], bf16: bool) -> None:
     """One stage training step over a time-step-major document batch."""
-    loss = global_softmax_loss(runner(steps, n_docs), steps, n_docs, all_occurrences)
+    with torch.autocast(steps[0]["input_ids"].device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = runner(steps, n_docs)
+    loss = global_softmax_loss(outputs, steps, n_docs, all_occurrences)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -100,8 +109,9 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
     segments, (warmup, steps) = settings["segments"], ((1, 1) if ctx.smoke else (2, 4))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     rows: list[dict] = []
+    bf16 = mixed_precision(cfg.precision) == "bf16"
     ctx.save(shape={**shape, "vocab": vocab, "memory_tokens": n_mem, "seq_len": seq_len,
-                    "documents_per_batch": batch}, precision="fp32 (the qa stage's Accelerator default)", rows=rows)
+                    "documents_per_batch": batch}, precision="bf16 autocast" if bf16 else "fp32", rows=rows)
     last = 0.0
     for checkpointing in (False, True):
         for n_segments in segments:
@@ -114,7 +124,7 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
             batch_steps = time_step_major_steps(n_segments, batch, seq_len, read_ids, write_ids, vocab, device)
             runner = TimeStepMajorRunner(model, checkpoint_segments=checkpointing)
             losses: list[float] = []
-            step = partial(_train_step, runner, optimizer, batch_steps, batch, cfg.all_answer_occurrences, losses)
+            step = partial(_train_step, runner, optimizer, batch_steps, batch, cfg.all_answer_occurrences, losses, bf16)
             reset_peak_memory(device)
             try:
                 times = step_times(step, device, warmup, steps)
@@ -135,6 +145,57 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
     problems = [f"{r['segments']} segs ckpt={r['checkpoint_segments']}: {r['error']}" for r in rows if "error" in r]
     problems += [f"{r['segments']} segs ckpt={r['checkpoint_segments']}: non-finite loss"
                  for r in measured if not r["finite_loss"]]
+    problems += [f"{r['segments']} segs ckpt={r['checkpoint_segments']}: not measured ({r['skipped']})"
+                 for r in rows if "skipped" in r]
+    if ctx.cuda:  # what checkpoint_segments is for: one segment's activations instead of all of them
+        peaks = {(r["segments"], r["checkpoint_segments"]): r["peak_memory_mib"] for r in measured}
+        most = max(segments)
+        if (most, True) in peaks and (most, False) in peaks and peaks[most, True] >= peaks[most, False]:
+            problems.append(f"checkpoint_segments did not lower peak memory at {most} segments "
+                            f"({peaks[most, True]} vs {peaks[most, False]} MiB)")
     if not measured or problems:
         return {"status": "fail", "summary": "; ".join(problems) or "nothing measured"}
     return {"status": "pass", "summary": summary}
+
+
+QA_STAGE = {"sample_documents": 8, "sample_dev_documents": 3, "train_size": 24, "eval_size": 8,
+            "progressive_segments": [2], "max_n_segs": 2, "batch_size": 4, "epochs_per_stage": 1,
+            "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12, "tokenizer_vocab_size": 300,
+            "memory_num_tokens": 2, "precision": "bf16"}
+
+
+def qa_stage(ctx: CheckContext) -> dict:
+    """The qa stage through its end-of-epoch evaluation, then the evaluate stage, at bf16."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from stages.core.artifacts import Artifact
+    from stages.core.context import StageContext
+    from stages.evaluate.spec import EvaluateConfig
+    from stages.qa import train
+    from stages.qa.evaluate import run_qa_eval
+
+    cfg = resolve(QAConfig, QA_STAGE)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, stand_in(ctx) as accelerator:
+        out = Path(tmp) / "qa"
+        out.mkdir()
+        stage_ctx = StageContext(stage="qa", signature="check", root=Path(tmp), out_dir=out, upstream={})
+        stage_ctx.log.setLevel("WARNING")
+        metrics = train.run(cfg, stage_ctx)
+        qa = Artifact.unmanaged(out, "qa", dataclasses.asdict(cfg))
+        eval_ctx = StageContext.standalone(Path(tmp) / "eval", {"qa": qa}, "evaluate")
+        scores = run_qa_eval(resolve(EvaluateConfig, {"task": "qa"}), eval_ctx)
+    result = {"config": QA_STAGE, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+              "evaluate": {k: v for k, v in scores.items() if isinstance(v, (int, float))},
+              "seconds": round(time.perf_counter() - started, 1), "peak_memory_mib": peak_memory_mib(ctx.device),
+              "host_device_syncs": sum(accelerator.syncs.values()) if accelerator else None}
+    ctx.save(**result)
+    losses = [metrics.get("loss_start"), metrics.get("loss_end")]
+    if not all(isinstance(x, float) and math.isfinite(x) for x in losses):
+        return {"status": "fail", "summary": f"qa loss {losses}"}
+    if "dev_f1" not in metrics or "f1" not in scores:
+        return {"status": "fail", "summary": "the epoch evaluation or the evaluate stage returned no F1"}
+    return {"status": "pass", "summary": f"{metrics['train_steps']} steps at bf16, loss {losses[0]:.3f} -> "
+                                         f"{losses[1]:.3f}, dev F1 {metrics['dev_f1']:.1f}, evaluate F1 {scores['f1']:.1f}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.gpucheck.runtime import write_json
+from benchmarks.gpucheck.runtime import PASSING, write_json
 
 
 def _fmt(value, spec: str = "") -> str:
@@ -110,7 +110,7 @@ def render_markdown(run: dict) -> str:
               f"{run['total_budget_s']}s budget. torch {device.get('torch', '-')}, CUDA {device.get('cuda', '-')}, "
               f"bf16 peak {device.get('peak_bf16_tflops') or '-'} TFLOP/s ({device.get('peak_source', '-')})."), ""]
     lines += _table(["check", "status", "seconds / budget", "summary"],
-                    [[c["name"], c["status"] if c["status"] in ("pass", "skipped") else f"**{c['status']}**",
+                    [[c["name"], c["status"] if c["status"] in PASSING else f"**{c['status']}**",
                       f"{c['seconds']:.0f} / {c.get('budget_s', '-')}", c.get("summary", "").replace("|", "/")]
                      for c in checks])
     for check in checks:

@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,11 @@ import torch
 
 from stages.pretrain.metrics import peak_bf16_tflops
 
-STATUSES = ("pass", "fail", "skipped", "error", "timeout")
+H100_CLASS = ("H100", "H200", "GH200")
+STATUSES = ("pass", "n/a", "fail", "skipped", "error", "timeout")
+#: Only "pass" and "n/a" (the check does not apply to this device; its summary says why) pass: a
+#: check skipped for time or killed at its budget has shown nothing.
+PASSING = ("pass", "n/a")
 
 
 @dataclass
@@ -44,6 +49,11 @@ class CheckContext:
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    @property
+    def h100_class(self) -> bool:
+        """An H100-class GPU: where the README's MFU target applies."""
+        return self.cuda and any(word in torch.cuda.get_device_name(0).upper().split() for word in H100_CLASS)
+
     def remaining(self) -> float:
         return self.deadline - time.time()
 
@@ -51,6 +61,19 @@ class CheckContext:
         """Merge `details` into the partial result and write it atomically."""
         self.partial.update(details)
         write_json(self.result_path, self.partial)
+
+
+@contextmanager
+def stand_in(ctx: CheckContext):
+    """On CUDA, nothing; in the CPU smoke, the virtual accelerator, so a stage run there meets the
+    placement rules and sync counting of a GPU (yields the mode, or None on CUDA)."""
+    if ctx.cuda:
+        yield None
+        return
+    from benchmarks.gpucheck.standins import virtual_accelerator
+
+    with virtual_accelerator() as mode:
+        yield mode
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -144,6 +167,6 @@ def device_check(ctx: CheckContext) -> dict:
     info = device_info()
     ctx.save(device=info)
     if not info["cuda_available"]:
-        return {"status": "skipped" if ctx.smoke else "fail", "summary": "no CUDA device"}
+        return {"status": "n/a" if ctx.smoke else "fail", "summary": "no CUDA device (a CPU smoke run)"}
     return {"status": "pass", "summary": f"{info['name']}, {info['memory_gib']} GiB, torch {info['torch']} "
                                          f"(CUDA {info['cuda']}), bf16 peak: {info['peak_bf16_tflops'] or 'unknown'}"}

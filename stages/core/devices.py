@@ -12,6 +12,12 @@ import os
 import torch
 
 
+def ranks_share_a_gpu() -> bool:
+    """More ranks on this node than GPUs it can see (`LOCAL_WORLD_SIZE`, as torchrun sets it)."""
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return torch.cuda.is_available() and local_ranks > torch.cuda.device_count()
+
+
 def device_index(local_rank: int, visible_devices: int) -> int:
     """The CUDA index of local rank `local_rank` among `visible_devices` visible GPUs."""
     if visible_devices < 1:

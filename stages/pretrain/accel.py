@@ -2,7 +2,8 @@
 
 DDP on CPU uses gloo (Accelerate's MULTI_CPU mode), on GPU nccl. DeepSpeed ZeRO on CPU is not
 wired up by Accelerate by default (it only starts DeepSpeed's process group when a GPU backend
-is found), so the gloo backend is named explicitly there.
+is found), so the gloo backend is named explicitly there, as it is when several ranks share one
+GPU (NCCL refuses two ranks on one device).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 
 import torch
 
-from stages.core.devices import mixed_precision
+from stages.core.devices import mixed_precision, ranks_share_a_gpu
 
 
 def world_size_from_env() -> int:
@@ -31,9 +32,12 @@ def build_accelerator(cfg, log=None):
                          "MASTER_ADDR and MASTER_PORT set (as torchrun does)")
     if cfg.zero_stage > 0 and world > 1:
         kwargs["deepspeed_plugin"] = deepspeed_plugin(cfg)
-        if not cuda:
-            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
-    else:
+    if world > 1 and (ranks_share_a_gpu() or (cfg.zero_stage > 0 and not cuda)):
+        if ranks_share_a_gpu() and log is not None:
+            log.warning("%s ranks share %d GPU(s): NCCL refuses that, so the ranks talk over gloo",
+                        os.environ.get("LOCAL_WORLD_SIZE"), torch.cuda.device_count())
+        kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    if not (cfg.zero_stage > 0 and world > 1):
         if cfg.zero_stage > 0 and log is not None:
             log.warning("zero_stage=%d ignored: a single process has nothing to shard", cfg.zero_stage)
         kwargs["cpu"] = not cuda

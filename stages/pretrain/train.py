@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from models.graphlm import GraphLMConfig, GraphLMForTraining
 from stages.core.context import record_curve
@@ -264,6 +265,7 @@ class _Trainer:
             "tokens_seen": self.tokens_seen,
             "params": self.n_params,
             "world_size": self.world,
+            "process_group_backend": dist.get_backend() if dist.is_initialized() else None,
             "resumed_from_step": self.resumed_from,
             "vocab_size": self.model_config.vocab_size,
             **self.split_sizes,

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
 from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, place_steps, segment_local_loss
 from stages.core.artifacts import load_artifact
 from stages.core.context import record_curve
-from stages.core.devices import mixed_precision, rng_state, set_rng_state
+from stages.core.devices import mixed_precision, ranks_share_a_gpu, rng_state, set_rng_state
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.runner import execute
 from stages.core.safestate import load_state, save_state
@@ -290,8 +290,10 @@ def run(cfg, ctx) -> dict:
     # Memory-update weights get no gradient in a step whose documents all have one segment (a
     # one-segment curriculum stage; short documents): nothing later reads what was written.
     # DistributedDataParallel must be told, or it stops at the next step.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp],
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if ranks_share_a_gpu():  # NCCL refuses two ranks on one device
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=handlers,
                               mixed_precision=mixed_precision(cfg.precision))
     data = prepare_data(cfg, ctx, accelerator)
     if accelerator.is_main_process:
