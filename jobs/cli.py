@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from jobs import studies
 from jobs.args import GLOBAL_KEYS, ParsedArgs, parse_args
 from jobs.executor import EXECUTORS, executor_class
 from jobs.launcher import LauncherConfig, check_local
@@ -77,7 +78,8 @@ def run_command(parsed: ParsedArgs) -> int:
         from jobs.slurm import load_profile
 
         launcher_values = {**load_profile(parsed.globals["profile"]), **launcher_values}
-    study_time = registry.study_minutes(parsed.globals.get("study", ""))
+    study = parsed.globals.get("study", "")
+    study_time = studies.load(study).time_minutes if study else None
     if study_time and "time" not in parsed.launcher:  # the study's need wins over the default and a profile
         launcher_values["time"] = str(study_time)
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")

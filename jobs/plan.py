@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from jobs import studies
 from jobs.args import GLOBAL_KEYS, ParsedArgs, split_top_level
 from stages.core import config as config_lib
 from stages.core import locks, registry
@@ -67,6 +68,7 @@ class Plan:
     default_sweep: list[str] = dataclasses.field(default_factory=list)
     on_busy: str = "wait"
     grid_source: str = "stage=all"  # where default_sweep came from: stage=all or study=<name>
+    study: str = ""  # `study=<name>`: its criterion is judged when the results are collected
 
     @property
     def to_run(self) -> list[Node]:
@@ -105,15 +107,6 @@ def apply_default_sweep(parsed: ParsedArgs, grid: dict[str, str]) -> list[str]:
     return added
 
 
-def _study_grid(name: str) -> dict[str, str]:
-    """The sweep of `study=<name>`, from every stage that declares it (`StageSpec.studies`)."""
-    known = registry.studies()
-    if name not in known:
-        raise ConfigError(f"`study={name}` is unknown{did_you_mean(name, list(known))}; "
-                          f"choose one of: {', '.join(known) or 'none (no stage declares a study)'}")
-    return known[name]
-
-
 class Planner:
     """Resolves configs and upstream artifacts for one command line."""
 
@@ -135,8 +128,9 @@ class Planner:
         study = parsed.globals.get("study", "")
         self.study = study
         self.grid_source = f"study={study}" if study else "stage=all"
+        self.study_stages = set(studies.load(study).stages) if study else set()
         if study:
-            self.default_sweep = apply_default_sweep(parsed, _study_grid(study))
+            self.default_sweep = apply_default_sweep(parsed, studies.load(study).grid())
         elif self.stage_name == "all":  # the demo's comparison grid, declared by the stages
             self.default_sweep = apply_default_sweep(parsed, registry.default_grid())
         else:
@@ -151,8 +145,8 @@ class Planner:
             return [(self.stage_name, {})]
         chain = []
         for name, spec in self.stages.items():
-            if self.study and self.study not in spec.studies:
-                continue  # stage=all study=<name> runs the stages that declare the study
+            if self.study and name not in self.study_stages:
+                continue  # stage=all study=<name> runs the stages its file names
             for variant in spec.variants or ({},):
                 chain.append((name, dict(variant)))
         return chain
@@ -286,7 +280,7 @@ class Planner:
             self._nodes[key].sweep = {k: v for k, v in first.items() if all(p.get(k) == v for p in points)}
         ordered = _topological(list(self._nodes.values()))
         return Plan(ordered, self.parsed.sweep_keys, self.force, self.default_sweep, self.on_busy,
-                    self.grid_source)
+                    self.grid_source, self.study)
 
 
 def _topological(nodes: list[Node]) -> list[Node]:

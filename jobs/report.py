@@ -36,7 +36,7 @@ def describe_plan(plan: Plan, launcher: LauncherConfig, executor: str) -> str:
 
 def report_results(plan: Plan, results_dir: Path) -> None:
     """Rebuild the summary, tables and plots; print this run's stages and the headline tables."""
-    summary = results.collect(results_dir) if results.load_records(results_dir) else ""
+    summary = results.collect(results_dir, plan.study) if results.load_records(results_dir) else ""
     for section in summary.split("\n## ")[1:]:
         title = section.split("\n", 1)[0]
         stage = title.split(" (of ")[0]  # a stage's table may be split by its input

@@ -97,8 +97,9 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def collect(results_dir: Path) -> str:
-    """Aggregate all records into `summary.md`, one CSV per stage, and PNG plots.
+def collect(results_dir: Path, study: str = "") -> str:
+    """Aggregate all records into `summary.md`, one CSV per stage, and PNG plots; with `study`,
+    the summary opens with the study's pre-registered criterion and its verdict (`jobs.studies`).
 
     Returns the Markdown summary (what the CLI prints).
     """
@@ -124,6 +125,10 @@ def collect(results_dir: Path) -> str:
     plots = summary.plot_all(records, results_dir)
     if plots:
         sections.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
+    if study:
+        from jobs import studies
+
+        sections.insert(0, studies.verdict(studies.load(study), records))
     text = "# WikiGraph results\n\n" + "\n".join(sections)
     (results_dir / "summary.md").write_text(text)
     return text

@@ -17,7 +17,7 @@ USAGE = {
     "status": "status [root=DIR] [last=N]",
     "logs": "logs run=<id> [lines=N] [job=<stage/signature>]",
     "cancel": "cancel run=<id>",
-    "collect": "collect [results=DIR]",
+    "collect": "collect [results=DIR] [study=NAME]",
 }
 
 
@@ -126,6 +126,6 @@ def dispatch(command: str, tokens: list[str], root: Path) -> int:
         if "run" not in kv:
             raise ConfigError(f"`cancel` needs run=<id>; usage: python jobs/submit.py {USAGE['cancel']}")
         return cancel(Path(kv.get("root", root)), kv["run"])
-    kv = _kv(tokens, {"results"}, command)
-    print(results.collect(Path(kv.get("results", "results")).absolute()))
+    kv = _kv(tokens, {"results", "study"}, command)
+    print(results.collect(Path(kv.get("results", "results")).absolute(), kv.get("study", "")))
     return 0

@@ -50,9 +50,6 @@ class StageSpec:
     - `variants`: override sets `stage=all` runs the stage with (evaluate: task=lm, task=qa);
     - `grid`: the comparison `stage=all` sweeps by default, `{key: "a,b,c"}` in the stage's own
       keys; a key set on the command line replaces its entry;
-    - `studies`: named presets for `study=<name>`, `{name: {key: "a,b"}}`; every stage that
-      declares the name contributes its keys (a study may also sweep `seed`); they replace
-      the default grid;
     - `prefetch`: `"module:function"`, `function(cfg, cache_dir) -> list[str]`, run on the submit
       side to resolve what a job would download into `{root}/cache` (one line per resource);
     - `headlines`: summary tables whose rows are this stage's runs (see `Headline`).
@@ -75,11 +72,6 @@ class StageSpec:
     variants: tuple[dict, ...] = ()
     #: Default comparison grid of `stage=all`: stage key -> comma list.
     grid: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
-    #: `study=<name>` presets: name -> {stage key -> comma list}.
-    studies: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict, hash=False)
-    #: Job time limit in minutes a study's runs of this stage need (the launcher's `time` when the
-    #: command line leaves it unset): a study longer than the default limit is never cut silently.
-    study_minutes: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
     #: Submit-side offline resolution, "module:function(cfg, cache_dir) -> list[str]" ("" if none).
     prefetch: str = ""
     #: Headline tables of the results summary whose rows are this stage's runs.
@@ -101,25 +93,10 @@ class StageSpec:
         return list(_load(self.prefetch)(cfg, cache_dir)) if self.prefetch else []
 
 
-def study_minutes(study: str) -> int | None:
-    """The longest time limit any stage declares for `study=<study>` (None: the launcher default)."""
-    minutes = [spec.study_minutes[study] for spec in all_stages().values() if study in spec.study_minutes]
-    return max(minutes) if minutes else None
-
-
 def _load(ref: str) -> Any:
     """The object named by "package.module:attribute", imported on first use."""
     module_name, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module_name), attr)
-
-
-def studies() -> dict[str, dict[str, str]]:
-    """Every `study=` preset: name -> {"stage.key": comma list}, over all registered stages."""
-    out: dict[str, dict[str, str]] = {}
-    for name, spec in all_stages().items():
-        for study, keys in spec.studies.items():
-            out.setdefault(study, {}).update({f"{name}.{key}": values for key, values in keys.items()})
-    return out
 
 
 def default_grid() -> dict[str, str]:

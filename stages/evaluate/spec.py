@@ -60,9 +60,4 @@ STAGE = StageSpec(
     ),
     paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1", "local_f1",
                     "cross_segment_f1", "form_absent_person_guild_year_exact"),
-    # study=qa_memory (declared with the qa stage's keys) scores each qa run here too, with the
-    # memory ablation (memory_gain_*: F1 minus F1 with the same model's memory frozen).
-    studies={"lm": {"task": "lm", "corpus": "fresh", "max_docs": "100"}, "qa_memory": {"task": "qa"},
-             "qa_memory_shared": {"task": "qa"}, "qa_memory_wide": {"task": "qa"},
-             "qa_memory_lookups": {"task": "qa"}, "qa_memory_one_reader": {"task": "qa"}},
 )

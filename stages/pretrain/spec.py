@@ -13,14 +13,6 @@ STAGE = StageSpec(
     # The demo's comparison: every traversal strategy x the document-aware masks (`causal` is
     # left out to fit the 10-minute budget; `pretrain.mask=causal,doc,graph` adds it).
     grid={"strategy": "random,random_walk,bfs,dfs", "mask": "doc,graph"},
-    # The graph-LM research question, sized for 2 CPU cores (README, "The graph-LM study"):
-    # random vs random_walk packing x doc vs graph mask, 3 seeds; evaluated on a fresh corpus.
-    # Only the pretrain seed is swept: every run is scored on the same documents.
-    # Smeared keys: without them the 2-layer model never learned in-context copying on 2 cores
-    # (README, the search table), and without copying no context can help.
-    studies={"lm": {"strategy": "random,random_walk", "mask": "doc,graph", "seed": "0,1,2", "steps": "3000",
-                    "warmup_steps": "50", "smear_keys": "true", "order_mode": "prefer_targets_first",
-                    "val_every": "1000"}},
     headlines=(Headline(
         "Graph-LM: loss, perplexity by context, throughput",
         ("final_train_loss", "val_loss", "evaluate:ppl_isolated", "evaluate:ppl_graph", "evaluate:ppl_random",

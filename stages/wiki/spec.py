@@ -11,8 +11,6 @@ EXTRACT = StageSpec(
     # 2: a generated sample's artifact records its planted facts (facts.jsonl)
     version=2,
     description="Wikipedia dump (XML/CirrusSearch, or the generated sample) -> Markdown article shards",
-    # study=lm: articles restate the linked article's fact sentences (see stages/wiki/sample.py)
-    studies={"lm": {"sample_articles": "10000", "sample_fact_style": "restate"}},
 )
 GRAPH = StageSpec(
     name="graph",
@@ -20,7 +18,6 @@ GRAPH = StageSpec(
     run="stages.wiki.graph:run",
     upstream=("extract",),
     description="article link graph: CSR out/in adjacency, graph.jsonl, degree and component stats",
-    studies={"lm": {}},
 )
 PRETOKENIZE = StageSpec(
     name="pretokenize",
@@ -29,7 +26,6 @@ PRETOKENIZE = StageSpec(
     upstream=("extract",),
     description="tiktoken-encoded, memory-mapped token shards with a document index",
     prefetch="stages.wiki.spec:prefetch_encoding",
-    studies={"lm": {}},
 )
 STAGES = (EXTRACT, GRAPH, PRETOKENIZE)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from jobs import studies
 from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
 from stages.core.config import ConfigError, resolve
 from stages.core.context import StageContext
@@ -19,7 +20,6 @@ from stages.qa.config import QAConfig
 from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
 from stages.qa.sample import NEIGHBOUR_GUILDS, generate_sample
-from stages.qa.spec import STAGE
 from stages.qa.tokenizer import resolve_tokenizer
 from tests.fixtures import qa_example
 
@@ -277,9 +277,9 @@ def test_the_generator_command_writes_a_split_filtered_by_kind_that_training_can
 
 
 def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
-    """`study=qa_ceiling` is only a reference if nothing is cut: every question's document fits in
-    its one segment, and every answer is in it."""
-    keys = STAGE.studies["qa_ceiling"]
+    """A reader's ceiling is only a reference if nothing is cut: with 192-token segments every
+    question's default document fits in its one segment, and every answer is in it."""
+    keys = {"memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1", "progressive_segments": "[1]"}
     cfg = resolve(QAConfig, {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")})
     squad = generate_sample(60, 0, "train")
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
@@ -293,10 +293,10 @@ def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
 
 
 def test_the_memory_study_reads_each_document_whole_then_in_two_segments_only_memory_joins(tmp_path):
-    """`study=qa_memory`: the first curriculum stage sees each whole document in one segment (the
+    """`study=qa_memory` (studies/qa_memory.yaml): the first curriculum stage sees each whole document in one segment (the
     reader can learn the question in view); the second cuts it in two, and the segment holding a
     cross-segment answer holds the whole register but never the subject."""
-    keys = STAGE.studies["qa_memory"]
+    keys = studies.load("qa_memory").keys("qa")
     cfg = resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")},
                              "memory_num_tokens": 4})
     squad = generate_sample(60, 0, "train", n_neighbours=cfg.sample_neighbours,

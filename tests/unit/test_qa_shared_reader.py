@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from jobs import studies
 from models.memxlnet import MemoryConfig, MemXLNetForQA
 from stages.core.artifacts import load_artifact
 from stages.core.config import ConfigError, resolve, signature_dict
 from stages.core.context import StageContext
 from stages.qa import train
 from stages.qa.config import QAConfig
-from stages.qa.spec import STAGE
 from tests.unit.test_qa_fidelity import SMALL
 
 SHARED = {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [1, 1], "stage_seq_lengths": [96, 64],
@@ -106,11 +106,11 @@ def test_the_second_run_continues_the_first_runs_reader_and_adds_its_memory(tmp_
     assert torch.count_nonzero(grown[vocab:]) == 0
 
 
-def test_the_shared_reader_study_pairs_its_variants_on_one_reader_per_seed():
-    keys = STAGE.studies["qa_memory_shared"]
+def test_the_memory_study_continues_one_reader_in_every_seed_and_variant():
+    keys = studies.load("qa_memory").keys("qa")
     assert keys["shared_reader"] == "true"
     study = {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")}
     readers = {json.dumps(signature_dict(resolve(QAConfig, {**study, "seed": seed, "memory_num_tokens": memory})
                                          .reader_config()), sort_keys=True)
                for seed in (1, 2) for memory in (0, 4)}
-    assert len(readers) == 2  # one per seed, shared by memory 0 and memory 4
+    assert len(readers) == 1  # shared_reader_seed: one reader for memory 0 and 4 of every seed

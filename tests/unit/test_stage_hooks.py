@@ -18,6 +18,8 @@ from jobs import cli
 from jobs.args import parse_args
 from jobs.plan import Planner
 from stages.core import registry
+
+REPO = Path(__file__).resolve().parents[2]
 from stages.core.config import ConfigError
 
 SPEC = '''
@@ -41,7 +43,7 @@ def prefetch(cfg, cache_dir):
 
 STAGE = StageSpec(
     name="toy_count", config_cls=ToyCountConfig, run="toystage.run:run",
-    description="test-only: counts", grid={"base": "2,3"}, studies={"powers": {"power": "1,2,4"}},
+    description="test-only: counts", grid={"base": "2,3"},
     prefetch="toystage.spec:prefetch",
     headlines=(Headline("Toy counts", ("total",), plot=("toy_total", ("total",), "toy totals")),),
 )
@@ -84,8 +86,20 @@ def test_stage_all_runs_the_grid_the_stage_declares(toy_stage, tmp_path):
     assert [n.cfg.base for n in narrowed.to_run if n.stage == "toy_count"] == [5]
 
 
-def test_study_preset_comes_from_the_stage(toy_stage, tmp_path):
+def test_a_study_file_sets_the_sweep_and_its_criterion_judges_the_records(toy_stage, tmp_path, monkeypatch):
+    from jobs import studies
+
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path / "studies")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "powers.yaml").write_text(
+        "question: do powers count?\nstages:\n  toy_count: {power: '1,2,4'}\n"
+        "criterion:\n  - {stage: toy_count, metric: total, variant: {power: 4}, minus: {power: 1}, expect: positive}\n")
     plan = _plan(tmp_path, "stage=toy_count", "study=powers")
+    records = [{"stage": "toy_count", "sweep": {"power": str(p), "seed": str(s)}, "metrics": {"total": p * 10 + s}}
+               for p in (1, 2, 4) for s in (0, 1)]
+    assert "**Study `powers` passes.**" in studies.verdict(studies.load("powers"), records)
+    flat = [{**r, "metrics": {"total": 1 + r["metrics"]["total"] % 2}} for r in records]
+    assert "**Study `powers` fails.**" in studies.verdict(studies.load("powers"), flat)
     assert sorted(n.cfg.power for n in plan.to_run) == [1, 2, 4]
     assert plan.grid_source == "study=powers"
     with pytest.raises(ConfigError, match="`study=power` is unknown.*did you mean `powers`"):
@@ -140,3 +154,13 @@ def test_jobs_name_no_stage_and_stages_import_only_declared_upstreams():
         for path in sorted((root / "stages" / package).rglob("*.py")):
             used = _strings_and_stage_packages(path)[1]
             assert used <= permitted, f"{path.relative_to(root)} imports {sorted(used - permitted)}"
+
+
+@pytest.mark.parametrize("study", ["lm", "qa_memory"])
+def test_every_study_file_is_valid_and_the_committed_reference_results_keep_their_verdict(study):
+    from jobs import results, studies
+
+    spec = studies.load(study)
+    assert spec.criterion and spec.results and spec.cost
+    records = results.load_records(REPO / spec.results)
+    assert "passes.**" in studies.verdict(spec, records)
