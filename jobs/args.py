@@ -62,6 +62,7 @@ class ParsedArgs:
     slurm_extra: dict[str, str]
     stage_values: dict[str, list[str]]
     upstream_from: dict[str, str]
+    argv: list[str] = dataclasses.field(default_factory=list)  # as typed: errors quote it back
 
     @property
     def sweep_keys(self) -> list[str]:
@@ -79,7 +80,7 @@ class ParsedArgs:
 
 def parse_args(argv: list[str], launcher_keys: list[str]) -> ParsedArgs:
     """Parse `key=value` tokens; raises ConfigError naming the bad token."""
-    parsed = ParsedArgs({}, {}, {}, {}, {})
+    parsed = ParsedArgs({}, {}, {}, {}, {}, list(argv))
     for token in argv:
         key, sep, value = token.partition("=")
         if not sep or not key:

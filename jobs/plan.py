@@ -9,6 +9,7 @@ anything is submitted.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from jobs import studies
 from jobs.args import GLOBAL_KEYS, ParsedArgs, split_top_level
 from stages.core import config as config_lib
 from stages.core import locks, registry
-from stages.core.artifacts import Artifact, CorruptArtifact, find_latest, load_artifact
+from stages.core.artifacts import Artifact, CorruptArtifact, complete_artifacts, find_latest, load_artifact
 from stages.core.config import ConfigError, did_you_mean
 from stages.core.runner import stage_signature
 
@@ -254,14 +255,29 @@ class Planner:
                 node.missing = True
                 self._nodes.setdefault(node.key, node)
                 return node
-            raise ConfigError(
-                f"missing upstream artifact: stage `{name}` (signature {node.signature}) under {self.root}; "
-                f"run `python jobs/submit.py stage={name} root={self.root}` first, or pass `{name}.from=<signature>`"
-            )
+            raise ConfigError(self._missing_upstream(name, node))
         reused = Node(name, node.cfg, latest.signature, node.direct,
                       dict(latest.manifest.get("upstream_all", {})), existing=latest)
         self._nodes.setdefault(reused.key, reused)
         return reused
+
+    def _missing_upstream(self, name: str, node: Node) -> str:
+        """What to do about a missing upstream: the artifacts of that stage that exist, each with
+        the keys by which it differs from this request, and the command that reuses it."""
+        text = (f"missing upstream artifact: stage `{name}` (signature {node.signature}) under {self.root}; "
+                f"run `python jobs/submit.py stage={name} root={self.root}` first")
+        wanted = json.loads(json.dumps(config_lib.signature_dict(node.cfg), default=str))
+        existing = complete_artifacts(self.root, name)
+        if not existing:
+            return text
+        lines = [text + f", or reuse one of the {len(existing)} `{name}` artifact(s) there:"]
+        for artifact in existing[:5]:
+            have = artifact.manifest.get("signature_config", {})
+            keys = sorted(k for k in set(have) | set(wanted) if have.get(k) != wanted.get(k))
+            differs = ", ".join(f"{k}={have.get(k)} (asked: {wanted.get(k)})" for k in keys) or "no key"
+            lines.append(f"  {artifact.signature}: differs in {differs}; reuse it with: python jobs/submit.py "
+                         f"{' '.join(self.parsed.argv)} {name}.from={artifact.signature}")
+        return "\n".join(lines)
 
     def build(self) -> Plan:
         if "" in self.parsed.upstream_from and self.stage_name != "all":

@@ -161,27 +161,28 @@ def load_artifact(root: Path, stage: str, signature: str) -> Artifact | None:
     return None if manifest is None else Artifact(path=path, manifest=manifest)
 
 
-def find_latest(root: Path, stage: str, signature_config: dict) -> Artifact | None:
-    """The most recently finished complete artifact of `stage` whose output-relevant
-    config equals `signature_config` (whatever its upstream was). Directories whose manifest
-    fails the checks of `read_manifest` are passed over."""
-    best: Artifact | None = None
+def complete_artifacts(root: Path, stage: str) -> list[Artifact]:
+    """Every complete artifact of `stage` under `root` that passes the manifest checks, newest first."""
     stage_dir = Path(root) / stage
-    if not stage_dir.is_dir():
-        return None
-    wanted = json.loads(json.dumps(signature_config, default=str))
-    for manifest_path in stage_dir.glob(f"*/{MANIFEST}"):
+    found = []
+    for manifest_path in stage_dir.glob(f"*/{MANIFEST}") if stage_dir.is_dir() else ():
         if manifest_path.parent.name.startswith("."):
             continue
         try:
             artifact = load_artifact(root, stage, manifest_path.parent.name)
         except (CorruptArtifact, OSError):
             continue
-        if artifact is None or artifact.manifest.get("signature_config") != wanted:
-            continue
-        if best is None or str(artifact.manifest.get("end_time")) > str(best.manifest.get("end_time")):
-            best = artifact
-    return best
+        if artifact is not None:
+            found.append(artifact)
+    return sorted(found, key=lambda a: str(a.manifest.get("end_time")), reverse=True)
+
+
+def find_latest(root: Path, stage: str, signature_config: dict) -> Artifact | None:
+    """The most recently finished complete artifact of `stage` whose output-relevant
+    config equals `signature_config` (whatever its upstream was). Directories whose manifest
+    fails the checks of `read_manifest` are passed over."""
+    wanted = json.loads(json.dumps(signature_config, default=str))
+    return next((a for a in complete_artifacts(root, stage) if a.manifest.get("signature_config") == wanted), None)
 
 
 def listed_files(directory: Path, pattern: str) -> list[Path] | None:

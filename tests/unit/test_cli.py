@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import cli
 from tests.unit.test_core_runner import submit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +73,17 @@ def test_study_runs_its_grid_and_stages_and_command_line_keys_win(tmp_path):
     assert "job arrays: pretrain[2], evaluate[2]" in fewer
     bad = submit("stage=all", "study=nope", f"root={tmp_path}", "dry_run=true", check=False)
     assert bad.returncode == 2 and "`study=nope` is unknown" in bad.stderr
+
+
+def test_a_missing_upstream_lists_the_artifacts_that_exist_and_how_to_reuse_them(tmp_path):
+    """stage=extract with a non-default key, then stage=graph: the error names the differing key
+    and the exact command that reuses the existing extract, and that command works."""
+    common = ["executor=inline", f"root={tmp_path}", f"results={tmp_path / 'res'}"]
+    assert cli.main(["stage=extract", "sample_articles=40", *common]) == 0
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "submit.py"), "stage=graph", *common],
+                          capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 2
+    assert "differs in sample_articles=40 (asked: 300)" in proc.stderr
+    command = proc.stderr.split("reuse it with: ")[1].strip().split()
+    assert command[:2] == ["python", "jobs/submit.py"]
+    assert cli.main(command[2:]) == 0
