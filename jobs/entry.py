@@ -22,7 +22,7 @@ from typing import Any
 from jobs import results
 from stages.core import locks, registry
 from stages.core.artifacts import load_artifact
-from stages.core.preemption import Preempted
+from stages.core.preemption import Preempted, PreemptionFlag
 from stages.core.runner import execute
 
 #: Where rank 0 leaves a requeue request (`<dir>/<SLURM_JOB_ID>`) for the batch script's exit trap.
@@ -48,6 +48,7 @@ class StageJob:
 
     def __call__(self) -> dict:
         os.environ.update(self.env)
+        PreemptionFlag.install()  # the one preemption path (stages.core.preemption)
         _restore_sigterm_in_forked_children()
         _die_with_launcher()
         _export_distributed_env()
@@ -55,7 +56,7 @@ class StageJob:
         spec = registry.get(self.stage)
         upstream = {}
         for name, signature in self.upstream.items():
-            artifact = load_artifact(Path(self.root), name, signature)
+            artifact = load_artifact(Path(self.root), registry.stage_of(name), signature)
             if artifact is None:
                 raise FileNotFoundError(
                     f"upstream artifact {name}/{signature} is missing under {self.root}: "
@@ -77,14 +78,6 @@ class StageJob:
             )
             summary["record"] = str(record)
         return summary
-
-    def checkpoint(self, *args, **kwargs):
-        """submitit calls this on a timeout signal it handles itself: requeue the same job;
-        the stage resumes from its last checkpoint in the partial artifact."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self)
-
 
 #: Set by the local executor: the submitting process, whose death must end its jobs.
 LAUNCHER_PID_ENV = "WIKIGRAPH_LAUNCHER_PID"

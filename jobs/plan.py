@@ -51,8 +51,8 @@ class Node:
 
     @property
     def upstream_keys(self) -> list[str]:
-        """Keys of the direct upstream nodes."""
-        return [node_key(name, self.upstream[name]) for name in self.direct]
+        """Keys of the direct upstream nodes (a role `stage@label` names a node of `stage`)."""
+        return [node_key(registry.stage_of(name), self.upstream[name]) for name in self.direct]
 
     @property
     def cached(self) -> bool:
@@ -146,6 +146,8 @@ class Planner:
             return [(self.stage_name, {})]
         chain = []
         for name, spec in self.stages.items():
+            if not spec.in_chain:
+                continue  # runs only as another stage's derived upstream
             if self.study and name not in self.study_stages:
                 continue  # stage=all study=<name> runs the stages its file names
             for variant in spec.variants or ({},):
@@ -216,6 +218,9 @@ class Planner:
             up = self._upstream_node(name, point, in_chain)
             upstream.update(up.upstream)
             upstream[name] = up.signature
+        derived = self._derived(spec, cfg, upstream)
+        upstream.update({role: node.signature for role, node in derived.items()})
+        direct = (*direct, *derived)
         signature = stage_signature(spec, cfg, {name: upstream[name] for name in direct})
         node = self._nodes.get(node_key(stage, signature))
         if node is None:
@@ -223,6 +228,29 @@ class Planner:
                         existing=load_artifact(self.root, stage, signature))
             self._nodes[node.key] = node
         return node
+
+    def _config_of(self, stage: str, signature: str) -> Any:
+        node = self._nodes[node_key(stage, signature)]
+        return node.cfg if node.cfg is not None else node.existing.typed_config()
+
+    def _derived(self, spec, cfg: Any, upstream: dict[str, str]) -> dict[str, Node]:
+        """The nodes `spec` derives from `cfg` (`StageSpec.derived`): jobs of the plan, requested
+        with the node that implies them, each resolved from its own config and upstream roles."""
+        wanted = spec.derived_for(cfg, {role: self._config_of(registry.stage_of(role), sig)
+                                        for role, sig in upstream.items()})
+        nodes: dict[str, Node] = {}
+        for role, (derived_cfg, roles) in wanted.items():
+            stage = registry.stage_of(role)
+            up = {name: nodes[r] for name, r in roles.items()}
+            signature = stage_signature(registry.get(stage), derived_cfg, {n: u.signature for n, u in up.items()})
+            node = self._nodes.get(node_key(stage, signature))
+            if node is None:
+                node = Node(stage, derived_cfg, signature, tuple(up), {n: u.signature for n, u in up.items()},
+                            existing=load_artifact(self.root, stage, signature))
+                self._nodes[node.key] = node
+            node.requested = True
+            nodes[role] = node
+        return nodes
 
     def _upstream_node(self, name: str, point: dict[str, str], in_chain: bool) -> Node:
         explicit = self.parsed.upstream_from.get(name)

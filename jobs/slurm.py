@@ -201,15 +201,25 @@ def _submit_group(executor, jobs: list[StageJob]):
     return futures
 
 
-def _sbatch_text(executor, count: int) -> str:
-    """The exact sbatch script submitit would write for this group."""
-    params = dict(executor.parameters)
-    if count > 1:
-        params["map_count"] = count
-    from submitit.slurm.slurm import _make_sbatch_string
+#: Executor parameters that are not sbatch options of their own.
+_NOT_OPTIONS = ("setup", "additional_parameters", "signal_delay_s", "array_parallelism", "stderr_to_stdout",
+                "srun_args", "use_srun", "wckey", "num_gpus")
 
-    script = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder, **params)
-    return f"--- sbatch script ({count} task(s)) ---\n{script}"
+
+def _sbatch_text(executor, count: int) -> str:
+    """What this group's sbatch script sets, from the executor's public parameters: its options,
+    the setup lines it runs before the tasks, and the command every task runs."""
+    params = dict(executor.parameters)
+    options = {k: v for k, v in params.items() if k not in _NOT_OPTIONS and v not in (None, False, "")}
+    options.update(params.get("additional_parameters", {}))
+    options["signal"] = f"USR2@{params.get('signal_delay_s', 90)}"
+    if count > 1:
+        throttle = params.get("array_parallelism")
+        options["array"] = f"0-{count - 1}" + (f"%{throttle}" if throttle else "")
+    lines = [f"--- sbatch script ({count} task(s)) ---"]
+    lines += [f"#SBATCH --{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in sorted(options.items())]
+    lines += ["# setup", *params.get("setup", []), "# every task runs", f"srun ... {executor.python} -u -m submitit.core._submit"]
+    return "\n".join(lines)
 
 
 def _array_task_ids(job_id: str) -> list[str]:

@@ -4,6 +4,9 @@ Slurm sends SIGUSR2 before a time limit (`--signal=USR2@<s>`) or on preemption. 
 work inside a signal handler is unsafe (it can interrupt an optimizer step or a collective),
 so the handler records the request and the loop acts on it between steps, then raises
 `Preempted`. The launcher turns that into a requeue; the relaunch resumes from the checkpoint.
+This is the one preemption path: the job installs the flag before its stage starts (replacing
+submitit's own handler, which would requeue from inside the signal handler), so a signal that
+arrives before the training loop is not lost, and a stage without step boundaries runs on.
 """
 
 from __future__ import annotations
@@ -21,20 +24,21 @@ class Preempted(Exception):
 
 
 class PreemptionFlag:
-    """A process-wide flag set by SIGUSR2 (or by `request()` in tests)."""
+    """A flag set by SIGUSR2 (or by `request()` in tests); `install` gives the process's one."""
+
+    _process: PreemptionFlag | None = None
 
     def __init__(self) -> None:
         self._event = threading.Event()
 
     @classmethod
     def install(cls, signum: int = signal.SIGUSR2) -> PreemptionFlag:
-        """Install a handler that only sets the flag; returns the flag."""
-        flag = cls()
-
-        def _handler(_signum, _frame):
-            flag._event.set()
-
-        signal.signal(signum, _handler)
+        """The process's flag, with a SIGUSR2 handler that only sets it (installed again on each
+        call, in case a library replaced it)."""
+        if PreemptionFlag._process is None:
+            PreemptionFlag._process = cls()
+        flag = PreemptionFlag._process
+        signal.signal(signum, lambda _signum, _frame: flag._event.set())
         return flag
 
     def request(self) -> None:

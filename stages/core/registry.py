@@ -50,6 +50,13 @@ class StageSpec:
     - `variants`: override sets `stage=all` runs the stage with (evaluate: task=lm, task=qa);
     - `grid`: the comparison `stage=all` sweeps by default, `{key: "a,b,c"}` in the stage's own
       keys; a key set on the command line replaces its entry;
+    - `derived`: `"module:function"`, `function(cfg, upstream_cfgs) -> {role: (cfg, {name: role})}`:
+      upstream nodes this stage's config implies (the shared QA reader; a fresh evaluation
+      corpus), each a job of the plan with its own config and its own upstream roles. A role is a
+      stage name, or `stage@label` for a second artifact of one stage (`extract@fresh`);
+      `upstream_cfgs` maps every upstream role of the stage, direct or not, to its config;
+    - `in_chain`: False for a stage that runs only as another's derived upstream (never as a
+      step of `stage=all`);
     - `prefetch`: `"module:function"`, `function(cfg, cache_dir) -> list[str]`, run on the submit
       side to resolve what a job would download into `{root}/cache` (one line per resource);
     - `headlines`: summary tables whose rows are this stage's runs (see `Headline`).
@@ -72,6 +79,10 @@ class StageSpec:
     variants: tuple[dict, ...] = ()
     #: Default comparison grid of `stage=all`: stage key -> comma list.
     grid: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    #: Upstream nodes implied by the config, "module:function(cfg, upstream_cfgs)" ("" if none).
+    derived: str = ""
+    #: A step of `stage=all` (False: runs only as another stage's derived upstream).
+    in_chain: bool = True
     #: Submit-side offline resolution, "module:function(cfg, cache_dir) -> list[str]" ("" if none).
     prefetch: str = ""
     #: Headline tables of the results summary whose rows are this stage's runs.
@@ -88,9 +99,18 @@ class StageSpec:
     def load_run(self) -> Callable:
         return _load(self.run)
 
+    def derived_for(self, cfg: Any, upstream_cfgs: dict[str, Any]) -> dict[str, tuple[Any, dict[str, str]]]:
+        """The derived upstream nodes of a run with `cfg`: role -> (config, {upstream name: role})."""
+        return dict(_load(self.derived)(cfg, upstream_cfgs)) if self.derived else {}
+
     def prefetch_for(self, cfg: Any, cache_dir: os.PathLike) -> list[str]:
         """Resolve what a job of this stage with `cfg` would download; one line per resource."""
         return list(_load(self.prefetch)(cfg, cache_dir)) if self.prefetch else []
+
+
+def stage_of(role: str) -> str:
+    """The stage of an upstream role: `extract@fresh` -> `extract`, `graph` -> `graph`."""
+    return role.split("@", 1)[0]
 
 
 def _load(ref: str) -> Any:

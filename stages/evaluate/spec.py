@@ -49,6 +49,7 @@ STAGE = StageSpec(
     upstream=_upstream,
     description="perplexity in isolated/graph/random contexts (task=lm) or SQuAD v2 EM/F1 (task=qa)",
     variants=({"task": "lm"}, {"task": "qa"}),
+    derived="stages.pretrain.eval_corpus:fresh_corpus_nodes",
     seed_metrics=(
         "nll_copy_isolated", "nll_copy_graph", "nll_copy_random", "d_copy_graph_isolated", "d_copy_graph_random",
         "nll_fact_isolated", "nll_fact_graph", "d_fact_graph_isolated", "d_fact_graph_random",

@@ -2,9 +2,10 @@
 corpus, or another pretokenize artifact (train on one dump, evaluate on another).
 
 `fresh` regenerates the sample corpus the model was trained on with another seed (new names, new
-facts) and runs extract, graph and pretokenize on it with the training corpus's settings, inside
-the evaluation's own artifact (a private root: concurrent evaluations never share a writer). No
-document of it was trained on, so graph context there measures reading by construction.
+facts) and reads it through extract, graph and pretokenize with the training corpus's settings.
+Those are jobs of the plan (`fresh_corpus_nodes`, the evaluate stage's derived upstream: roles
+`extract@fresh`, `graph@fresh`, `pretokenize@fresh`), artifacts like any other. No document of
+it was trained on, so graph context there measures reading by construction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,26 @@ import numpy as np
 
 CORPUS_CHOICES = ("auto", "heldout", "fresh")
 FRESH_SEED_OFFSET = 1_000
+FRESH_ROLES = ("extract@fresh", "graph@fresh", "pretokenize@fresh")
+
+
+def fresh_corpus_nodes(cfg, upstream_cfgs: dict) -> dict:
+    """The evaluate stage's derived upstream (`StageSpec.derived`): for an LM evaluation that reads
+    a fresh corpus (`corpus=fresh`, or `auto` on a generated sample), the training corpus's extract
+    with another sample seed, and graph and pretokenize of it with the training settings."""
+    extract = upstream_cfgs.get("extract")
+    sample = extract is not None and extract.dump == "sample"
+    if cfg.task != "lm" or not (cfg.corpus == "fresh" or (cfg.corpus == "auto" and sample)):
+        return {}
+    if not sample:
+        from stages.core.config import ConfigError
+
+        raise ConfigError("evaluate `corpus=fresh` needs a pretrain artifact trained on dump=sample; for a real "
+                          "dump use corpus=heldout or corpus=<path of another pretokenize artifact>")
+    fresh = dataclasses.replace(extract, sample_seed=extract.sample_seed + FRESH_SEED_OFFSET)
+    on_fresh = {"extract": "extract@fresh"}
+    return {"extract@fresh": (fresh, {}), "graph@fresh": (upstream_cfgs["graph"], on_fresh),
+            "pretokenize@fresh": (upstream_cfgs["pretokenize"], on_fresh)}
 
 
 @dataclasses.dataclass
@@ -68,10 +89,12 @@ def resolve(choice: str, train_cfg, ctx) -> EvalCorpus:
     if choice == "heldout":
         return _heldout(paths, train_cfg)
     if choice == "fresh":
-        if not sample:
-            raise ValueError("corpus=fresh needs a pretrain artifact trained on dump=sample; "
-                             "for a real dump use corpus=heldout or corpus=<path of another pretokenize artifact>")
-        return _fresh(paths, _manifest(paths["extract"])["config"], ctx)
+        missing = [role for role in FRESH_ROLES if role not in ctx.upstream]
+        if missing:
+            raise ValueError(f"corpus=fresh: upstream {missing} not given; run the evaluation through "
+                             "`python jobs/submit.py stage=evaluate ...`, whose plan builds the fresh corpus")
+        extract, graph, tokens = (Path(ctx.upstream[role].path) for role in FRESH_ROLES)
+        return EvalCorpus("fresh", graph, tokens, None, extract)
     tokens_path = Path(choice).expanduser()
     if not (tokens_path / "manifest.json").is_file():
         raise FileNotFoundError(f"corpus={choice}: not a pretokenize artifact (no manifest.json); "
@@ -105,39 +128,3 @@ def _heldout(paths: dict[str, Path], train_cfg) -> EvalCorpus:
     finally:
         store.close()
     return EvalCorpus("heldout", paths["graph"], paths["pretokenize"], split.heldout, paths.get("extract"), split.sizes())
-
-
-def _fresh(paths: dict[str, Path], extract_cfg: dict, ctx) -> EvalCorpus:
-    from stages.core import config as config_lib
-    from stages.core import registry
-    from stages.core.runner import execute
-
-    seed = extract_cfg.get("sample_seed", 0)
-    root = ctx.out_dir / "corpus"
-    root.mkdir(parents=True, exist_ok=True)
-    if not (root / "cache").exists():
-        (root / "cache").symlink_to(ctx.cache_dir.resolve(), target_is_directory=True)
-    overrides = {
-        "extract": {**_signature_fields(extract_cfg, "extract"), "sample_seed": seed + FRESH_SEED_OFFSET,
-                    "workers": 1},
-        "graph": _signature_fields(_manifest(paths["graph"])["config"], "graph"),
-        "pretokenize": {**_signature_fields(_manifest(paths["pretokenize"])["config"], "pretokenize"), "workers": 1},
-    }
-    upstream = {}
-    for stage in ("extract", "graph", "pretokenize"):
-        spec = registry.get(stage)
-        cfg = config_lib.resolve(spec.config_cls, overrides[stage], where=f"evaluate corpus=fresh ({stage})")
-        outcome = execute(spec, cfg, root, upstream)
-        from stages.core.artifacts import load_artifact
-
-        upstream[stage] = load_artifact(root, stage, outcome.signature)
-    return EvalCorpus("fresh", upstream["graph"].path, upstream["pretokenize"].path, None, upstream["extract"].path)
-
-
-def _signature_fields(cfg: dict, stage: str) -> dict:
-    """The training corpus's config for `stage`, as overrides (keys this version knows)."""
-    from stages.core import config as config_lib
-    from stages.core import registry
-
-    defaults = config_lib.to_dict(config_lib.resolve(registry.get(stage).config_cls, {}))
-    return {k: v for k, v in cfg.items() if k in defaults and v != defaults[k]}

@@ -11,6 +11,7 @@ STAGE = StageSpec(
     description="MemXLNet long-document SQuAD v2: progressive-segment phase-2 training, resumable",
     resumable=True,
     prefetch="stages.qa.spec:prefetch",
+    derived="stages.qa.spec:shared_reader_node",
     grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
     # The forms of generated questions (dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.
@@ -34,16 +35,24 @@ STAGE = StageSpec(
     ),
 )
 
-#: The shared reader (`shared_reader=true`): a qa run of `QAConfig.reader_config()` (stage 1 alone,
-#: without memory), started by the qa runs that share it rather than by `jobs/`, so it is not
-#: registered: `{root}/qa_reader/<signature>/` is an artifact like any other.
+#: The shared reader (`shared_reader=true`): a qa run of `QAConfig.reader_config()` (curriculum
+#: phase 1 alone, without memory), a job of the plan that the qa runs sharing it depend on
+#: (`shared_reader_node`); never a step of `stage=all` by itself.
 READER = StageSpec(
     name="qa_reader",
     config_cls=QAConfig,
     run="stages.qa.train:run",
     description="the memory-free reader that qa runs with shared_reader=true continue",
     resumable=True,
+    prefetch="stages.qa.spec:prefetch",
+    in_chain=False,
 )
+STAGES = (STAGE, READER)
+
+
+def shared_reader_node(cfg: QAConfig, upstream_cfgs: dict) -> dict:
+    """The qa stage's derived upstream: with `shared_reader`, the reader it continues."""
+    return {READER.name: (cfg.reader_config(), {})} if cfg.shared_reader else {}
 
 #: Values of QA fields that need nothing from a hub.
 _BUILTIN = {"model": {"tiny"}, "tokenizer": {"auto"}, "dataset": {"sample", ""}, "eval_dataset": {"sample", ""}}

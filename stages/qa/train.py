@@ -30,13 +30,10 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGr
 from safetensors.torch import load_file, save_file
 
 from models.memxlnet import MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss, place_steps, segment_local_loss
-from stages.core.artifacts import load_artifact
 from stages.core.context import record_curve
 from stages.core.devices import mixed_precision, ranks_share_a_gpu, rng_state, set_rng_state
 from stages.core.preemption import Preempted, PreemptionFlag
-from stages.core.runner import execute
 from stages.core.safestate import load_state, save_state
-from stages.core.verify import verify_artifact
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.batching import EpochSampler, answer_centred_starts, document_batch
@@ -269,16 +266,11 @@ def _stage_data(cfg, train: dict, dev: dict, ctx, first: int) -> dict:
     return {"stage_stores": stores, "dev": dev, "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
 
 
-def shared_reader(cfg, ctx, accelerator: Accelerator) -> tuple[Path, dict]:
-    """(best model, stage summary) of the shared reader: ``cfg.reader_config()`` run as its own
-    `qa_reader` artifact (``{root}/qa_reader/<signature>/``: one writer under its lock, committed
-    with a manifest, resumable). The first run trains it; the others wait for it, verify it and reuse it."""
-    outcome = execute(READER, cfg.reader_config(), ctx.root, {})
-    accelerator.wait_for_everyone()
-    artifact = load_artifact(ctx.root, READER.name, outcome.signature)
-    verify_artifact(artifact, checksums=accelerator.is_main_process)
-    ctx.record["shared_reader"] = {"signature": artifact.signature, "path": str(artifact.path),
-                                   "trained_here": not outcome.cache_hit}
+def shared_reader(ctx) -> tuple[Path, dict]:
+    """(best model, phase summary) of the shared reader, the `qa_reader` artifact this run's plan
+    built first (`stages.qa.spec.shared_reader_node`); verified by the runner like any upstream."""
+    artifact = ctx.upstream[READER.name]
+    ctx.record["shared_reader"] = {"signature": artifact.signature, "path": str(artifact.path)}
     best = artifact.path / json.loads((artifact.path / FINAL_MODEL_POINTER).read_text())["path"]
     return best, json.loads((best.parent / "stage_done.json").read_text())
 
@@ -299,8 +291,8 @@ def run(cfg, ctx) -> dict:
     if accelerator.is_main_process:
         (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))
     previous_best, stages = None, []
-    if cfg.shared_reader:  # before this run's own flag: the reader's run installs (and leaves) its own
-        previous_best, summary = shared_reader(cfg, ctx, accelerator)
+    if cfg.shared_reader:
+        previous_best, summary = shared_reader(ctx)
         stages = [summary]
     flag = PreemptionFlag.install()
     for index, segments in enumerate(cfg.progressive_segments):

@@ -109,8 +109,11 @@ def test_extract_sample_completes_on_the_cluster(slurm_cluster, tmp_path):
 def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
     root, run, queued_deps = chain
     jobs = run.read()["jobs"]
+    # The LM evaluation reads a fresh generated corpus: extract, graph and pretokenize of it are
+    # jobs of the chain too (in the same arrays as the training corpus's).
     assert sorted(j["stage"] for j in jobs.values()) == sorted(
-        ["extract", "graph", "pretokenize", "pretrain", "qa", "evaluate", "evaluate"])
+        ["extract", "graph", "pretokenize", "pretrain", "qa", "evaluate", "evaluate", "extract", "graph",
+         "pretokenize"])
     rows = {j["job_id"]: sacct(j["job_id"])[0] for j in jobs.values()}
     assert {r["State"] for r in rows.values()} == {"COMPLETED"}
     for key, job in jobs.items():
@@ -122,10 +125,11 @@ def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
             assert all(rows[job["job_id"]]["Start"] >= rows[u]["End"] for u in upstream_ids), key
         else:
             assert "--dependency" not in script, key
-    # The LM evaluation waits behind pretrain (tens of seconds): it was in the queue with its dependency.
+    # The LM evaluation waits behind pretrain (tens of seconds): it was in the queue with its dependencies.
     (evaluate_lm,) = [j for j in jobs.values() if j["stage"] == "evaluate" and j["upstream"][0].startswith("pretrain")]
     pretrain_id = next(j["job_id"] for j in jobs.values() if j["stage"] == "pretrain")
-    assert queued_deps[evaluate_lm["job_id"]] == {pretrain_id}
+    assert pretrain_id in queued_deps[evaluate_lm["job_id"]]
+    assert queued_deps[evaluate_lm["job_id"]] == {jobs[u]["job_id"].split("_")[0] for u in evaluate_lm["upstream"]}
 
     again = submit(root, *CHAIN, "pretrain.strategy=random_walk")
     assert "nothing to run" in again.stdout and len(runs(root)) == 1
@@ -168,10 +172,12 @@ def test_two_node_ddp_matches_one_process_with_the_same_global_batch(chain):
     single_run = runs(root)[-1]
     (ddp,), (single,) = wait(ddp_run).values(), wait(single_run).values()
 
-    # dry_run printed exactly the script that was submitted (up to the run directory's name).
-    script = submission_script(ddp_run, ddp["job_id"])
-    printed = dry[dry.index("#!/bin/bash"):].strip()
-    assert re.sub(r"runs/[^/]+/", "runs/RUN/", printed) == re.sub(r"runs/[^/]+/", "runs/RUN/", script.strip())
+    # Every option and setup line dry_run printed is in the script that was submitted (up to the
+    # run directory's name).
+    script = re.sub(r"runs/[^/]+/", "runs/RUN/", submission_script(ddp_run, ddp["job_id"])).splitlines()
+    printed = re.sub(r"runs/[^/]+/", "runs/RUN/", dry[dry.index("--- sbatch script"):]).splitlines()
+    shown = [line for line in printed if line.startswith(("#SBATCH", "export", "trap"))]
+    assert len(shown) > 8 and all(line in script for line in shown), set(shown) - set(script)
 
     assert sacct(ddp["job_id"])[0]["NodeList"] == "wgnode[1-2]"
     manifest = json.loads((root / "pretrain" / ddp["signature"] / "manifest.json").read_text())

@@ -14,7 +14,9 @@ from stages.core.artifacts import load_artifact
 from stages.core.config import ConfigError, resolve, signature_dict
 from stages.core.context import StageContext
 from stages.qa import train
+from stages.core.runner import execute
 from stages.qa.config import QAConfig
+from stages.qa.spec import READER, shared_reader_node
 from tests.unit.test_qa_fidelity import SMALL
 
 SHARED = {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [1, 1], "stage_seq_lengths": [96, 64],
@@ -69,8 +71,9 @@ def test_a_memory_model_from_a_reader_keeps_its_backbone_and_head_and_zeroes_the
     assert out.start_logits.shape == (1, 7)
 
 
-def test_the_second_run_continues_the_first_runs_reader_and_adds_its_memory(tmp_path):
-    """Memory 0 trains the reader; memory 2 finds it finished and starts its memory stage from it."""
+def test_both_runs_continue_the_plan_s_reader_and_add_their_memory(tmp_path):
+    """The reader is a node of the plan (run here as the runner runs it); memory 0 and memory 2
+    both start their memory stage from it."""
     records, stage_two_starts = [], []
     original_setup = train.StageTrainer.setup
 
@@ -79,18 +82,21 @@ def test_the_second_run_continues_the_first_runs_reader_and_adds_its_memory(tmp_
         if self.index == 1:
             stage_two_starts.append({k: v.clone() for k, v in self.model.state_dict().items()})
 
-    for memory in (0, 2):
-        cfg = resolve(QAConfig, {**SHARED, "memory_num_tokens": memory, "memory_extends_segment": True})
+    configs = [resolve(QAConfig, {**SHARED, "memory_num_tokens": m, "memory_extends_segment": True}) for m in (0, 2)]
+    (role, (reader_cfg, _)), = shared_reader_node(configs[0], {}).items()
+    assert shared_reader_node(configs[1], {})[role][0] == reader_cfg
+    outcome = execute(READER, reader_cfg, tmp_path, {})
+    upstream = {role: load_artifact(tmp_path, role, outcome.signature)}
+    for memory, cfg in zip((0, 2), configs):
         out = tmp_path / f"qa{memory}"
         out.mkdir()
-        ctx = StageContext(stage="qa", signature=f"m{memory}", root=tmp_path, out_dir=out, upstream={})
+        ctx = StageContext(stage="qa", signature=f"m{memory}", root=tmp_path, out_dir=out, upstream=upstream)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(train.StageTrainer, "setup", setup)
             train.run(cfg, ctx)
         records.append(ctx.record)
     readers = [r["shared_reader"] for r in records]
-    assert readers[0]["signature"] == readers[1]["signature"]
-    assert [r["trained_here"] for r in readers] == [True, False]
+    assert readers[0]["signature"] == readers[1]["signature"] == outcome.signature
     reader = load_artifact(tmp_path, "qa_reader", readers[0]["signature"])
     assert reader is not None and reader.manifest["config"]["memory_num_tokens"] == 0
     assert not (tmp_path / "qa0" / "stage_1_segs_1").exists() and not (tmp_path / "qa2" / "stage_1_segs_1").exists()
