@@ -5,7 +5,9 @@
   contexts (deterministic: one thread, fixed input order) and cached under the cache dir by the
   hash of its input, so a second run and every rank reuse the same file. BPE, not unigram: on
   templated text the unigram trainer prunes the most frequent words into letters ("The" ->
-  "T"+"he", twice the tokens per segment).
+  "T"+"he", twice the tokens per segment). The trainer skips any sentence over its length limit,
+  so a context longer than that (a whole article: `long_context=0`, the default) reaches it as
+  chunks cut at whitespace (`trainer_sentences`); contexts within the limit go in unchanged.
 The SentencePiece model is wrapped in transformers' XLNetTokenizer with XLNet's special tokens
 (``<sep>``, ``<cls>`` at the end, ``<pad>``, ...), which gives offsets mappings for span QA.
 """
@@ -15,13 +17,18 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from transformers import XLNetTokenizer
 
 XLNET_CONTROL_SYMBOLS = ("<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>")
 BPE_MODEL_TYPE = 2  # sentencepiece TrainerSpec.ModelType.BPE
+#: SentencePiece's default `max_sentence_length` (bytes): longer input sentences are skipped. Not
+#: passed to the trainer (an explicit value would be serialized into the model's TrainerSpec and
+#: change the bytes of every trained model); texts are cut below it instead.
+MAX_SENTENCE_BYTES = 4192
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -85,6 +92,40 @@ def wrap_sentencepiece(model_file: str | Path) -> XLNetTokenizer:
     return XLNetTokenizer(vocab=vocab, unk_id=sp.unk_id(), _spm_precompiled_charsmap=charsmap or None)
 
 
+def _chunks(text: str, limit: int) -> Iterator[str]:
+    """``text`` cut at whitespace into slices of at most ``limit`` UTF-8 bytes (a single longer
+    run without whitespace is cut between characters)."""
+    start = end = size = 0  # the open chunk is text[start:end], `size` bytes
+    for word in re.finditer(r"\S+", text):
+        extra = len(text[end : word.end()].encode("utf-8"))
+        if end > start and size + extra > limit:
+            yield text[start:end]
+            start, size = word.start(), len(word.group().encode("utf-8"))
+        else:
+            size += extra
+        end = word.end()
+        while size > limit:  # the open chunk is one word over the limit: cut it between characters
+            cut, used = start, 0
+            while used + len(text[cut].encode("utf-8")) <= limit:
+                used += len(text[cut].encode("utf-8"))
+                cut += 1
+            yield text[start:cut]
+            start, size = cut, size - used
+    if end > start:
+        yield text[start:end]
+
+
+def trainer_sentences(texts: Iterable[str], limit: int = MAX_SENTENCE_BYTES) -> Iterator[str]:
+    """What the trainer reads: each text within ``limit`` bytes as it is; a longer one (a whole
+    article) in chunks cut at whitespace, which keeps its words, and so the BPE counts, intact
+    (the trainer splits at whitespace anyway)."""
+    for text in texts:
+        if len(text.encode("utf-8")) <= limit:
+            yield text
+        else:
+            yield from _chunks(text, limit)
+
+
 def train_sentencepiece(texts: Iterable[str], out_file: Path, vocab_size: int) -> Path:
     """Train a deterministic BPE model with XLNet's special symbols; write it atomically."""
     import sentencepiece as spm
@@ -113,9 +154,11 @@ def train_sentencepiece(texts: Iterable[str], out_file: Path, vocab_size: int) -
 
 
 def resolve_tokenizer(
-    spec: str, training_texts: Callable[[], Iterable[str]], cache_dir: Path, vocab_size: int
+    spec: str, training_texts: Callable[[], Iterable[str]], cache_dir: Path, vocab_size: int,
+    source: str = "the training data",
 ) -> XLNetTokenizer:
-    """The tokenizer named by ``spec`` ('auto', a spiece.model path, an HF folder, or an HF id)."""
+    """The tokenizer named by ``spec`` ('auto', a spiece.model path, an HF folder, or an HF id).
+    ``source`` names the data behind ``training_texts`` in errors (e.g. "dataset=train.json")."""
     if spec != "auto":
         path = Path(spec)
         if path.is_file():
@@ -130,11 +173,25 @@ def resolve_tokenizer(
             raise FileNotFoundError(f"tokenizer: {spec} does not exist; pass a spiece.model path, an HF folder or 'auto'")
         return XLNetTokenizer.from_pretrained(spec)
     texts = list(training_texts())
+    sentences = list(trainer_sentences(texts))
+    if not any(s.strip() for s in sentences):
+        raise ValueError(f"tokenizer=auto: {source} gives no text to train a SentencePiece model on "
+                         f"({len(texts)} contexts, all empty); check the data (dataset, train_size) or pass "
+                         "tokenizer=<spiece.model path or XLNet folder>")
+    # The key hashes what the trainer reads: unchanged for texts within the limit (the sample's), new
+    # for data that a model trained before the chunking saw only in part (its long contexts skipped).
     digest = hashlib.sha256()
-    for text in texts:
+    for text in sentences:
         digest.update(text.encode("utf-8") + b"\0")
     key = f"{digest.hexdigest()[:16]}-bpe-v{vocab_size}"
     model_file = Path(cache_dir) / "qa_tokenizer" / key / "spiece.model"
     if not model_file.is_file():
-        train_sentencepiece(texts, model_file, vocab_size)
+        try:
+            train_sentencepiece(sentences, model_file, vocab_size)
+        except RuntimeError as err:
+            if "sentences_.empty()" not in str(err):
+                raise
+            raise ValueError(f"tokenizer=auto: SentencePiece kept no sentence of {source} ({len(sentences)} "
+                             f"read, each at most {MAX_SENTENCE_BYTES} bytes); check the data or pass "
+                             "tokenizer=<spiece.model path or XLNet folder>") from None
     return wrap_sentencepiece(model_file)
