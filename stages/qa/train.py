@@ -81,8 +81,8 @@ def warmups(cfg, epoch: int) -> dict[str, bool | str]:
     }
 
 
-class StageTrainer:
-    """Trains one curriculum stage; owns its checkpoint folder."""
+class PhaseTrainer:
+    """Trains one phase of the progressive-segment curriculum; owns its checkpoint folder."""
 
     def __init__(self, cfg, ctx, accelerator: Accelerator, index: int, segments: int, data: dict,
                  home: Path | None = None):
@@ -298,7 +298,7 @@ def run(cfg, ctx) -> dict:
     for index, segments in enumerate(cfg.progressive_segments):
         if index < len(stages):
             continue
-        trainer = StageTrainer(cfg, ctx, accelerator, index, segments, data)
+        trainer = PhaseTrainer(cfg, ctx, accelerator, index, segments, data)
         done = trainer.dir / "stage_done.json"
         if done.is_file():
             summary = json.loads(done.read_text())

@@ -69,9 +69,9 @@ def test_pretrain_accelerate_rng_pickle_is_not_executed(tmp_path):
 
 @pytest.mark.parametrize("planted", ["state.pt", "rng_rank0.pt"])
 def test_qa_checkpoint_pickle_is_refused(tmp_path, planted):
-    from stages.qa.train import StageTrainer
+    from stages.qa.train import PhaseTrainer
 
-    trainer = StageTrainer.__new__(StageTrainer)
+    trainer = PhaseTrainer.__new__(PhaseTrainer)
     trainer.ckpt = tmp_path / "qa" / ".abc123.partial" / "stage_1_segs_2" / "checkpoint"
     trainer.acc = type("Acc", (), {"process_index": 0})()
     marker = tmp_path / "pwned"

@@ -75,7 +75,7 @@ def test_both_runs_continue_the_plan_s_reader_and_add_their_memory(tmp_path):
     """The reader is a node of the plan (run here as the runner runs it); memory 0 and memory 2
     both start their memory stage from it."""
     records, stage_two_starts = [], []
-    original_setup = train.StageTrainer.setup
+    original_setup = train.PhaseTrainer.setup
 
     def setup(self, start_from):
         original_setup(self, start_from)
@@ -92,7 +92,7 @@ def test_both_runs_continue_the_plan_s_reader_and_add_their_memory(tmp_path):
         out.mkdir()
         ctx = StageContext(stage="qa", signature=f"m{memory}", root=tmp_path, out_dir=out, upstream=upstream)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(train.StageTrainer, "setup", setup)
+            patch.setattr(train.PhaseTrainer, "setup", setup)
             train.run(cfg, ctx)
         records.append(ctx.record)
     readers = [r["shared_reader"] for r in records]
