@@ -31,12 +31,18 @@ class TimeStepMajorRunner(nn.Module):
     segment's inputs, logits and memory state are kept; a segment's activations are recomputed
     during backward, so peak activation memory is one segment's instead of ``max_n_segs``'.
     Gradients are identical either way.
+
+    ``memory_donor_shift`` (evaluation only, 0 = off): before the second segment, document ``i``'s
+    memory is replaced by the memory that document ``i + shift`` (cyclically, within the batch)
+    wrote in its first segment, and later segments continue from it: the swap ablation, which
+    keeps the memory in distribution but takes away what the document's own first segment wrote.
     """
 
-    def __init__(self, model: MemXLNetForQA, checkpoint_segments: bool = False):
+    def __init__(self, model: MemXLNetForQA, checkpoint_segments: bool = False, memory_donor_shift: int = 0):
         super().__init__()
         self.model = model
         self.checkpoint_segments = checkpoint_segments
+        self.memory_donor_shift = memory_donor_shift
 
     def _segment(self, input_ids, attention_mask, token_type_ids, p_mask, state):
         out = self.model(input_ids, attention_mask, token_type_ids, p_mask, state)
@@ -50,7 +56,9 @@ class TimeStepMajorRunner(nn.Module):
         steps = place_steps(steps, next(self.model.parameters()).device)
         state = self.model.init_memory(n_docs)
         outputs = []
-        for step in steps:
+        for t, step in enumerate(steps):
+            if t == 1 and self.memory_donor_shift and state is not None:
+                state = {k: v.roll(-self.memory_donor_shift, dims=0) for k, v in state.items()}
             rows = step["doc_index"]
             sub = None if state is None else select_rows(state, rows)
             args = [step[k] for k in STEP_KEYS]

@@ -3,7 +3,7 @@
 import dataclasses
 import os
 
-from stages.core.config import knob
+from stages.core.config import WHEN_SET, knob
 from stages.core.registry import StageSpec
 
 
@@ -24,7 +24,15 @@ class EvaluateConfig:
     dataset: str = knob("", "qa: dataset to score (empty: the held-out split of the qa stage's dataset)")
     no_answer_threshold: float | None = knob(None, "qa: answer only when the answer margin (span - null score) "
                                                    "exceeds this; unset: the threshold saved with the model")
-    batch_size: int = knob(8, "evaluation batch size", signature=False)
+    test_documents: int = knob(0, "qa, dataset=sample: also score a test split of N generated documents, drawn "
+                               "from its own seed stream (disjoint from train and dev), scored once; its metrics "
+                               "are prefixed test_ (0: none)", signature=WHEN_SET)
+    reader_admission_f1: float = knob(0.0, "qa: admit the run's reader (curriculum stage 1, whole documents in "
+                                      "view) when the dev cross-segment F1 of its best epoch (chosen on dev F1) reaches "
+                                      "this; an admitted run also reports its test scores as admitted_test_* (0: no rule)",
+                                      signature=WHEN_SET)
+    batch_size: int = knob(8, "evaluation batch size (the swap ablation pairs questions within a batch)",
+                           signature=False)
     seed: int = knob(0, "seed for the random-context baseline and sampling")
 
     def validate(self) -> None:
@@ -34,6 +42,8 @@ class EvaluateConfig:
             raise ValueError("`copy_ngram` must be >= 1; e.g. 4")
         if self.test_size < 0:
             raise ValueError("`test_size` must be >= 0 (0 means all questions)")
+        if self.test_documents < 0 or not 0 <= self.reader_admission_f1 <= 100:
+            raise ValueError("test_documents: must be >= 0; reader_admission_f1: an F1 in [0, 100]")
         if self.dataset.endswith(".json") and not os.path.isfile(os.path.expanduser(self.dataset)):
             raise ValueError(f"dataset: {self.dataset} does not exist; pass a SQuAD v2 JSON file or leave it empty")
 

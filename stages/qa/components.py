@@ -16,9 +16,15 @@ from stages.qa.tokenizer import resolve_tokenizer
 TRAINING_CONFIG_NAME = "training_config.json"
 
 
+def sample_keys(cfg) -> dict:
+    """The keyword arguments of `qa_data.load_squad` that shape a qa config's generated documents."""
+    return {"seed": cfg.data_seed, "neighbour_guilds": cfg.sample_neighbour_guilds, "neighbours": cfg.sample_neighbours,
+            "distractor": cfg.sample_distractor}
+
+
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    sample = {"seed": cfg.data_seed, "neighbour_guilds": cfg.sample_neighbour_guilds, "neighbours": cfg.sample_neighbours}
+    sample = sample_keys(cfg)
     train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, **sample,
                                cross_only_documents=cfg.sample_cross_only_documents,
                                cross_only_lookups=cfg.sample_cross_only_lookups)

@@ -48,6 +48,10 @@ class QAConfig:
                                         choices=NEIGHBOUR_GUILDS)
     sample_neighbours: int = knob(2, "dataset=sample: people stated between the subject and the register (the "
                                   "padding that keeps them in different segments; fewer = shorter documents)")
+    sample_distractor: bool = knob(False, "dataset=sample: the first neighbour's patron guild is a registered guild "
+                                   "other than the subject's, named next to it (random order) before the cut, so the "
+                                   "year asked for depends on whose guild it is (needs sample_neighbours >= 1 and "
+                                   "sample_neighbour_guilds=registered)", signature=WHEN_SET)
     sample_cross_only_documents: int = knob(0, "dataset=sample: further training documents of which only the "
                                             "cross-segment question is kept (a denser cross-segment signal)")
     sample_cross_only_lookups: int = knob(0, "dataset=sample: register lookups (\"When was the Belor Guild "
@@ -154,6 +158,8 @@ class QAConfig:
                              f"{self.progressive_segments} has one stage (e.g. [1,2])")
         if min(self.sample_neighbours, self.sample_cross_only_documents, self.sample_cross_only_lookups) < 0:
             raise ValueError("sample_neighbours/sample_cross_only_documents/sample_cross_only_lookups: must be >= 0")
+        if self.sample_distractor and (self.sample_neighbours < 1 or self.sample_neighbour_guilds != "registered"):
+            raise ValueError("sample_distractor: needs sample_neighbours >= 1 and sample_neighbour_guilds=registered")
         if self.shared_reader_seed and not self.shared_reader:
             raise ValueError("shared_reader_seed: only means something with shared_reader=true")
         self._validate_numbers()

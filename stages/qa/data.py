@@ -56,17 +56,18 @@ def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
 
 def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int = 400, seed: int = 0,
                neighbour_guilds: str = "registered", *, neighbours: int = 2, cross_only_documents: int = 0,
-               cross_only_lookups: int = 0) -> dict:
+               cross_only_lookups: int = 0, distractor: bool = False) -> dict:
     """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``; the arguments from
     ``sample_documents`` on shape it: ``cross_only_documents`` more documents keep only their
-    cross-segment question and ``cross_only_lookups`` register lookups), a SQuAD JSON path, or a
+    cross-segment question and ``cross_only_lookups`` register lookups; ``split`` 'test' draws from
+    its own seed stream), a SQuAD JSON path, or a
     `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`); what was
     repaired or dropped is counted under `VALIDATION_KEY`."""
     if dataset == SAMPLE:
         from stages.qa.sample import generate_sample, keep_kinds
 
         sample = generate_sample(sample_documents + cross_only_documents, seed, split, n_neighbours=neighbours,
-                                 neighbour_guilds=neighbour_guilds)
+                                 neighbour_guilds=neighbour_guilds, distractor=distractor)
         return validate_squad(keep_kinds(sample, {KIND_CROSS}, sample_documents, cross_only_lookups), SAMPLE)
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():

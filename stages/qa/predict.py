@@ -63,17 +63,29 @@ def best_answer(segments: list[dict], context: str, max_answer_length: int, extr
     return (text if margin > no_answer_threshold else ""), margin
 
 
+def memory_donors(docs: np.ndarray, batch_size: int) -> dict[int, int]:
+    """{question: donor question} of `predict(..., swap_memory=True)` over ``docs`` in that order:
+    the next question of the same batch, the last one's the first (a batch of one is its own)."""
+    donors = {}
+    for begin in range(0, len(docs), batch_size):
+        batch = [int(d) for d in docs[begin : begin + batch_size]]
+        donors.update({d: batch[(i + 1) % len(batch)] for i, d in enumerate(batch)})
+    return donors
+
+
 @torch.no_grad()
 def predict(model: MemXLNetForQA, store: FeatureStore, batch_size: int, max_segments: int,
             max_answer_length: int, no_answer_threshold: float, docs: np.ndarray | None = None,
-            extraction: str = "any_positive") -> tuple[dict[str, str], dict[str, float]]:
+            extraction: str = "any_positive", swap_memory: bool = False) -> tuple[dict[str, str], dict[str, float]]:
     """Predictions and no-answer probabilities (sigmoid of minus the answer margin) per question id.
 
     Reads the first ``max_segments`` segments of every document, whatever the answer's position.
+    ``swap_memory``: the swap ablation; each question's later segments read the memory written by
+    the first segment of the question `memory_donors` names (the next one in its batch).
     """
     was_training = model.training
     model.eval()
-    runner = TimeStepMajorRunner(model)
+    runner = TimeStepMajorRunner(model, memory_donor_shift=1 if swap_memory else 0)
     examples = store.examples()
     docs = np.arange(len(store)) if docs is None else docs
     preds, na_probs = {}, {}

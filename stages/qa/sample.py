@@ -27,6 +27,18 @@ Questions carry a ``kind`` (kept apart in the scores):
 - ``unanswerable``: the same question forms about a person or guild the document never mentions,
   or an attribute it does not state.
 
+With ``distractor=True`` (the ``qa`` key ``sample_distractor``; one subject and at least one
+neighbour), the first neighbour's patron guild is a registered guild other than the subject's, and
+both patron-guild sentences come right after the subject's home town and trade, in random order,
+before the neighbours' other facts: the start of the document then names two registered guilds, so
+which year is asked for depends on whose guild it is. A reader that takes "the guild named before
+the register" scores about 50 on the cross-segment question (either guild, 1 in 2), as does "the
+first guild named"; one that guesses a register year scores about 25.
+
+The ``split`` names its seed stream: 'train', 'dev' and 'test' documents are drawn from disjoint
+streams (``Random("qa-sample|<seed>|<split>")``), so a test split is never seen by training or by
+the choices made on dev.
+
 Each question also carries a ``form`` (``home_town``, ``trade``, ``patron_guild``, ``guild_year``,
 ``patron_guild_year``, and four unanswerable forms), scored apart too, so that a kind's score
 cannot hide one form at zero: local F1 ~70 once hid a register lookup ("When was the ... Guild
@@ -40,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -56,6 +69,7 @@ _TOWN_ENDINGS = ("mar", "ford", "holm", "wick", "dale", "stead")
 _ATTRIBUTES = ("home town", "trade", "patron guild")
 _MISSING_ATTRIBUTES = ("birth year", "eldest child", "favourite song")
 NEIGHBOUR_GUILDS = ("registered", "unregistered")
+SPLITS = ("train", "dev", "test")
 
 
 def _name(rng: random.Random) -> str:
@@ -78,7 +92,7 @@ def _person_sentences(name: str, facts: dict[str, str]) -> list[tuple[str, str, 
 
 
 def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: int, n_register: int,
-              neighbour_guilds: str) -> dict:
+              neighbour_guilds: str, distractor: bool = False) -> dict:
     towns = [_town(rng) for _ in range(n_subjects + n_neighbours)]
     names: list[str] = []
     while len(names) < n_subjects + n_neighbours + 2:
@@ -99,6 +113,8 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
     for i, name in enumerate(subjects + neighbours):
         if i < n_subjects:
             guild = registered[i]
+        elif distractor and i == n_subjects:  # the distractor: registered, and not the subject's
+            guild = rng.choice(registered[n_subjects:])
         else:
             guild = neighbours_own[i - n_subjects] if outside else rng.choice(registered)
         people[name] = {"home town": towns[i], "trade": rng.choice(_TRADES), "patron guild": guild}
@@ -116,14 +132,32 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
         qas.append({"id": f"{doc_id}|{len(qas)}", "question": text, "answers": answers,
                     "is_impossible": answer is None, "kind": kind, "form": form})
 
-    for part in (subjects, neighbours):
-        for name in part:
-            for sentence, attribute, answer in _person_sentences(name, people[name]):
-                start = add(sentence)
-                question(KIND_LOCAL, attribute.replace(" ", "_"), f"What is the {attribute} of {name}?", answer,
-                         start + sentence.rindex(answer))
-        if part is subjects:
-            context += "\n\n"
+    def state(name: str, sentence: str, attribute: str, answer: str) -> None:
+        start = add(sentence)
+        question(KIND_LOCAL, attribute.replace(" ", "_"), f"What is the {attribute} of {name}?", answer,
+                 start + sentence.rindex(answer))
+
+    if distractor:
+        # subject: home town, trade; the two patron guilds (subject's, distractor's) in random order;
+        # then the neighbours' other facts (the padding before the register).
+        facts = {name: _person_sentences(name, people[name]) for name in subjects + neighbours}
+        guild_sentences = [(subjects[0], facts[subjects[0]][2]), (neighbours[0], facts[neighbours[0]][2])]
+        rng.shuffle(guild_sentences)
+        for sentence in facts[subjects[0]][:2]:
+            state(subjects[0], *sentence)
+        for name, sentence in guild_sentences:
+            state(name, *sentence)
+        context += "\n\n"
+        for name in neighbours:
+            for sentence in facts[name] if name != neighbours[0] else facts[name][:2]:
+                state(name, *sentence)
+    else:
+        for part in (subjects, neighbours):
+            for name in part:
+                for sentence in _person_sentences(name, people[name]):
+                    state(name, *sentence)
+            if part is subjects:
+                context += "\n\n"
     context += "\n\n"
     order = registered[:]
     rng.shuffle(order)
@@ -151,22 +185,45 @@ def _document(rng: random.Random, doc_id: str, n_subjects: int, n_neighbours: in
 
 
 def generate_sample(n_documents: int, seed: int, split: str, n_subjects: int = 1, n_neighbours: int = 2,
-                    n_register: int = 4, neighbour_guilds: str = "registered") -> dict:
-    """A SQuAD-v2-format split of generated long documents (``split`` 'train' or 'dev' draw apart).
+                    n_register: int = 4, neighbour_guilds: str = "registered", distractor: bool = False) -> dict:
+    """A SQuAD-v2-format split of generated long documents (``split`` 'train', 'dev' or 'test': each
+    draws from its own seed stream).
 
     neighbour_guilds: 'registered' (the neighbours' patron guilds are in the register) or
     'unregistered' (guilds of their own, never in the register).
+    distractor: the first neighbour's registered guild is named next to the subject's, before the
+    register (one subject, at least one neighbour, neighbour_guilds='registered').
     """
-    if split not in ("train", "dev"):
-        raise ValueError(f"split: {split!r}; use 'train' or 'dev'")
+    if split not in SPLITS:
+        raise ValueError(f"split: {split!r}; use one of {', '.join(SPLITS)}")
     if neighbour_guilds not in NEIGHBOUR_GUILDS:
         raise ValueError(f"neighbour_guilds: {neighbour_guilds!r}; use one of {', '.join(NEIGHBOUR_GUILDS)}")
     if n_subjects + n_neighbours > n_register + 4 or n_subjects > n_register:
         raise ValueError("sample: more subjects than registered guilds; raise n_register")
+    if distractor and (n_subjects != 1 or n_neighbours < 1 or neighbour_guilds != "registered"):
+        raise ValueError("sample distractor: needs one subject, at least one neighbour and "
+                         "neighbour_guilds='registered'")
     rng = random.Random(f"qa-sample|{seed}|{split}")
-    data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register, neighbour_guilds)
+    data = [_document(rng, f"{split}-{i:05d}", n_subjects, n_neighbours, n_register, neighbour_guilds, distractor)
             for i in range(n_documents)]
     return {"version": "v2.0", "data": data}
+
+
+def register_of(context: str) -> dict[str, str]:
+    """{guild: founding year} of a generated document's register ("The Belor Guild was founded in 1432.")."""
+    return dict(re.findall(r"The (\w+) Guild was founded in (\d{4})\.", context))
+
+
+def patron_guild_of(context: str, name: str) -> str | None:
+    """The patron guild a generated document gives ``name`` (None: it gives none)."""
+    found = re.search(rf"The patron guild of {re.escape(name)} is the (\w+) Guild\.", context)
+    return found.group(1) if found else None
+
+
+def asked_person(question: str) -> str | None:
+    """X of a cross-segment question "When was the patron guild of X founded?" (None: another form)."""
+    found = re.fullmatch(r"When was the patron guild of (\w+) founded\?", question.strip())
+    return found.group(1) if found else None
 
 
 def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0, lookups: int = 0) -> dict:
@@ -197,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.qa.sample", description=main.__doc__)
     parser.add_argument("out", type=Path, help="SQuAD v2 JSON file to write")
     parser.add_argument("--documents", type=int, default=200, help="documents to generate (default 200)")
-    parser.add_argument("--split", choices=("train", "dev"), default="train")
+    parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--data-seed", type=int, default=0, help="as the qa key data_seed (default 0)")
     parser.add_argument("--neighbour-guilds", choices=NEIGHBOUR_GUILDS, default="registered",
                         help="as the qa key sample_neighbour_guilds (default registered)")
     parser.add_argument("--neighbours", type=int, default=2,
                         help="neighbours between the subject and the register (default 2, as dataset=sample)")
+    parser.add_argument("--distractor", action="store_true",
+                        help="as the qa key sample_distractor: the neighbour's registered guild is named next to "
+                             "the subject's, before the register")
     parser.add_argument("--kinds", default=",".join(kinds),
                         help=f"comma-separated question kinds to keep (default all: {','.join(kinds)})")
     parser.add_argument("--all-kinds-documents", type=int, default=0,
@@ -213,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if not keep or keep - set(kinds):
         parser.error(f"--kinds: {args.kinds!r}; use a comma-separated subset of {','.join(kinds)}")
     sample = keep_kinds(generate_sample(args.documents, args.data_seed, args.split, n_neighbours=args.neighbours,
-                                        neighbour_guilds=args.neighbour_guilds), keep, args.all_kinds_documents)
+                                        neighbour_guilds=args.neighbour_guilds, distractor=args.distractor), keep, args.all_kinds_documents)
     write_json_atomic(args.out, sample)
     n = sum(len(p["qas"]) for d in sample["data"] for p in d["paragraphs"])
     print(f"{args.out}: {len(sample['data'])} documents, {n} questions")

@@ -83,6 +83,27 @@ def test_frozen_memory_makes_segment_three_blind_to_segment_one_until_the_block_
     assert not torch.allclose(flowing[2]["start_logits"], after[2]["start_logits"])
 
 
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, use_differentiable_memory=True)],
+                         ids=["gated", "differentiable"])
+def test_swapped_memory_is_what_the_donor_documents_first_segment_wrote(memory):
+    """The swap ablation (evaluation only): with memory_donor_shift=1, document i's later segments
+    run exactly as if its first segment had been document i+1's (cyclically); the first segment
+    itself is untouched, and the default runner does no swap."""
+    model = _model(memory)
+    g = torch.Generator().manual_seed(3)
+    steps = [_segment(g, 3, 12, 2) for _ in range(3)]
+    donor_first = [dict(s) for s in steps]
+    donor_first[0] = {**steps[0], "input_ids": steps[0]["input_ids"].roll(-1, dims=0)}
+    with torch.no_grad():
+        swapped = TimeStepMajorRunner(model, memory_donor_shift=1)(steps, 3)
+        expected = TimeStepMajorRunner(model)(donor_first, 3)
+        plain = TimeStepMajorRunner(model)(steps, 3)
+    assert torch.equal(swapped[0]["start_logits"], plain[0]["start_logits"])
+    for t in (1, 2):
+        assert torch.allclose(swapped[t]["start_logits"], expected[t]["start_logits"], atol=1e-6)
+        assert not torch.allclose(swapped[t]["start_logits"], plain[t]["start_logits"])
+
+
 def test_without_memory_tokens_segment_three_ignores_segment_one():
     model = _model(_memory(0))
     runner = TimeStepMajorRunner(model)
