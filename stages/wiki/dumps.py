@@ -381,9 +381,8 @@ def read_index_offsets(index: str | Path, workers: int = 1) -> list[int]:
     """Sorted distinct stream offsets of a multistream index (`offset:page_id:title` lines).
 
     The lines are parsed with numpy (no Python object per line). An index that is itself
-    several bzip2 streams (as Wikimedia's are: one per stream of the dump) is cut at its stream
-    starts into `workers` byte ranges decompressed in parallel; a single-stream index (or a
-    plain one) is decompressed by one reader."""
+    several bzip2 streams is cut at its stream starts into `workers` byte ranges decompressed in
+    parallel; a single-stream index (or a plain one) is decompressed by one reader, serially."""
     index = Path(index)
     if _magic(index)[:3] != b"BZh":
         with open(index, "rb") as handle:
@@ -421,6 +420,11 @@ def _index_ranges(index: Path, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise([*starts, size]))
 
 
+#: Compressed bytes fed to a decompressor at a time: an index stream is a few KB, and what a
+#: stream leaves unread is copied into the next decompressor.
+_INDEX_FEED = 1 << 16
+
+
 def _index_range_offsets(task: tuple[str, int, int]) -> np.ndarray:
     path, start, end = task
 
@@ -435,7 +439,7 @@ def _index_range_offsets(task: tuple[str, int, int]) -> np.ndarray:
                 if decompressor.needs_input:
                     if pos >= len(data):
                         raise EOFError(f"{path}: the index ends inside a bzip2 stream")
-                    chunk, pos = data[pos:pos + _READ_BLOCK], min(pos + _READ_BLOCK, len(data))
+                    chunk, pos = data[pos:pos + _INDEX_FEED], min(pos + _INDEX_FEED, len(data))
                 else:
                     chunk = b""
                 out = decompressor.decompress(chunk, max_length=_READ_BLOCK)

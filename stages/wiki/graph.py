@@ -451,6 +451,10 @@ def run(cfg: GraphConfig, ctx) -> dict:
     timings["lookup_cpu_s"] = round(_cpu_s() - cpu0, 2)
     wait_for_markers(ctx, ["lookup"])
     n = len(_lookup_of(str(work))[0])
+    if ctx.rank == 0 and len(shards) < ctx.world_size * cfg.workers:
+        ctx.log.warning("graph: the extract artifact has %d shards for %d processes (%d ranks x %d workers): the "
+                        "map runs on %d of them; give extract shards= at least that many", len(shards),
+                        ctx.world_size * cfg.workers, ctx.world_size, cfg.workers, len(shards))
     pool = worker_pool(min(cfg.workers, max(1, len(shards))))
     try:
         # map: this rank's shards
