@@ -366,11 +366,17 @@ def _gather(run_files: list[Path], lo_key: int, hi_key: int) -> np.ndarray:
     return _sorted_unique(gathered)
 
 
-def _piece_name(part: int, kind: str, what: str) -> str:
-    return f"part-{part:05d}.{kind}.{what}.npy"
+def _range_key(lo: int, hi: int) -> str:
+    """A range's name, from its bounds: a relaunch whose cut differs (another world size or
+    memory_mb) reuses only the pieces of ranges with the same bounds."""
+    return f"{lo:010d}-{hi:010d}"
 
 
-def _write_piece(work: Path, part: int, kind: str, keys: np.ndarray, lo: int, hi: int, n: int) -> np.ndarray:
+def _piece_name(part: str, kind: str, what: str) -> str:
+    return f"part-{part}.{kind}.{what}.npy"
+
+
+def _write_piece(work: Path, part: str, kind: str, keys: np.ndarray, lo: int, hi: int, n: int) -> np.ndarray:
     """Rows lo..hi-1 of one CSR from its sorted unique keys: degree counts and int32 indices."""
     span = max(n, 1)
     counts = np.diff(np.searchsorted(keys, np.arange(lo, hi + 1, dtype=np.int64) * span))
@@ -381,7 +387,7 @@ def _write_piece(work: Path, part: int, kind: str, keys: np.ndarray, lo: int, hi
     return counts
 
 
-def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> dict:
+def reduce_range(task: tuple[str, int, int, str, int, list[str], list[str]]) -> dict:
     """Worker: the out, in and `both` rows of node ids lo..hi-1, and their `graph.jsonl` lines."""
     part, lo, hi, work, n, out_runs, in_runs = task
     _fixed_malloc_threshold()
@@ -402,7 +408,7 @@ def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> 
     titles, _ = _lookup_of(work)
     indptr = np.concatenate([[0], np.cumsum(out_counts)])
     indices = np.asarray(np.load(work_dir / _piece_name(part, "out", "indices"), mmap_mode="r"))  # plain slices
-    write_graph_jsonl(work_dir / f"part-{part:05d}.jsonl", titles, indptr, indices, first=lo)
+    write_graph_jsonl(work_dir / f"part-{part}.jsonl", titles, indptr, indices, first=lo)
     del indptr, indices, out_counts
     _trim()
     return edges
@@ -411,11 +417,11 @@ def reduce_range(task: tuple[int, int, int, str, int, list[str], list[str]]) -> 
 # ---------------------------------------------------------------- commit (rank 0)
 
 
-def _assemble(out: Path, work: Path, parts: int, n: int) -> dict[str, np.ndarray]:
+def _assemble(out: Path, work: Path, parts: list[str], n: int) -> dict[str, np.ndarray]:
     """Join the range pieces into the artifact's CSR files; returns the out and in indptr."""
     indptrs = {}
     for kind in ("out", "in", "both"):
-        counts = np.concatenate([np.load(work / _piece_name(p, kind, "counts")) for p in range(parts)])
+        counts = np.concatenate([np.load(work / _piece_name(p, kind, "counts")) for p in parts])
         indptr = np.zeros(n + 1, np.int64)
         np.cumsum(counts[:n], out=indptr[1:])
         del counts
@@ -423,9 +429,9 @@ def _assemble(out: Path, work: Path, parts: int, n: int) -> dict[str, np.ndarray
         if kind != "both":  # the stats need out and in
             indptrs[kind] = indptr
         del indptr
-        concat_npy(out / f"{kind}_indices.npy", [work / _piece_name(p, kind, "indices") for p in range(parts)],
+        concat_npy(out / f"{kind}_indices.npy", [work / _piece_name(p, kind, "indices") for p in parts],
                    np.int32)
-    concat_files(out / JSONL_FILE, [work / f"part-{p:05d}.jsonl" for p in range(parts)])
+    concat_files(out / JSONL_FILE, [work / f"part-{p}.jsonl" for p in parts])
     return indptrs
 
 
@@ -474,22 +480,23 @@ def run(cfg: GraphConfig, ctx) -> dict:
         keys = sum(m["out_keys"] + m["in_keys"] for m in mapped)  # an upper bound of the reduce's edges
         spread = -(-keys // (ctx.world_size * cfg.workers))  # at least one range per process
         ranges = plan_ranges(n, out_runs + in_runs, max(1, min(memory // _REDUCE_BYTES_PER_EDGE, spread)))
-        tasks = [(p, lo, hi, str(work), n, [str(r) for r in out_runs], [str(r) for r in in_runs])
+        tasks = [(_range_key(lo, hi), lo, hi, str(work), n, [str(r) for r in out_runs], [str(r) for r in in_runs])
                  for p, (lo, hi) in enumerate(ranges)
-                 if p % ctx.world_size == ctx.rank and not ctx.shard_done(f"reduce-{p:05d}")]
+                 if p % ctx.world_size == ctx.rank and not ctx.shard_done(f"reduce-{_range_key(lo, hi)}")]
         results = bounded_imap(pool, reduce_range, tasks, batch=1, ahead=max(1, cfg.workers))
         for edges in ctx.progress(results, total=len(tasks), desc="graph: reduce", unit="range"):
-            ctx.mark_shard_done(f"reduce-{edges['part']:05d}", edges)
+            ctx.mark_shard_done(f"reduce-{edges['part']}", edges)
         timings["reduce_cpu_s"] = round(_cpu_s() - cpu2, 2)
     finally:
         if pool:
             pool.terminate()
     if ctx.rank != 0:
         return {f"rank_{k}": v for k, v in timings.items()}
-    wait_for_markers(ctx, [f"reduce-{p:05d}" for p in range(len(ranges))])
+    parts = [_range_key(lo, hi) for lo, hi in ranges]
+    wait_for_markers(ctx, [f"reduce-{key}" for key in parts])
     cpu3 = _cpu_s()
     _trim()
-    stats, passes = _commit(cfg, ctx, work, n, len(ranges), mapped, memory)
+    stats, passes = _commit(cfg, ctx, work, n, parts, mapped, memory)
     timings["commit_cpu_s"] = round(_cpu_s() - cpu3, 2)
     shutil.rmtree(work)
     ctx.record["graph_stats"] = stats
@@ -500,7 +507,7 @@ def run(cfg: GraphConfig, ctx) -> dict:
             "wall_s": round(time.perf_counter() - started, 2)}
 
 
-def _commit(cfg: GraphConfig, ctx, work: Path, n: int, parts: int, mapped: list[dict],
+def _commit(cfg: GraphConfig, ctx, work: Path, n: int, parts: list[str], mapped: list[dict],
             memory: int) -> tuple[dict, int]:
     out = ctx.out_dir
     titles, _ = _lookup_of(str(work))
