@@ -46,7 +46,7 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     assert first_epochs[1]["train_loss"] < first_epochs[0]["train_loss"]
     assert qa.manifest["metrics"]["final_model"] == "stage_2_segs_4/best_model"
 
-    submit("stage=evaluate", "task=qa", "test_size=20", *QA, *common)
+    submit("stage=evaluate", "task=qa", "test_size=20", "test_documents=4", *QA, *common)
     evaluation = artifact(root, "evaluate")
     metrics = evaluation.manifest["metrics"]
     assert metrics["total"] == 20 and metrics["HasAns_total"] + metrics["NoAns_total"] == 20
@@ -56,11 +56,26 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     rescored = squad_eval.evaluate(gold["data"], preds, na_probs)
     assert json.loads((evaluation.path / "scores.json").read_text()) == rescored
     assert all(abs(metrics[k] - v) < 1e-9 for k, v in rescored.items())
-    # the memory ablation: the same model scored with its memory frozen, and the gain over that
-    forms = [k.removeprefix("memory_gain_") for k in metrics if k.startswith("memory_gain_form_")]
-    assert forms  # and per question form
-    for kind in ("f1", "local_f1", "unanswerable_f1", *forms):
-        assert metrics[f"memory_gain_{kind}"] == metrics[kind] - metrics[f"memory_frozen_{kind}"]
+    # The memory ablations, re-scored from the predictions each wrote: the same model with its
+    # memory frozen (memory_frozen_*, and memory_gain_* = score - that) and with another
+    # document's memory (swap_*), per kind and per question form, on dev and on the test split
+    # (drawn apart: its own documents, test_total questions).
+    assert metrics["test_total"] == 20 and all(a["title"].startswith("test-") for a in
+                                               json.loads((evaluation.path / "test_gold.json").read_text())["data"])
+    for split in ("", "test_"):
+        gold = json.loads((evaluation.path / f"{split}gold.json").read_text())
+        scored = json.loads((evaluation.path / f"{split}predictions.json").read_text())
+        for ablation in ("memory_frozen", "swap"):
+            preds = json.loads((evaluation.path / f"{split}predictions_{ablation}.json").read_text())
+            assert set(preds) == set(scored)
+            rescored = squad_eval.evaluate(gold["data"], preds)
+            keys = [k for k in rescored if k in squad_eval.ABLATED_SCORES or
+                    (k.startswith("form_") and k.endswith(("_exact", "_f1")))]
+            assert len(keys) > len(squad_eval.ABLATED_SCORES)  # per question form too
+            for key in keys:
+                assert metrics[f"{split}{ablation}_{key}"] == rescored[key], (split, ablation, key)
+                if ablation == "memory_frozen":
+                    assert metrics[f"{split}memory_gain_{key}"] == metrics[f"{split}{key}"] - rescored[key]
 
     # The no-answer threshold: by default the one saved with the trained model (its qa config);
     # an explicit `no_answer_threshold=` overrides it (a huge one abstains on every question).
