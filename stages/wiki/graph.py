@@ -3,8 +3,10 @@
 Node id = article id (index into `titles.json`). Edges are article -> linked article, with
 self-links, duplicates and links to titles that are not articles (dangling) dropped.
 
-Built like `extract`, over ranks x worker processes, in memory bounded by `memory_mb` per
-process (not by the number of links), with an artifact that depends on neither:
+Built like `extract`, over ranks x worker processes, with working memory bounded by `memory_mb`
+per process whatever the number of links (what still grows is O(nodes): the mapped title index,
+~40 B per title, and rank 0's per-node arrays at the commit), and an artifact that depends on
+neither the world size, the workers nor `memory_mb`:
 1. lookup (rank 0): a hash index over the extract artifact's `titles.txt` (`tables.HashIndex`,
    16 B per title on disk), written once under the partial directory; every process maps it.
 2. map: the units are the extract artifact's article shards; rank r takes the shards
@@ -17,7 +19,7 @@ process (not by the number of links), with an artifact that depends on neither:
    deduplicates them, and writes that range's out-, in- and undirected (`both`) rows and its
    `graph.jsonl` lines.
 4. commit (rank 0): the range pieces are joined into the artifact's files by a byte copy,
-   the weakly connected components are found by union-find over the mapped out-CSR in chunks
+   the weakly connected components are found by union-find over the out-CSR read back in chunks
    (`weakly_connected_components_csr`), and the stats are written.
 All scratch ("spill") files live in `_work/` under the partial directory and are removed
 before the commit; a crash leaves them there for a relaunch, which redoes only the units and
