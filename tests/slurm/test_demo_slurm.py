@@ -33,7 +33,7 @@ def test_the_demo_command_runs_as_one_chain_on_the_cluster(slurm_cluster, tmp_pa
                            "cpus_per_task=1", f"root={root}", f"results={res}", "wait=true"],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "job arrays: pretrain[8], qa[2], evaluate[8], evaluate[2]" in proc.stdout
+    assert "job arrays: extract[2], graph[2], pretokenize[2], pretrain[8], qa[2], evaluate[8], evaluate[2]" in proc.stdout
 
     summary = (res / "summary.md").read_text()
     lm = _table_rows(summary, "Graph-LM")

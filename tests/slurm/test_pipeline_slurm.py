@@ -119,8 +119,9 @@ def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
     for key, job in jobs.items():
         upstream_ids = {jobs[u]["job_id"] for u in job["upstream"]}
         script = submission_script(run, job["job_id"])
-        if upstream_ids:  # submitted with the dependency, and started only after its upstreams ended
-            assert f"--dependency=afterok:{':'.join(sorted(upstream_ids))}" in script, key
+        if upstream_ids:  # submitted with the dependency (on whole arrays), started only after its upstreams ended
+            arrays = sorted({job_id.split("_")[0] for job_id in upstream_ids})
+            assert f"--dependency=afterok:{':'.join(arrays)}" in script, key
             assert "--kill-on-invalid-dep=yes" in script
             assert all(rows[job["job_id"]]["Start"] >= rows[u]["End"] for u in upstream_ids), key
         else:

@@ -59,18 +59,19 @@ def test_submit_script_runs_from_any_directory(tmp_path):
 
 def test_stage_all_defaults_to_the_comparison_grid_and_explicit_keys_narrow_it(tmp_path):
     grid = submit("stage=all", f"root={tmp_path}", "dry_run=true").stdout
-    assert "job arrays: pretrain[8], qa[2], evaluate[8], evaluate[2]" in grid
+    # extract, graph and pretokenize twice: the training corpus and the LM evaluation's fresh one
+    assert "job arrays: extract[2], graph[2], pretokenize[2], pretrain[8], qa[2], evaluate[8], evaluate[2]" in grid
     narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory_num_tokens=4").stdout
-    assert "job arrays: pretrain[2], evaluate[2]" in narrow
+    assert "pretokenize[2], pretrain[2], evaluate[2]" in narrow
     assert "default comparison grid for stage=all: pretrain.mask " in narrow
 
 
 def test_study_runs_its_grid_and_stages_and_command_line_keys_win(tmp_path):
     out = submit("stage=all", "study=lm", f"root={tmp_path}", "dry_run=true").stdout
-    assert "job arrays: pretrain[12], evaluate[12]" in out  # 2 strategies x 2 masks x 3 seeds, no qa
+    assert "pretokenize[2], pretrain[12], evaluate[12]" in out  # 2 strategies x 2 masks x 3 seeds, no qa
     assert " qa " not in out
     fewer = submit("stage=all", "study=lm", "seed=0", "mask=graph", f"root={tmp_path}", "dry_run=true").stdout
-    assert "job arrays: pretrain[2], evaluate[2]" in fewer
+    assert "pretokenize[2], pretrain[2], evaluate[2]" in fewer
     bad = submit("stage=all", "study=nope", f"root={tmp_path}", "dry_run=true", check=False)
     assert bad.returncode == 2 and "`study=nope` is unknown" in bad.stderr
 

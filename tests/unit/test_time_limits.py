@@ -31,6 +31,6 @@ def test_a_study_sets_the_time_limit_it_needs_unless_the_command_line_does(tmp_p
         out = submit("stage=all", f"root={tmp_path}", "dry_run=true", *extra).stdout
         return out.splitlines()[0]
 
-    assert "time=180min" in plan_line("study=qa_memory_shared")
-    assert "time=90min" in plan_line("study=qa_memory_shared", "time=90")
+    assert "time=180min" in plan_line("study=qa_memory")  # its reader job trains 30 epochs
+    assert "time=90min" in plan_line("study=qa_memory", "time=90")
     assert "time=60min" in plan_line("study=lm")  # no declared need: the launcher default
