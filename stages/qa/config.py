@@ -64,7 +64,7 @@ class QAConfig:
     max_seq_length: int = knob(64, "tokens per segment (question, context window, memory and special tokens)")
     memory_extends_segment: bool = knob(False, "add the 2 x memory_num_tokens memory tokens to max_seq_length "
                                         "instead of taking them from the context window, so that variants with "
-                                        "and without memory read the same windows (README diagnostics d22, d23)")
+                                        "and without memory read the same windows")
     doc_stride: int = knob(64, "context tokens between the starts of consecutive windows")
     max_query_length: int = knob(16, "question tokens kept")
     max_n_segs: int = knob(4, "segments kept per document (features and evaluation)")
@@ -76,7 +76,7 @@ class QAConfig:
     memory_init: str = knob("learned", "initial memory", choices=("learned", "zeros"))
     memory_read_scale: str = knob("raw", "how memory enters in place of the read tokens' embeddings: raw (as "
                                   "MemXLNet) or embedding (rescaled to the word embeddings' RMS: a random-init "
-                                  "model's hidden states are ~25x their norm; README diagnostic d21)",
+                                  "model's hidden states are ~25x their norm)",
                                   choices=("raw", "embedding"))
     use_differentiable_memory: bool = knob(False, "slot memory with content addressing instead of token memory")
     memory_slots: int = knob(16, "slots of the differentiable memory")
