@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from stages.formats.graph import GraphIndex
@@ -69,7 +70,8 @@ class PackLoader:
     (its last batch may hold fewer packs): e.g. `max_epochs=1` with the `random` strategy and
     the held-out ids as `allowed_doc_ids` packs every held-out document exactly once, for
     evaluation. Iterating again, or after `load_state_dict`, continues from the last batch
-    handed out. `pin_memory` is passed to the DataLoader (worker mode).
+    handed out. `pin_memory` (for a CUDA consumer) pins every batch tensor in page-locked memory
+    (the DataLoader does it in worker mode), so the trainer's `non_blocking` copies overlap.
     """
 
     def __init__(
@@ -129,6 +131,8 @@ class PackLoader:
                 )
             )
         for batch in source:
+            if self.pin_memory and self.cfg.num_workers == 0:
+                batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
             slot, state = batch.pop(_STATE_KEY)
             self._states[slot] = state
             self._next_slot = (slot + 1) % self.streams_per_rank

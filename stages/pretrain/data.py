@@ -106,7 +106,7 @@ def packing_config(cfg) -> PackingConfig:
 def train_loader(graph: GraphIndex, store: TokenStore, cfg, split: Split, rank: int, world_size: int) -> PackLoader:
     """This rank's resumable training stream; held-out documents never enter it."""
     return PackLoader(graph, store, packing_config(cfg), rank=rank, world_size=world_size,
-                      allowed_doc_ids=split.train)
+                      allowed_doc_ids=split.train, pin_memory=torch.cuda.is_available())
 
 
 def validation_batches(graph: GraphIndex, store: TokenStore, cfg, split: Split, rank: int,

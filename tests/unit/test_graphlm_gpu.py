@@ -47,3 +47,16 @@ def test_bf16_autocast_training_step_is_finite():
         out = model(batch)
     out.loss.backward()
     assert torch.isfinite(out.loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_the_training_loader_pins_its_batches_on_cuda(tmp_path, num_workers):
+    """Pinned host memory, so the trainer's non_blocking copies overlap with compute."""
+    from stages.packing.config import PackingConfig
+    from stages.packing.loader import PackLoader
+    from tests.fixtures import write_markov_corpus
+
+    graph, tokens = write_markov_corpus(tmp_path, n_docs=40, vocab=64, mean_length=40)
+    cfg = PackingConfig(token_budget=64, batch_size=2, num_workers=num_workers)
+    batch = next(iter(PackLoader.from_paths(graph, tokens, cfg, pin_memory=True)))
+    assert all(v.is_pinned() for v in batch.values() if torch.is_tensor(v))
