@@ -32,7 +32,7 @@ except Exception as err:
 
 
 def _acquire(lock: Path) -> str:
-    proc = subprocess.run([sys.executable, "-c", ACQUIRE, str(lock)], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", ACQUIRE, str(lock)], check=False, cwd=REPO, capture_output=True, text=True,
                           timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
     out = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr, proc.stderr

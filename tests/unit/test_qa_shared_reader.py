@@ -13,8 +13,8 @@ from models.memxlnet import MemoryConfig, MemXLNetForQA
 from stages.core.artifacts import load_artifact
 from stages.core.config import ConfigError, resolve, signature_dict
 from stages.core.context import StageContext
-from stages.qa import train
 from stages.core.runner import execute
+from stages.qa import train
 from stages.qa.config import QAConfig
 from stages.qa.spec import READER, shared_reader_node
 from tests.unit.test_qa_fidelity import SMALL
