@@ -6,7 +6,9 @@ Builds an extract artifact, then times, alternating and best of `repeats` (the m
 
 - `pretokenize` run(): the consuming stage's own work (baseline);
 - cold verification of the extract artifact: sizes + sha256 of every file (no stamp);
-- warm verification: sizes + stamp lookups (what every later reader pays);
+- warm verification: sizes + stamp lookups (what every reader pays once the artifact is stamped,
+  the first one included: the runner stamps what it hashed at commit; cold is what a reader pays
+  for a copied or changed artifact);
 - graph run() as a second consumer of the same artifact.
 
 Reported as ratios verify / stage, in wall and in CPU seconds (CPU is steadier under load).

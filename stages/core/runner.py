@@ -30,7 +30,7 @@ from stages.core.artifacts import (
 )
 from stages.core.context import StageContext, dist_env
 from stages.core.registry import StageSpec
-from stages.core.verify import verify_artifact
+from stages.core.verify import stamp_committed, verify_artifact
 
 
 @dataclasses.dataclass
@@ -183,5 +183,6 @@ def _run_and_commit(spec, cfg, root, upstream, direct, signature, rank, world_si
         "record": ctx.record,
     }
     artifact = commit_artifact(out_dir, final_dir(root, spec.name, signature), manifest)
+    stamp_committed(artifact)
     log.info("committed %s", artifact.path)
     return Outcome(spec.name, signature, metrics, artifact.path, False, ctx.record, rank)

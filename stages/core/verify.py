@@ -52,6 +52,17 @@ def _write_stamp(path: Path, stamp: dict) -> None:
         pass
 
 
+def stamp_committed(artifact: Artifact) -> None:
+    """After a commit: the runner hashed every file for the manifest moments ago, so the stamp is
+    written then and the first reader checks sizes and stamps instead of hashing it all again. A
+    file changed later has another mtime or inode, and is hashed by its next reader."""
+    stamp = {}
+    for entry in artifact.manifest.get("files", []):
+        st = os.lstat(artifact.path / entry["path"])
+        stamp[entry["path"]] = [st.st_size, st.st_mtime_ns, st.st_ino, entry["sha256"]]
+    _write_stamp(artifact.path / STAMP, stamp)
+
+
 def verify_artifact(artifact: Artifact, checksums: bool = True) -> dict:
     """Raise `CorruptArtifact` naming the first bad file; return counts of what was checked."""
     files = artifact.manifest.get("files")
