@@ -35,6 +35,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_scale import children_cpu, sample_memory
+
 _STAGE = """
 import json, sys
 from pathlib import Path
@@ -95,39 +97,12 @@ def make_extract(root: Path, articles: int, links: int, shards: int = 8, seed: i
     return signature
 
 
-def _sample(procs: list[psutil.Process], peaks: dict[int, int], stop: threading.Event,
-            anon: dict[int, int]) -> None:
-    while not stop.is_set():
-        family = []
-        for proc in procs:
-            try:
-                family += [proc, *proc.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        for p in family:
-            try:
-                with open(f"/proc/{p.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            peaks[p.pid] = max(peaks.get(p.pid, 0), int(line.split()[1]) * 1024)
-                        elif line.startswith("RssAnon:"):  # private memory, sampled (no kernel peak)
-                            anon[p.pid] = max(anon.get(p.pid, 0), int(line.split()[1]) * 1024)
-            except OSError:
-                pass
-        stop.wait(0.1)
-
-
-def _children_cpu() -> float:
-    usage = os.times()
-    return usage.children_user + usage.children_system
-
-
 def measure_graph(root: Path, extract_sig: str, ranks: int, overrides: dict, code: Path = REPO) -> dict:
     """The graph stage as `ranks` concurrent rank processes; wall, CPU, every process's peak RSS."""
     import shutil
 
     shutil.rmtree(root / "graph", ignore_errors=True)
-    before = _children_cpu()
+    before = children_cpu()
     start = time.perf_counter()
     procs, peaks, anon, stop = [], {}, {}, threading.Event()
     for rank in range(ranks):
@@ -135,7 +110,7 @@ def measure_graph(root: Path, extract_sig: str, ranks: int, overrides: dict, cod
                    WORLD_SIZE=str(ranks), LOCAL_RANK=str(rank))
         procs.append(subprocess.Popen([sys.executable, "-c", _STAGE, str(root), extract_sig, json.dumps(overrides)],
                                       cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    sampler = threading.Thread(target=_sample, args=([psutil.Process(p.pid) for p in procs], peaks, stop, anon),
+    sampler = threading.Thread(target=sample_memory, args=([psutil.Process(p.pid) for p in procs], peaks, stop, anon),
                                daemon=True)
     sampler.start()
     outputs = [p.communicate() for p in procs]
@@ -149,7 +124,7 @@ def measure_graph(root: Path, extract_sig: str, ranks: int, overrides: dict, cod
     rank_rss = [round(peaks.get(pid, 0) / 2**20, 1) for pid in rank_pids]
     workers = [round(v / 2**20, 1) for pid, v in peaks.items() if pid not in rank_pids]
     metrics = json.loads(outputs[0][0].strip().splitlines()[-1])["metrics"]
-    return {"ranks": ranks, "wall_s": round(wall, 2), "cpu_s": round(_children_cpu() - before, 2),
+    return {"ranks": ranks, "wall_s": round(wall, 2), "cpu_s": round(children_cpu() - before, 2),
             "rss_rank_mb": rank_rss, "rss_worker_max_mb": max(workers, default=0.0),
             "rss_max_mb": max([*rank_rss, *workers]),
             "anon_max_mb": round(max(anon.values(), default=0) / 2**20, 1), "metrics": metrics}

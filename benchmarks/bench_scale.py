@@ -58,18 +58,25 @@ print(json.dumps({"signature": "", "metrics": {"docs": loader.store.num_docs, "b
 """
 
 
-def _sample(proc: psutil.Process, peaks: dict[int, int], stop: threading.Event) -> None:
+def sample_memory(procs: list[psutil.Process], peaks: dict[int, int], stop: threading.Event,
+                  anon: dict[int, int] | None = None) -> None:
+    """Until `stop`: every 0.1 s, each process's and descendant's peak RSS (VmHWM) into `peaks`,
+    and its private memory (RssAnon, sampled: the kernel keeps no peak of it) into `anon`."""
     while not stop.is_set():
-        try:
-            family = [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
+        family = []
+        for proc in procs:
+            try:
+                family += [proc, *proc.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
         for p in family:
             try:
                 with open(f"/proc/{p.pid}/status") as status:
                     for line in status:
                         if line.startswith("VmHWM:"):
                             peaks[p.pid] = max(peaks.get(p.pid, 0), int(line.split()[1]) * 1024)
+                        elif anon is not None and line.startswith("RssAnon:"):
+                            anon[p.pid] = max(anon.get(p.pid, 0), int(line.split()[1]) * 1024)
             except OSError:
                 pass
         stop.wait(0.1)
@@ -83,7 +90,7 @@ def run_measured(args: list[str]) -> dict:
                              stderr=subprocess.PIPE, text=True)
     peaks: dict[int, int] = {}
     stop = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(psutil.Process(child.pid), peaks, stop), daemon=True)
+    sampler = threading.Thread(target=sample_memory, args=([psutil.Process(child.pid)], peaks, stop), daemon=True)
     sampler.start()
     out, err = child.communicate()
     wall = time.perf_counter() - start
@@ -97,15 +104,16 @@ def run_measured(args: list[str]) -> dict:
             "rss_worker_max_mb": round(max(peaks.values(), default=0) / 2**20, 1), **result}
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the reaped child processes so far."""
     usage = os.times()
     return usage.children_user + usage.children_system
 
 
 def stage(name: str, root: Path, overrides: dict, upstream: dict) -> dict:
-    before = _children_cpu()
+    before = children_cpu()
     row = run_measured([_STAGE, name, str(root), json.dumps(overrides), json.dumps(upstream)])
-    row["cpu_s"] = round(_children_cpu() - before, 2)
+    row["cpu_s"] = round(children_cpu() - before, 2)
     print(f"  ({name} done: {json.dumps({k: v for k, v in row.items() if k != 'metrics'})})", flush=True)
     return row
 
@@ -117,9 +125,9 @@ def measure(dump: Path, root: Path, workers: int) -> dict:
     ext = rows["extract"]["signature"]
     rows["graph"] = stage("graph", root, {}, {"extract": ext})
     rows["pretokenize"] = stage("pretokenize", root, {"workers": workers}, {"extract": ext})
-    before = _children_cpu()
+    before = children_cpu()
     rows["loader"] = run_measured([_LOADER, str(root), rows["graph"]["signature"], rows["pretokenize"]["signature"]])
-    rows["loader"]["cpu_s"] = round(_children_cpu() - before, 2)
+    rows["loader"]["cpu_s"] = round(children_cpu() - before, 2)
     return {"dump": str(dump), "articles": rows["extract"]["metrics"]["articles"],
             "links": rows["extract"]["metrics"]["links_kept"], "tokens": rows["pretokenize"]["metrics"]["tokens"],
             "edges": rows["graph"]["metrics"]["edges"], "stages": rows}
