@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs.seeds import Estimate, group_by_variant, mean_ci, numeric
+from jobs.seeds import Estimate, aggregate, group_by_variant, paired_difference
 from stages.core.config import ConfigError, did_you_mean
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
@@ -130,26 +130,24 @@ def _matches(variant: tuple, wanted: dict) -> bool:
     return all(values.get(k) == v for k, v in wanted.items())
 
 
-def _by_seed(groups: dict, wanted: dict) -> dict[str, dict] | None:
-    found = [by_seed for variant, by_seed in groups.items() if _matches(variant, wanted)]
+def _variant(groups: dict, wanted: dict) -> tuple | None:
+    found = [variant for variant in groups if _matches(variant, wanted)]
     return found[0] if len(found) == 1 else None
 
 
 def judge(criterion: Criterion, records: list[dict]) -> tuple[Estimate | None, bool, str]:
     """(estimate, holds, note) of one criterion over the records of a results directory."""
-    groups = group_by_variant([r for r in records if r.get("stage") == criterion.stage])
-    left = _by_seed(groups, criterion.variant)
-    if left is None:
-        return None, False, f"no single {criterion.stage} variant {_label(criterion.variant)} in the records"
+    stage_records = [r for r in records if r.get("stage") == criterion.stage]
+    groups = group_by_variant(stage_records)
+    wanted = [criterion.variant] + ([criterion.minus] if criterion.minus else [])
+    variants = [_variant(groups, w) for w in wanted]
+    for want, variant in zip(wanted, variants):
+        if variant is None:
+            return None, False, f"no single {criterion.stage} variant {_label(want)} in the records"
     if criterion.minus is None:
-        estimate = mean_ci([m[criterion.metric] for m in left.values() if numeric(m.get(criterion.metric))])
+        estimate = aggregate(stage_records, [criterion.metric])[variants[0]][criterion.metric]
     else:
-        right = _by_seed(groups, criterion.minus)
-        if right is None:
-            return None, False, f"no single {criterion.stage} variant {_label(criterion.minus)} in the records"
-        estimate = mean_ci([left[s][criterion.metric] - right[s][criterion.metric] for s in left
-                            if s in right and numeric(left[s].get(criterion.metric))
-                            and numeric(right[s].get(criterion.metric))])
+        estimate = paired_difference(stage_records, criterion.metric, *variants)
     if estimate.n < 2:
         return estimate, False, f"{estimate.n} seed(s): a CI needs at least 2"
     bound = estimate.mean + estimate.half_width if criterion.expect == "negative" else estimate.mean - estimate.half_width
