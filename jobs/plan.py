@@ -236,6 +236,8 @@ class Planner:
     def _derived(self, spec, cfg: Any, upstream: dict[str, str]) -> dict[str, Node]:
         """The nodes `spec` derives from `cfg` (`StageSpec.derived`): jobs of the plan, requested
         with the node that implies them, each resolved from its own config and upstream roles."""
+        if not spec.derived:  # most stages: no upstream configs to look up (from manifests, for reuse)
+            return {}
         wanted = spec.derived_for(cfg, {role: self._config_of(registry.stage_of(role), sig)
                                         for role, sig in upstream.items()})
         nodes: dict[str, Node] = {}
