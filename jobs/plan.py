@@ -160,12 +160,8 @@ class Planner:
         requested = {name for name, _ in self._requested()}
         for key in self.parsed.stage_values:
             prefix, dot, rest = key.partition(".")
-            if dot:
-                if prefix not in self.stages:
-                    raise ConfigError(f"unknown stage `{prefix}` in key `{key}`{did_you_mean(prefix, list(self.stages))}")
-                if rest not in config_lib.field_names(self.stages[prefix].config_cls):
-                    raise config_lib.unknown_key_error(rest, f"stage `{prefix}`",
-                                                       config_lib.field_names(self.stages[prefix].config_cls))
+            if dot and prefix in self.stages:
+                config_lib.check_key(self.stages[prefix].config_cls, rest, f"stage `{prefix}`")
                 self.routes[key] = [(prefix, rest)]
                 continue
             owners = [n for n in requested if key in config_lib.field_names(self.stages[n].config_cls)]
@@ -180,10 +176,18 @@ class Planner:
         if others:
             raise ConfigError(f"key `{key}` belongs to stage `{others[0]}`, not `{self.stage_name}`; "
                               f"write `{others[0]}.{key}=...` to configure that upstream")
+        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
+        for name in sorted(requested, key=lambda n: n not in chain) + sorted(self.stages):
+            moved = config_lib.renamed(self.stages[name].config_cls)
+            if key in moved:
+                raise config_lib.moved_key_error(key, moved[key], where)
+        prefix, dot, _ = key.partition(".")
+        if dot and not any(key.startswith(f"{c}.") for n in requested
+                           for c in config_lib.components(self.stages[n].config_cls)):
+            raise ConfigError(f"unknown stage `{prefix}` in key `{key}`{did_you_mean(prefix, list(self.stages))}")
         candidates = list(GLOBAL_KEYS) + self.launcher_keys
         for name in requested:
             candidates += config_lib.field_names(self.stages[name].config_cls)
-        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
         raise config_lib.unknown_key_error(key, where, candidates)
 
     def _default_upstream_closure(self, names: set[str]) -> set[str]:
