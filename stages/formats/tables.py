@@ -9,13 +9,17 @@ starts (8 bytes per string, the only per-string memory of an open table). On top
   verified against the bytes), saved as `.npy` files that worker processes map read-only,
   so the page cache holds one copy for all of them.
 An index costs 16 bytes per string (hash, row) on disk, mapped.
+- `TableSlices`, `HashFile`, `NpyWriter`: the same tables read and written in bounded windows
+  (never mapped whole), for processes whose memory must not grow with the number of strings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -230,4 +234,210 @@ class HashIndex:
             rows = np.arange(lo, min(lo + _CHUNK, len(other)))
             result[rows] = self._confirm(hash_strings(other, rows), hash_strings(other, rows, 1),
                                          other.starts[rows + 1] - other.starts[rows] - 1)
+        return result
+
+
+# ---------------------------------------------------------------- read in windows, never mapped
+#
+# A mapped page that a process has read stays in its RSS until the map is closed, so a pass
+# over a whole mapped table (or lookups spread over it) grows the process by the table's size.
+# What follows reads files in bounded pieces instead: a process holds its window, whatever n.
+
+
+def read_npy_slice(path: Path, a: int, b: int) -> np.ndarray:
+    """Items a..b-1 of a 1-D `.npy` file, read (not mapped)."""
+    array = np.load(path, mmap_mode="r")
+    dtype, offset = array.dtype, array.offset
+    del array
+    return np.fromfile(path, dtype=dtype, count=max(0, b - a), offset=offset + a * dtype.itemsize)
+
+
+def npy_length(path: Path) -> int:
+    """The length of a 1-D `.npy` file, from its header."""
+    array = np.load(path, mmap_mode="r")
+    return len(array)
+
+
+class NpyWriter:
+    """A 1-D `.npy` file of known length written in pieces (the bytes `np.save` writes for the
+    whole array), through a temporary name: in a `with` block, `append` the pieces; at its end
+    the length is checked and the file renamed into place (an error leaves no file)."""
+
+    def __init__(self, path: Path, dtype, length: int):
+        self.path, self.dtype, self.length, self.written = Path(path), np.dtype(dtype), length, 0
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+
+    def __enter__(self) -> Self:
+        self.handle = open(self.tmp, "wb")  # closed by __exit__
+        np.lib.format.write_array_header_1_0(
+            self.handle, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                          "shape": (self.length,)})
+        return self
+
+    def append(self, piece: np.ndarray) -> None:
+        np.ascontiguousarray(piece, dtype=self.dtype).tofile(self.handle)
+        self.written += len(piece)
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.handle.close()
+        if kind is None and self.written != self.length:
+            error = ValueError(f"{self.path}: {self.written} items written for a header of {self.length}")
+        if kind is not None or error is not None:
+            self.tmp.unlink(missing_ok=True)
+            if kind is None:
+                raise error
+            return
+        self.tmp.replace(self.path)
+
+
+def starts_path(table: Path) -> Path:
+    """Where a table's line starts are saved (what `StringTable` maps when it is there)."""
+    return table.with_name(table.name + ".starts.npy")
+
+
+def write_starts(table: Path, block: int = 1 << 24) -> int:
+    """Save the line starts of a table file beside it (`starts_path`), computed over blocks of
+    the file (two passes: count, then write): O(block) memory however many strings. Returns
+    the number of strings."""
+    def blocks():
+        with open(table, "rb") as handle:
+            at = 0
+            while chunk := handle.read(block):
+                yield at, np.frombuffer(chunk, np.uint8)
+                at += len(chunk)
+
+    count = sum(int(np.count_nonzero(chunk == _NEWLINE)) for _, chunk in blocks())
+    with NpyWriter(starts_path(table), np.int64, count + 1) as writer:
+        writer.append(np.zeros(1, np.int64))
+        for at, chunk in blocks():
+            writer.append(np.flatnonzero(chunk == _NEWLINE) + (at + 1))
+    return count
+
+
+class TableSlices:
+    """A table file whose line starts are saved (`write_starts`), read by slices with plain file
+    reads: `len` and `slice(lo, hi)` like `StringTable`, in memory of the slice only."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.starts_file = starts_path(self.path)
+        if not self.starts_file.is_file():
+            raise FileNotFoundError(f"{self.starts_file} is missing; save the table's starts first (write_starts)")
+        self.length = npy_length(self.starts_file) - 1
+
+    def __len__(self) -> int:
+        return self.length
+
+    def bytes_of(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The bytes of strings lo..hi-1 (newline-terminated) and their starts within them."""
+        starts = read_npy_slice(self.starts_file, lo, hi + 1)
+        if hi <= lo:
+            return np.zeros(0, np.uint8), starts[:0]
+        blob = np.fromfile(self.path, dtype=np.uint8, count=int(starts[-1] - starts[0]), offset=int(starts[0]))
+        return blob, starts - starts[0]
+
+    def slice(self, lo: int, hi: int) -> list[str]:
+        """Strings lo..hi-1."""
+        blob, _ = self.bytes_of(lo, hi)
+        return blob[:-1].tobytes().decode("utf-8").split("\n") if hi > lo else []
+
+
+def hashes_of(strings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two hashes (`hash_list` with seeds 0 and 1) and the byte length of each string:
+    what `HashFile.find_hashed` looks up."""
+    data = ("\n".join(strings) + "\n").encode("utf-8") if strings else b""
+    blob = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(blob == _NEWLINE)
+    starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
+    return _hash_ranges(blob, starts, ends, 0), _hash_ranges(blob, starts, ends, 1), (ends - starts).astype(np.uint32)
+
+
+_MAX_BUCKET_BITS = 8  # at most 256 bucket files open at once
+
+#: One record of a `HashFile`: the string's hash, its second independent hash, its length in
+#: bytes and its row (24 bytes).
+HASH_RECORD = np.dtype([("hash", "<u8"), ("second", "<u8"), ("length", "<u4"), ("row", "<u4")])
+
+
+class HashFile:
+    """Exact string -> row lookup like `HashIndex`, with the same answers, for processes whose
+    memory must not grow with the table: one `.npy` of `HASH_RECORD`s sorted by hash (ties in
+    row order) that a lookup streams in windows, and that is built by a radix pass over hash
+    buckets. A hit matches the hash, the byte length and the second hash, as in `HashIndex`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.length = npy_length(self.path)
+
+    def __len__(self) -> int:
+        return self.length
+
+    @staticmethod
+    def build(table: TableSlices, path: Path, memory_bytes: int, chunk: int = _CHUNK) -> HashFile:
+        """Index every row of `table` into `path`; about `memory_bytes` of working memory: the
+        records go to 2^k bucket files by the top bits of their hash (k such that a bucket's
+        sort fits), then each bucket is sorted and appended in bucket order."""
+        n = len(table)
+        if n >= 2**32:
+            raise ValueError(f"{table.path}: {n} strings; HashFile rows are uint32, split the table")
+        bits = 0
+        while (n >> bits) * HASH_RECORD.itemsize * 3 > memory_bytes and bits < _MAX_BUCKET_BITS:
+            bits += 1
+        buckets = [path.with_name(f"{path.name}.bucket{b:05d}") for b in range(1 << bits)]
+        with contextlib.ExitStack() as stack:
+            handles = [stack.enter_context(open(b, "wb")) for b in buckets]
+            for lo in range(0, n, chunk):
+                hi = min(lo + chunk, n)
+                blob, starts = table.bytes_of(lo, hi)
+                ends = starts[1:] - 1
+                records = np.empty(hi - lo, HASH_RECORD)
+                records["hash"] = _hash_ranges(blob, starts[:-1], ends, 0)
+                records["second"] = _hash_ranges(blob, starts[:-1], ends, 1)
+                records["length"] = ends - starts[:-1]
+                records["row"] = np.arange(lo, hi)
+                which = (records["hash"] >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(hi - lo, int)
+                for b in np.unique(which).tolist():
+                    records[which == b].tofile(handles[b])
+        with NpyWriter(path, HASH_RECORD, n) as writer:
+            for bucket in buckets:
+                records = np.fromfile(bucket, HASH_RECORD)
+                writer.append(records[np.argsort(records["hash"], kind="stable")])  # rows came in order
+                del records
+                bucket.unlink()
+        return HashFile(path)
+
+    def find_hashed(self, hashes: np.ndarray, second: np.ndarray, lengths: np.ndarray,
+                    window: int) -> np.ndarray:
+        """Row of each query string given by its two hashes and byte length, -1 where absent.
+        The queries are sorted and the file is read `window` records at a time; a window is
+        skipped when the next query is above its last possible hash (the first hash of the
+        next window, read beforehand)."""
+        result = np.full(len(hashes), -1, np.int64)
+        if not len(hashes) or not self.length:
+            return result
+        window = max(1, window)
+        mapped = np.load(self.path, mmap_mode="r")
+        fences = np.array(mapped["hash"][window::window])  # a page per window
+        offset = mapped.offset
+        del mapped
+        order = np.argsort(hashes, kind="stable")
+        wanted = hashes[order]
+        at = 0
+        for w in range(-(-self.length // window)):
+            if at == len(wanted):
+                break
+            if w < len(fences) and wanted[at] > fences[w]:
+                continue  # every hash of window w is <= fences[w]
+            count = min(window, self.length - w * window)
+            records = np.fromfile(self.path, HASH_RECORD, count=count,
+                                  offset=offset + w * window * HASH_RECORD.itemsize)
+            end = int(np.searchsorted(wanted, records["hash"][-1], side="right"))
+            if end > at:
+                pick = order[at:end]
+                found = records[np.searchsorted(records["hash"], wanted[at:end])]
+                hit = (found["hash"] == wanted[at:end]) & (found["second"] == second[pick])
+                hit &= found["length"] == lengths[pick]
+                result[pick[hit]] = found["row"][hit]
+                at = end
+            del records
         return result

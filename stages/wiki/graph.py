@@ -3,24 +3,28 @@
 Node id = article id (index into `titles.json`). Edges are article -> linked article, with
 self-links, duplicates and links to titles that are not articles (dangling) dropped.
 
-Built like `extract`, over ranks x worker processes, with working memory bounded by `memory_mb`
-per process whatever the number of links (what still grows is O(nodes): the mapped title index,
-~40 B per title, and rank 0's per-node arrays at the commit), and an artifact that depends on
-neither the world size, the workers nor `memory_mb`:
-1. lookup (rank 0): a hash index over the extract artifact's `titles.txt` (`tables.HashIndex`,
-   16 B per title on disk), written once under the partial directory; every process maps it.
+Built like `extract`, over ranks x worker processes, with each process's memory bounded by
+`memory_mb` whatever the number of links or nodes (one exception: rank 0's components hold a
+parent and a size array, 4 B per node each), and an artifact that depends on neither the world
+size, the workers nor `memory_mb`. Files are read in bounded windows, not mapped whole: a mapped
+page a process has read stays in its RSS.
+1. lookup (rank 0): over the extract artifact's `titles.txt`, its line starts and a
+   `tables.HashFile` (24 B per title: two hashes, length, row; sorted by hash), both written
+   in bounded pieces under the partial directory.
 2. map: the units are the extract artifact's article shards; rank r takes the shards
-   `s % world_size == r`, its workers one shard each. A worker resolves the links into
-   (source id, target id) pairs and writes them as sorted runs of int64 keys, `src * n + dst`
-   (out) and `dst * n + src` (in), each run deduplicated, at most `memory_mb` of links each.
+   `s % world_size == r`, its workers one shard each. A worker hashes the links as it reads
+   them, resolves a batch of them by one pass over the hash file in windows, and writes the
+   (source id, target id) pairs as sorted runs of int64 keys, `src * n + dst` (out) and
+   `dst * n + src` (in), each run deduplicated, at most `memory_mb` of links each.
 3. reduce: the node ids are cut into ranges whose edges fit `memory_mb` (counted on the runs,
    so every rank computes the same cut); rank r takes the ranges `p % world_size == r`. A
    worker reads its slice of every run (binary search on the mapped run), sorts and
    deduplicates them, and writes that range's out-, in- and undirected (`both`) rows and its
    `graph.jsonl` lines.
-4. commit (rank 0): the range pieces are joined into the artifact's files by a byte copy,
-   the weakly connected components are found by union-find over the out-CSR read back in chunks
-   (`weakly_connected_components_csr`), and the stats are written.
+4. commit (rank 0): the range pieces are joined into the artifact's files a piece at a time
+   (indptr summed as it is written, the rest by byte copy; degree statistics from per-degree
+   counts), the weakly connected components are found by union-find over the pieces' edges
+   read in chunks (`weakly_connected_components_chunks`), and the stats are written.
 All scratch ("spill") files live in `_work/` under the partial directory and are removed
 before the commit; a crash leaves them there for a relaunch, which redoes only the units and
 ranges without a completion marker (`force=true` discards them with the partial directory).
@@ -28,6 +32,8 @@ ranges without a completion marker (`force=true` discards them with the partial 
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
 import os
 import shutil
@@ -45,15 +51,27 @@ from stages.formats.graph import (
     concat_npy,
     write_graph_jsonl,
 )
-from stages.formats.tables import HashIndex, StringTable, write_lines
+from stages.formats.tables import (
+    HASH_RECORD,
+    HashFile,
+    NpyWriter,
+    TableSlices,
+    hashes_of,
+    read_npy_slice,
+    write_lines,
+    write_starts,
+)
 from stages.wiki.config import GraphConfig
 from stages.wiki.parallel import bounded_imap, wait_for_markers, worker_pool
 
 _WORK = "_work"
-_LOOKUP_BATCH = 1 << 16  # links looked up together
-#: Bytes of working memory per buffered link in the map phase: the source/target id lists and
-#: arrays, two int64 keys, their sorts and dedup masks.
-_MAP_BYTES_PER_LINK = 48
+_HASH_BATCH = 1 << 16  # links hashed together
+#: Bytes of working memory per buffered link in the map phase: its source id, two hashes and
+#: length (28), their joined copies while resolving, the sort order and result of the lookup,
+#: then the two int64 keys with their sorts and dedup masks.
+_MAP_BYTES_PER_LINK = 96
+#: The map's share of `memory_mb` for the index window it reads (the rest buffers links).
+_WINDOW_SHARE = 4
 #: Bytes per (out + in) edge of a range at the reduce peak: both key sets (8 + 8), their union
 #: before dedup (16), its mask and the deduplicated copy.
 _REDUCE_BYTES_PER_EDGE = 40
@@ -99,40 +117,54 @@ def _roots(parent: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         labels = up
 
 
-def weakly_connected_components_csr(indptr: np.ndarray, indices,
-                                    chunk_edges: int = 1 << 22) -> tuple[np.ndarray, int]:
-    """`weakly_connected_components` over a (memory-mapped) CSR, reading `chunk_edges` edges at
-    a time: memory is the parent array (O(nodes), int32 while ids fit) plus one chunk, however
-    many edges there are. Per chunk: the roots of both ends (pointer jumping), the larger root
-    hooked under the smaller; after each pass over all edges, full path compression. It ends
-    after a pass in which no edge joined two trees. Returns (labels, passes). `indices`: an
-    array, or a function (e0, e1) -> indices[e0:e1] (to read chunks of a file unmapped)."""
-    n = len(indptr) - 1
-    dtype = np.int32 if n < 2**31 else np.int64
-    parent = np.arange(n, dtype=dtype)
-    cuts = _chunk_rows(indptr, chunk_edges)
+def weakly_connected_components_chunks(n_nodes: int, chunks) -> tuple[np.ndarray, int]:
+    """`weakly_connected_components` over edges that `chunks()` yields as (src, dst) arrays, one
+    bounded chunk at a time (a pass calls it again): memory is the parent array (4 B per node
+    while ids fit int32) plus one chunk, however many edges there are. Per chunk: the roots of
+    both ends (pointer jumping), the larger root hooked under the smaller; after each pass, full
+    path compression in place. It ends after a pass in which no edge joined two trees. Returns
+    (labels, passes)."""
+    dtype = np.int32 if n_nodes < 2**31 else np.int64
+    parent = np.arange(n_nodes, dtype=dtype)
     passes = 0
     while True:
         passes += 1
         joined = False
-        for r0, r1 in itertools.pairwise(cuts):
-            e0, e1 = int(indptr[r0]), int(indptr[r1])
-            if e1 == e0:
-                continue
-            src = np.repeat(np.arange(r0, r1, dtype=dtype), np.diff(np.asarray(indptr[r0:r1 + 1])))
-            dst = indices(e0, e1) if callable(indices) else np.asarray(indices[e0:e1])
-            a, b = _roots(parent, src), _roots(parent, dst.astype(dtype, copy=False))
-            del dst
-            del src
+        for src, dst in chunks():
+            a, b = _roots(parent, src.astype(dtype, copy=False)), _roots(parent, dst.astype(dtype, copy=False))
             differ = a != b
             if differ.any():
                 joined = True
                 a, b = a[differ], b[differ]
                 np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
             del a, b, differ
-        parent = _compress(parent)
+        _compress_in_place(parent)
         if not joined:
             return parent, passes
+
+
+def _compress_in_place(parent: np.ndarray, step: int = 1 << 20) -> None:
+    """Point every node at its root, a slice at a time in increasing ids: a parent is never
+    above its node (roots are hooked under smaller roots), so the slices below are already
+    compressed when a slice is, and one sweep suffices with O(step) temporaries."""
+    for lo in range(0, len(parent), step):
+        part = parent[lo:lo + step]
+        while True:
+            up = parent[part]
+            if np.array_equal(up, part):
+                break
+            part = up
+        parent[lo:lo + step] = part
+
+
+def csr_chunks(indptr: np.ndarray, indices, chunk_edges: int, first: int = 0):
+    """(src, dst) edge chunks of about `chunk_edges` edges of a CSR (rows `first...`); `indices`:
+    an array, or a function (e0, e1) -> indices[e0:e1] (to read chunks of a file unmapped)."""
+    for r0, r1 in itertools.pairwise(_chunk_rows(indptr, chunk_edges)):
+        e0, e1 = int(indptr[r0]), int(indptr[r1])
+        if e1 > e0:
+            src = np.repeat(np.arange(first + r0, first + r1, dtype=np.int64), np.diff(np.asarray(indptr[r0:r1 + 1])))
+            yield src, (indices(e0, e1) if callable(indices) else np.asarray(indices[e0:e1]))
 
 
 def _chunk_rows(indptr: np.ndarray, chunk_edges: int) -> list[int]:
@@ -145,14 +177,45 @@ def _chunk_rows(indptr: np.ndarray, chunk_edges: int) -> list[int]:
     return sorted({0, n, *[int(c) for c in cuts if 0 < c < n]})
 
 
-def degree_stats(indptr: np.ndarray, prefix: str, percentiles: list[int]) -> dict:
-    degrees = np.diff(indptr)
-    if degrees.size == 0:
-        return {f"{prefix}_degree_max": 0, f"{prefix}_degree_mean": 0.0}
-    stats = {f"{prefix}_degree_p{p}": round(float(np.percentile(degrees, p)), 3) for p in percentiles}
-    stats[f"{prefix}_degree_max"] = int(degrees.max())
-    stats[f"{prefix}_degree_mean"] = round(float(degrees.mean()), 3)
-    return stats
+class DegreeCounts:
+    """How many nodes have each degree, added a range of nodes at a time: the degree statistics
+    of the whole graph in memory of its distinct degrees (at most sqrt(2 x edges) of them)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter = collections.Counter()
+
+    def add(self, degrees: np.ndarray) -> None:
+        values, counts = np.unique(degrees, return_counts=True)
+        self.counts.update(dict(zip(values.tolist(), counts.tolist())))
+
+    def stats(self, prefix: str, percentiles: list[int]) -> dict:
+        """Percentiles (as `np.percentile`'s default linear method gives them), max and mean."""
+        if not self.counts:
+            return {f"{prefix}_degree_max": 0, f"{prefix}_degree_mean": 0.0}
+        values = np.array(sorted(self.counts), np.int64)
+        cumulative = np.cumsum([self.counts[v] for v in values.tolist()])
+        total = int(cumulative[-1])
+        stats = {f"{prefix}_degree_p{p}": round(float(_percentile(values, cumulative, p)), 3) for p in percentiles}
+        stats[f"{prefix}_degree_max"] = int(values[-1])
+        stats[f"{prefix}_degree_mean"] = round(float(values @ np.diff(cumulative, prepend=0)) / total, 3)
+        return stats
+
+
+def _percentile(values: np.ndarray, cumulative: np.ndarray, p: float):
+    """`np.percentile(a, p)` of the sorted array that holds `values` with these cumulative
+    counts, by the same float steps as numpy's linear method (`_compute_virtual_index`, then
+    `_lerp`), so that the stats are the same bytes as from the array itself."""
+    total = int(cumulative[-1])
+    q = np.true_divide(p, 100)
+    virtual = total * q + (1 + q * (1 - 1 - 1)) - 1
+    if virtual >= total - 1:  # numpy takes the last value for both neighbours
+        return float(values[-1])
+    previous = np.floor(virtual)  # virtual >= 0: q >= 0 and total >= 1
+    gamma = virtual - previous
+    previous = int(previous)
+    a, b = (values[np.searchsorted(cumulative, i, side="right")] for i in (previous, previous + 1))
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def _libc():
@@ -186,14 +249,18 @@ def _trim() -> None:
 
 # ---------------------------------------------------------------- lookup (rank 0, once)
 
+_TITLES = "titles.txt"
+_INDEX = "titles.index.npy"
 
-def _build_lookup(extract_dir: Path, work: Path) -> None:
+
+def _build_lookup(extract_dir: Path, work: Path, memory: int) -> None:
     """`_work/titles.txt` (a link to the extract artifact's, or written from `titles.json` for
-    artifacts older than it), its line starts and its hash index, all mapped by the workers."""
-    table = work / "titles.txt"
+    artifacts older than it), its line starts and its `HashFile`, each written in bounded
+    pieces; the workers read them in windows."""
+    table = work / _TITLES
     if table.is_symlink() or table.exists():
         table.unlink()
-    source = extract_dir / "titles.txt"
+    source = extract_dir / _TITLES
     if source.is_file():
         try:
             table.symlink_to(source.resolve())
@@ -201,21 +268,8 @@ def _build_lookup(extract_dir: Path, work: Path) -> None:
             shutil.copyfile(source, table)
     else:
         write_lines(table, read_titles(extract_dir))
-    titles = StringTable(table)
-    titles.save_starts()
-    HashIndex.build(titles, prefix=work / "titles")
-
-
-_LOOKUP: dict[str, tuple[StringTable, HashIndex]] = {}
-
-
-def _lookup_of(work: str) -> tuple[StringTable, HashIndex]:
-    """The title table and its index, mapped once per process."""
-    if work not in _LOOKUP:
-        _LOOKUP.clear()
-        titles = StringTable(Path(work) / "titles.txt")
-        _LOOKUP[work] = (titles, HashIndex(titles, prefix=Path(work) / "titles"))
-    return _LOOKUP[work]
+    write_starts(table)
+    HashFile.build(TableSlices(table), work / _INDEX, memory)
 
 
 # ---------------------------------------------------------------- map: shards -> sorted runs
@@ -241,45 +295,54 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
-def map_shard(task: tuple[int, str, str, int, int]) -> dict:
+def map_shard(task: tuple[int, str, str, int, int, int]) -> dict:
     """Worker: one article shard -> sorted, deduplicated runs of out and in keys (self-links
-    dropped, dangling links counted), at most `chunk_links` links per run."""
-    shard, shard_path, work, n, chunk_links = task
+    dropped, dangling links counted). Links are hashed as they are read and resolved together,
+    `chunk_links` at a time, by one pass over the title index in windows of `window` records."""
+    shard, shard_path, work, n, chunk_links, window = task
     _fixed_malloc_threshold()
     work_dir = Path(work)
     for stale in work_dir.glob(f"map-{shard:05d}-*"):  # a crashed earlier try of this shard
         stale.unlink()
-    _, index = _lookup_of(work)
+    index = HashFile(work_dir / _INDEX)
     span = max(n, 1)
     counts = {"shard": shard, "runs": 0, "links": 0, "found": 0, "dangling": 0, "self_links": 0,
               "out_keys": 0, "in_keys": 0}
-    sources: list[np.ndarray] = []
-    targets: list[np.ndarray] = []
+    pending: dict[str, list[np.ndarray]] = {"src": [], "hash": [], "second": [], "length": []}
     buffered = 0
     batch_src: list[int] = []
     batch_links: list[str] = []
 
-    def lookup() -> None:
+    def hash_batch() -> None:
         nonlocal buffered
-        found = index.find(batch_links)
-        keep = found >= 0
-        counts["links"] += len(batch_links)
-        counts["dangling"] += int((~keep).sum())
-        src, dst = np.asarray(batch_src, dtype=np.int64)[keep], found[keep]
-        self_link = src == dst
-        counts["self_links"] += int(self_link.sum())
-        counts["found"] += int(keep.sum())
-        sources.append(src[~self_link])
-        targets.append(dst[~self_link])
-        buffered += int((~self_link).sum())
+        for name, array in zip(("src", "hash", "second", "length"),
+                               (np.asarray(batch_src, np.int64), *hashes_of(batch_links))):
+            pending[name].append(array)
+        buffered += len(batch_links)
         batch_src.clear()
         batch_links.clear()
 
+    def joined(name: str) -> np.ndarray:
+        array = np.concatenate(pending[name])
+        pending[name].clear()
+        return array
+
     def spill() -> None:
         nonlocal buffered
-        src, dst = np.concatenate(sources), np.concatenate(targets)
-        sources.clear()
-        targets.clear()
+        src = joined("src")
+        hashes, second, lengths = joined("hash"), joined("second"), joined("length")
+        dst = index.find_hashed(hashes, second, lengths, window)
+        del hashes, second, lengths
+        keep = dst >= 0
+        counts["links"] += int(src.size)
+        counts["dangling"] += int(src.size - keep.sum())
+        src, dst = src[keep], dst[keep]
+        del keep
+        counts["found"] += int(src.size)
+        other = src != dst
+        counts["self_links"] += int(src.size - other.sum())
+        src, dst = src[other], dst[other]
+        del other
         keys = src * span
         keys += dst
         keys = _sorted_unique(keys)
@@ -298,12 +361,12 @@ def map_shard(task: tuple[int, str, str, int, int]) -> dict:
     for article in iter_shard(Path(shard_path)):
         batch_src.extend([article.id] * len(article.links))
         batch_links.extend(article.links)
-        if len(batch_links) >= min(_LOOKUP_BATCH, chunk_links):
-            lookup()
+        if len(batch_links) >= min(_HASH_BATCH, chunk_links):
+            hash_batch()
             if buffered >= chunk_links:
                 spill()
-    if batch_links:
-        lookup()
+    if batch_links or not pending["src"]:  # a shard without links still writes (empty) runs
+        hash_batch()
     if buffered or counts["runs"] == 0:
         spill()
     _trim()
@@ -341,18 +404,10 @@ def plan_ranges(n: int, run_files: list[Path], budget_edges: int) -> list[tuple[
     return ranges
 
 
-def read_slice(path: Path, a: int, b: int) -> np.ndarray:
-    """Items a..b-1 of a 1-D `.npy` file, read (not mapped: mapped pages that were touched count
-    in the process's RSS, so a pass over a mapped array would grow it to the array's size)."""
-    array = np.load(path, mmap_mode="r")
-    dtype, offset = array.dtype, array.offset
-    del array
-    return np.fromfile(path, dtype=dtype, count=max(0, b - a), offset=offset + a * dtype.itemsize)
-
-
 def _gather(run_files: list[Path], lo_key: int, hi_key: int) -> np.ndarray:
     """The keys in [lo_key, hi_key) of every (sorted) run, sorted and deduplicated: found by
-    binary search on the mapped run (a few pages), then read."""
+    binary search on the mapped run (a few pages), then read (not mapped: a pass over a mapped
+    array would keep all of it resident)."""
     bounds = []
     for path in run_files:
         keys = np.load(path, mmap_mode="r")
@@ -363,7 +418,7 @@ def _gather(run_files: list[Path], lo_key: int, hi_key: int) -> np.ndarray:
     gathered = np.empty(sum(b - a for _, a, b in bounds), np.int64)
     at = 0
     for path, a, b in bounds:
-        gathered[at:at + b - a] = read_slice(path, a, b)
+        gathered[at:at + b - a] = read_npy_slice(path, a, b)
         at += b - a
     return _sorted_unique(gathered)
 
@@ -407,7 +462,7 @@ def reduce_range(task: tuple[str, int, int, str, int, list[str], list[str]]) -> 
     edges["both"] = int(both.size)
     _write_piece(work_dir, part, "both", both, lo, hi, n)
     del both
-    titles, _ = _lookup_of(work)
+    titles = TableSlices(work_dir / _TITLES)  # this range's titles are read, not mapped
     indptr = np.concatenate([[0], np.cumsum(out_counts)])
     indices = np.asarray(np.load(work_dir / _piece_name(part, "out", "indices"), mmap_mode="r"))  # plain slices
     write_graph_jsonl(work_dir / f"part-{part}.jsonl", titles, indptr, indices, first=lo)
@@ -419,22 +474,44 @@ def reduce_range(task: tuple[str, int, int, str, int, list[str], list[str]]) -> 
 # ---------------------------------------------------------------- commit (rank 0)
 
 
-def _assemble(out: Path, work: Path, parts: list[str], n: int) -> dict[str, np.ndarray]:
-    """Join the range pieces into the artifact's CSR files; returns the out and in indptr."""
-    indptrs = {}
-    for kind in ("out", "in", "both"):
-        counts = np.concatenate([np.load(work / _piece_name(p, kind, "counts")) for p in parts])
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(counts[:n], out=indptr[1:])
-        del counts
-        np.save(out / f"{kind}_indptr.npy", indptr)
-        if kind != "both":  # the stats need out and in
-            indptrs[kind] = indptr
-        del indptr
-        concat_npy(out / f"{kind}_indices.npy", [work / _piece_name(p, kind, "indices") for p in parts],
-                   np.int32)
+_KINDS = ("out", "in", "both")
+
+
+def _assemble(out: Path, work: Path, parts: list[str], n: int, percentiles: list[int]) -> dict:
+    """Join the range pieces into the artifact's CSR files, a piece at a time (indptr written as
+    it is summed, indices and `graph.jsonl` by byte copy); returns the degree statistics and
+    the isolated nodes, counted on the way."""
+    totals = dict.fromkeys(_KINDS, 0)
+    degrees = {"out": DegreeCounts(), "in": DegreeCounts()}
+    isolated = 0
+    with contextlib.ExitStack() as stack:
+        writers = {kind: stack.enter_context(NpyWriter(out / f"{kind}_indptr.npy", np.int64, n + 1))
+                   for kind in _KINDS}
+        for writer in writers.values():
+            writer.append(np.zeros(1, np.int64))
+        for part in parts:
+            counts = {kind: np.load(work / _piece_name(part, kind, "counts")) for kind in _KINDS}
+            for kind in _KINDS:
+                writers[kind].append(np.cumsum(counts[kind]) + totals[kind])
+                totals[kind] += int(counts[kind].sum())
+            isolated += int(((counts["out"] == 0) & (counts["in"] == 0)).sum())
+            degrees["out"].add(counts["out"])
+            degrees["in"].add(counts["in"])
+    for kind in _KINDS:
+        concat_npy(out / f"{kind}_indices.npy", [work / _piece_name(p, kind, "indices") for p in parts], np.int32)
     concat_files(out / JSONL_FILE, [work / f"part-{p}.jsonl" for p in parts])
-    return indptrs
+    return {"edges": totals["out"], "isolated_nodes": isolated, **degrees["out"].stats("out", percentiles),
+            **degrees["in"].stats("in", percentiles)}
+
+
+def _piece_edges(work: Path, ranges: list[tuple[int, int]], chunk_edges: int):
+    """The out-edges of every range piece as (src, dst) chunks of about `chunk_edges` edges."""
+    for lo, hi in ranges:
+        part = _range_key(lo, hi)
+        counts = np.load(work / _piece_name(part, "out", "counts"))
+        indices = work / _piece_name(part, "out", "indices")
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        yield from csr_chunks(indptr, lambda e0, e1, f=indices: read_npy_slice(f, e0, e1), chunk_edges, first=lo)
 
 
 def _cpu_s() -> float:
@@ -454,11 +531,11 @@ def run(cfg: GraphConfig, ctx) -> dict:
     timings: dict[str, float] = {}
     started, cpu0 = time.perf_counter(), _cpu_s()
     if ctx.rank == 0 and not ctx.shard_done("lookup"):
-        _build_lookup(extract_dir, work)
+        _build_lookup(extract_dir, work, memory)
         ctx.mark_shard_done("lookup", {})
     timings["lookup_cpu_s"] = round(_cpu_s() - cpu0, 2)
     wait_for_markers(ctx, ["lookup"])
-    n = len(_lookup_of(str(work))[0])
+    n = len(TableSlices(work / _TITLES))
     if ctx.rank == 0 and len(shards) < ctx.world_size * cfg.workers:
         ctx.log.warning("graph: the extract artifact has %d shards for %d processes (%d ranks x %d workers): the "
                         "map runs on %d of them; give extract shards= at least that many", len(shards),
@@ -467,8 +544,9 @@ def run(cfg: GraphConfig, ctx) -> dict:
     try:
         # map: this rank's shards
         cpu1 = _cpu_s()
-        chunk_links = max(64, memory // _MAP_BYTES_PER_LINK)
-        tasks = [(s, str(path), str(work), n, chunk_links) for s, path in enumerate(shards)
+        window = max(64, memory // _WINDOW_SHARE // HASH_RECORD.itemsize)
+        chunk_links = max(64, (memory - memory // _WINDOW_SHARE) // _MAP_BYTES_PER_LINK)
+        tasks = [(s, str(path), str(work), n, chunk_links, window) for s, path in enumerate(shards)
                  if s % ctx.world_size == ctx.rank and not ctx.shard_done(f"map-{s:05d}")]
         results = pool.imap_unordered(map_shard, tasks) if pool else map(map_shard, tasks)
         for counts in ctx.progress(results, total=len(tasks), desc="graph: map", unit="shard"):
@@ -498,7 +576,7 @@ def run(cfg: GraphConfig, ctx) -> dict:
     wait_for_markers(ctx, [f"reduce-{key}" for key in parts])
     cpu3 = _cpu_s()
     _trim()
-    stats, passes = _commit(cfg, ctx, work, n, parts, mapped, memory)
+    stats, passes = _commit(cfg, ctx, work, n, ranges, mapped, memory)
     timings["commit_cpu_s"] = round(_cpu_s() - cpu3, 2)
     shutil.rmtree(work)
     ctx.record["graph_stats"] = stats
@@ -509,34 +587,33 @@ def run(cfg: GraphConfig, ctx) -> dict:
             "wall_s": round(time.perf_counter() - started, 2)}
 
 
-def _commit(cfg: GraphConfig, ctx, work: Path, n: int, parts: list[str], mapped: list[dict],
+def _commit(cfg: GraphConfig, ctx, work: Path, n: int, ranges: list[tuple[int, int]], mapped: list[dict],
             memory: int) -> tuple[dict, int]:
+    """Rank 0: the artifact's files from the pieces, the components and `stats.json`; memory is
+    bounded by `memory` except the components' parent and size arrays (4 B per node each)."""
     out = ctx.out_dir
-    titles, _ = _lookup_of(str(work))
-    write_titles_json(out / TITLES_FILE, titles)
-    indptrs = _assemble(out, work, parts, n)
-    _LOOKUP.clear()
-    out_indptr, in_indptr = indptrs["out"], indptrs["in"]
-    labels, passes = weakly_connected_components_csr(
-        out_indptr, lambda e0, e1: read_slice(out / "out_indices.npy", e0, e1), max(256, memory // _COMPONENT_BYTES_PER_EDGE))
-    sizes = np.bincount(labels)
-    sizes = sizes[sizes > 0]
+    write_titles_json(out / TITLES_FILE, TableSlices(work / _TITLES))
+    joined = _assemble(out, work, [_range_key(lo, hi) for lo, hi in ranges], n, cfg.percentiles)
+    chunk_edges = max(256, memory // _COMPONENT_BYTES_PER_EDGE)
+    labels, passes = weakly_connected_components_chunks(n, lambda: _piece_edges(work, ranges, chunk_edges))
+    sizes = np.zeros(n, labels.dtype)
+    for lo in range(0, n, chunk_edges):
+        roots, members = np.unique(labels[lo:lo + chunk_edges], return_counts=True)
+        sizes[roots] += members.astype(labels.dtype)
     del labels
     found = sum(m["found"] for m in mapped)
     self_links = sum(m["self_links"] for m in mapped)
-    edges = int(out_indptr[-1])
+    edges = joined.pop("edges")
     stats = {
         "nodes": n,
         "edges": edges,
         "dangling": sum(m["dangling"] for m in mapped),
         "self_links": self_links,
         "duplicate_links": int(found - self_links - edges),
-        "components": int(sizes.size),
-        "largest_component": int(sizes.max()) if sizes.size else 0,
-        "isolated_nodes": int(((np.diff(out_indptr) == 0) & (np.diff(in_indptr) == 0)).sum()),
+        "components": int(np.count_nonzero(sizes)),
+        "largest_component": int(sizes.max()) if n else 0,
+        "isolated_nodes": joined.pop("isolated_nodes"),
+        **joined,
     }
-    stats.update(degree_stats(out_indptr, "out", cfg.percentiles))
-    stats.update(degree_stats(in_indptr, "in", cfg.percentiles))
     write_json_atomic(out / "stats.json", stats)
     return stats, passes
-

@@ -155,7 +155,7 @@ def test_a_crashed_reduce_leaves_spills_only_in_the_partial_directory_and_resume
     assert _checksums(root) == _checksums(fresh) and again.signature == done.signature
 
 
-def test_components_over_a_chunked_csr_match_the_edge_list_union_find():
+def test_components_over_csr_chunks_match_the_edge_list_union_find():
     from stages.formats.graph import build_csr
 
     rng = np.random.default_rng(5)
@@ -164,8 +164,50 @@ def test_components_over_a_chunked_csr_match_the_edge_list_union_find():
     indptr, indices = build_csr(n, src, dst)
     expected = graph_stage.weakly_connected_components(n, src, dst)
     for chunk in (1, 7, 64, 10_000):
-        labels, passes = graph_stage.weakly_connected_components_csr(indptr, indices, chunk)
+        labels, passes = graph_stage.weakly_connected_components_chunks(
+            n, lambda c=chunk: graph_stage.csr_chunks(indptr, indices, c))
         assert labels.tolist() == expected.tolist() and passes >= 1
+
+
+def test_degree_stats_from_counts_are_numpys_percentiles():
+    rng = np.random.default_rng(2)
+    percentiles = [0, 1, 33, 50, 90, 99, 100]
+    for trial in range(300):
+        degrees = rng.poisson(3, int(rng.integers(1, 400))) ** (1 + trial % 2)
+        counts = graph_stage.DegreeCounts()
+        for piece in np.array_split(degrees, 3):
+            counts.add(piece)
+        stats = counts.stats("out", percentiles)
+        assert [stats[f"out_degree_p{p}"] for p in percentiles] == \
+            [round(float(np.percentile(degrees, p)), 3) for p in percentiles]
+        assert stats["out_degree_mean"] == round(float(degrees.mean()), 3)
+        assert stats["out_degree_max"] == int(degrees.max())
+
+
+def test_title_tables_read_in_windows_answer_like_the_mapped_ones(tmp_path):
+    from stages.formats.tables import (
+        HashFile,
+        HashIndex,
+        StringTable,
+        TableSlices,
+        hashes_of,
+        write_lines,
+        write_starts,
+    )
+
+    titles = [f"Title {i} {'é' * (i % 5)}" for i in range(5000)] + ["", "x", "Title 7 éé"]
+    write_lines(tmp_path / "t.txt", titles)
+    mapped = StringTable(tmp_path / "t.txt")
+    assert write_starts(tmp_path / "t.txt", block=1000) == len(titles)
+    assert np.load(tmp_path / "t.txt.starts.npy").tolist() == mapped.starts.tolist()
+    table = TableSlices(tmp_path / "t.txt")
+    assert len(table) == len(titles) and table.slice(4990, 5003) == titles[4990:5003] and table.slice(3, 3) == []
+    queries = [*titles[::37], "absent", "Title 1", "title 1", "Title 7 éé"]
+    expected = HashIndex.build(mapped, prefix=tmp_path / "ref").find(queries)
+    for memory, window in ((1 << 30, 1 << 20), (4096, 7), (100, 1)):  # one bucket / window, then many
+        index = HashFile.build(table, tmp_path / f"i{memory}.npy", memory, chunk=999)
+        assert index.find_hashed(*hashes_of(queries), window).tolist() == expected.tolist()
+    assert not list(tmp_path.glob("*.bucket*"))
 
 
 def test_concat_npy_writes_the_bytes_of_np_save(tmp_path):
