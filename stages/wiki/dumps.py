@@ -331,6 +331,15 @@ class ReadPlan:
     def parallel(self) -> bool:
         return len(self.units) > 1
 
+    def to_json(self) -> dict:
+        """The plan as JSON data (`from_json` reads it back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ReadPlan:
+        units = [WorkUnit(u["path"], tuple(u["streams"]), u["end"], u["last"]) for u in data["units"]]
+        return cls(units, list(data["notes"]), list(data["index_problems"]))
+
 
 def dump_files(dump: str) -> list[Path]:
     """The files of `dump=`: one file, a directory of split dumps, a glob, or a `;` list."""

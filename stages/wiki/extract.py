@@ -3,7 +3,8 @@
 Two phases, both parallel over worker processes and resumable through completion markers:
 1. convert: the dump is cut into units of work (`dumps.plan_units`): byte ranges of whole
    bzip2 streams of a multistream dump (found through its index), or whole files of a split
-   dump. Rank r takes the units `u % world_size == r`; each worker process seeks to its unit,
+   dump. Rank 0 makes this plan and shares it as a checked file (`shared_plan`), so the index
+   is read once whatever the number of ranks. Rank r takes the units `u % world_size == r`; each worker process seeks to its unit,
    decompresses only that, converts its pages and writes `raw/part-UUUUU.*` (links still
    unresolved). A single-stream file is one unit: one reader decompresses it, and the
    workers convert its pages.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -137,6 +139,35 @@ def read_plan(cfg: ExtractConfig, out_dir: Path) -> ReadPlan:
     """The units of work of the configured dump."""
     return plan_units(dump_files(_dump_spec(cfg, out_dir)), cfg.dump_index, int(cfg.read_unit_mb * (1 << 20)),
                       workers=cfg.workers)
+
+
+_PLAN = "plan"  # the marker of the shared plan, and its file's stem under `_input/`
+
+
+def shared_plan(cfg: ExtractConfig, ctx) -> ReadPlan:
+    """The read plan, made once per run: rank 0 reads the dump's index (`read_plan`) and writes
+    the plan to `_input/plan.json` under the partial directory (atomically), then marks it done
+    with the file's size and sha256; every other rank waits for that marker and reads the plan,
+    checked against them. So the multistream index (~1 GB of text at enwiki) is decompressed
+    once, not once per rank. A relaunch reads the stored plan."""
+    from stages.core.artifacts import sha256_file
+    from stages.core.safefs import atomic_write
+    from stages.wiki.parallel import wait_for_markers
+
+    path = ctx.out_dir / "_input" / f"{_PLAN}.json"
+    if ctx.rank == 0 and not ctx.shard_done(_PLAN):
+        plan = read_plan(cfg, ctx.out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(plan.to_json()).encode())
+        ctx.mark_shard_done(_PLAN, {"bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        return plan
+    wait_for_markers(ctx, [_PLAN])
+    recorded = ctx.shard_payload(_PLAN)
+    data = path.read_bytes() if path.is_file() else b""
+    if len(data) != recorded["bytes"] or hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        raise RuntimeError(f"extract: {path} is missing or not the plan rank 0 wrote (size or sha256 differs); "
+                           "relaunch with force=true to read the dump's index again")
+    return ReadPlan.from_json(json.loads(data))
 
 
 def _new_stats() -> dict:
@@ -454,9 +485,9 @@ def run(cfg: ExtractConfig, ctx) -> dict:
     The scratch (`raw/`, `_input/`) is removed only after a `finished` marker records the
     metrics and skips, so a relaunch after a signal anywhere from there to the commit (which
     hashes every output file) completes from that marker instead of failing on the lost scratch."""
-    if ctx.rank == 0 and ctx.shard_done(_FINISHED):
-        return _finish(ctx, ctx.shard_payload(_FINISHED))
-    plan = read_plan(cfg, ctx.out_dir)
+    if ctx.shard_done(_FINISHED):  # rank 0 completes from the marker; the others have nothing left
+        return _finish(ctx, ctx.shard_payload(_FINISHED)) if ctx.rank == 0 else {}
+    plan = shared_plan(cfg, ctx)
     if plan.index_problems and cfg.on_error == "fail":
         raise ValueError(f"extract: {plan.index_problems[0]}; pass the index of this dump (dump_index=) "
                          "or on_error=skip to read it with one reader")

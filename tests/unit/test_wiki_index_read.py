@@ -43,3 +43,26 @@ def test_a_truncated_index_is_an_error(tmp_path):
     path.write_bytes(bz2.compress("".join(_lines(3000)).encode())[:-200])
     with pytest.raises(EOFError):
         read_index_offsets(path)
+
+
+def test_the_index_is_read_once_and_the_other_ranks_read_the_checked_plan(tmp_path, monkeypatch):
+    from stages.core import config as config_lib
+    from stages.core.context import StageContext
+    from stages.wiki import dumps, extract
+    from stages.wiki.spec import EXTRACT
+
+    info = dump_writer.write_multistream(dump_writer.sample_pages(120, 2), tmp_path / "d-multistream.xml.bz2",
+                                         pages_per_stream=5)
+    cfg = config_lib.resolve(EXTRACT.config_cls, {"dump": str(info["path"]), "read_unit_mb": 0.0001, "workers": 1})
+    reads = []
+    real = dumps.read_index_offsets
+    monkeypatch.setattr(dumps, "read_index_offsets", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    out = tmp_path / "partial"
+    ranks = [StageContext.standalone(out, {}, "extract", rank=r, world_size=3) for r in (0, 1, 2)]
+    plans = [extract.shared_plan(cfg, ctx) for ctx in ranks]
+    assert len(reads) == 1 and len(plans[0].units) > 5
+    assert plans[1] == plans[2] == plans[0] == extract.read_plan(cfg, out)
+    plan_file = out / "_input" / "plan.json"
+    plan_file.write_bytes(plan_file.read_bytes().replace(b'"last": true', b'"last": false'))
+    with pytest.raises(RuntimeError, match="force=true"):
+        extract.shared_plan(cfg, ranks[1])
