@@ -163,7 +163,8 @@ def csr_chunks(indptr: np.ndarray, indices, chunk_edges: int, first: int = 0):
     for r0, r1 in itertools.pairwise(_chunk_rows(indptr, chunk_edges)):
         e0, e1 = int(indptr[r0]), int(indptr[r1])
         if e1 > e0:
-            src = np.repeat(np.arange(first + r0, first + r1, dtype=np.int64), np.diff(np.asarray(indptr[r0:r1 + 1])))
+            ids = np.arange(first + r0, first + r1, dtype=np.int32 if first + r1 < 2**31 else np.int64)
+            src = np.repeat(ids, np.diff(np.asarray(indptr[r0:r1 + 1])))
             yield src, (indices(e0, e1) if callable(indices) else np.asarray(indices[e0:e1]))
 
 
