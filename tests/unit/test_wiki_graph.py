@@ -9,7 +9,7 @@ from stages.core.artifacts import load_artifact
 from stages.core.runner import execute
 from stages.formats.articles import iter_articles, read_titles
 from stages.formats.graph import build_csr
-from stages.wiki.graph import weakly_connected_components
+from stages.wiki.components import weakly_connected_components
 from stages.wiki.spec import EXTRACT, GRAPH
 
 

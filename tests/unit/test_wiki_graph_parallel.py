@@ -21,7 +21,7 @@ from stages.core.artifacts import load_artifact, partial_dir
 from stages.core.runner import execute, stage_signature
 from stages.formats.articles import iter_articles, read_titles
 from stages.formats.graph import GRAPH_FILES, JSONL_FILE, concat_npy, write_graph
-from stages.wiki import dump_writer
+from stages.wiki import components, dump_writer
 from stages.wiki import graph as graph_stage
 from stages.wiki.spec import EXTRACT, GRAPH
 
@@ -162,10 +162,10 @@ def test_components_over_csr_chunks_match_the_edge_list_union_find():
     n = 500
     src, dst = rng.integers(0, n, 380), rng.integers(0, n, 380)
     indptr, indices = build_csr(n, src, dst)
-    expected = graph_stage.weakly_connected_components(n, src, dst)
+    expected = components.weakly_connected_components(n, src, dst)
     for chunk in (1, 7, 64, 10_000):
-        labels, passes = graph_stage.weakly_connected_components_chunks(
-            n, lambda c=chunk: graph_stage.csr_chunks(indptr, indices, c))
+        labels, passes = components.weakly_connected_components_chunks(
+            n, lambda c=chunk: components.csr_chunks(indptr, indices, c))
         assert labels.tolist() == expected.tolist() and passes >= 1
 
 
@@ -174,7 +174,7 @@ def test_degree_stats_from_counts_are_numpys_percentiles():
     percentiles = [0, 1, 33, 50, 90, 99, 100]
     for trial in range(300):
         degrees = rng.poisson(3, int(rng.integers(1, 400))) ** (1 + trial % 2)
-        counts = graph_stage.DegreeCounts()
+        counts = components.DegreeCounts()
         for piece in np.array_split(degrees, 3):
             counts.add(piece)
         stats = counts.stats("out", percentiles)
