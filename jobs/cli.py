@@ -10,7 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-from jobs import studies
 from jobs.args import GLOBAL_KEYS, ParsedArgs, parse_args
 from jobs.executor import EXECUTORS, executor_class
 from jobs.launcher import LauncherConfig, check_local
@@ -78,10 +77,6 @@ def run_command(parsed: ParsedArgs) -> int:
         from jobs.slurm import load_profile
 
         launcher_values = {**load_profile(parsed.globals["profile"]), **launcher_values}
-    study = parsed.globals.get("study", "")
-    study_time = studies.load(study).time_minutes if study else None
-    if study_time and "time" not in parsed.launcher:  # the study's need wins over the default and a profile
-        launcher_values["time"] = str(study_time)
     launcher = config_lib.resolve(LauncherConfig, launcher_values, where="launcher")
     check_local(launcher, executor)
     dry_run, wait, debug = _bool(parsed, "dry_run"), _bool(parsed, "wait"), _bool(parsed, "debug")

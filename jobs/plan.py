@@ -170,17 +170,21 @@ class Planner:
             self.routes[key] = [(n, key) for n in owners]
 
     def _raise_unknown(self, key: str, requested: set[str]) -> None:
+        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
+        for name in sorted(requested):  # a key of the requested stage that moved into a component
+            moved = config_lib.renamed(self.stages[name].config_cls)
+            if key in moved:
+                raise config_lib.moved_key_error(key, moved[key], where)
         others = [n for n, s in self.stages.items() if key in config_lib.field_names(s.config_cls)]
         chain = self._default_upstream_closure(requested)
         others.sort(key=lambda n: n not in chain)  # name an upstream of the requested stage first
         if others:
             raise ConfigError(f"key `{key}` belongs to stage `{others[0]}`, not `{self.stage_name}`; "
                               f"write `{others[0]}.{key}=...` to configure that upstream")
-        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
-        for name in sorted(requested, key=lambda n: n not in chain) + sorted(self.stages):
+        for name in sorted(self.stages, key=lambda n: n not in chain):
             moved = config_lib.renamed(self.stages[name].config_cls)
             if key in moved:
-                raise config_lib.moved_key_error(key, moved[key], where)
+                raise ConfigError(f"key `{key}` is now `{name}.{moved[key]}`: write `{name}.{moved[key]}=...`")
         prefix, dot, _ = key.partition(".")
         if dot and not any(key.startswith(f"{c}.") for n in requested
                            for c in config_lib.components(self.stages[n].config_cls)):

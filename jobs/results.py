@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from stages.core import config as config_lib
+from stages.core import registry
 from stages.core.artifacts import write_json_atomic
 
 RECORDS = "records"
@@ -42,11 +44,22 @@ def has_record(results_dir: Path, stage: str, signature: str) -> bool:
     return any((Path(results_dir) / RECORDS).glob(f"{stage}-{signature}-*.json"))
 
 
+def current_key(key: str) -> str:
+    """A recorded sweep key (`stage.key`) under its current name: keys that moved into a
+    component since the record was written (`qa.memory_num_tokens`) read as `qa.memory.num_tokens`."""
+    stage, dot, rest = key.partition(".")
+    stages = registry.all_stages()
+    if not dot or stage not in stages:
+        return key
+    return f"{stage}.{config_lib.renamed(stages[stage].config_cls).get(rest, rest)}"
+
+
 def load_records(results_dir: Path) -> list[dict]:
-    """Newest record per (stage, signature), oldest first."""
+    """Newest record per (stage, signature), oldest first; sweep keys under their current names."""
     latest: dict[tuple[str, str], dict] = {}
     for path in sorted((Path(results_dir) / RECORDS).glob("*.json")):
         record = json.loads(path.read_text())
+        record["sweep"] = {current_key(k): v for k, v in (record.get("sweep") or {}).items()}
         key = (record["stage"], record["signature"])
         if key not in latest or record["time"] >= latest[key]["time"]:
             latest[key] = record

@@ -13,6 +13,8 @@ import dataclasses
 import math
 from typing import Any
 
+from stages.core.registry import all_stages
+
 #: Two-sided 95% quantiles t(0.975, df) of Student's t for df = 1..30; beyond, a Cornish-Fisher
 #: expansion around the normal quantile (error < 1e-3 there).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -77,8 +79,14 @@ def seed_of(record: dict) -> str:
     return ",".join(v for _, v in seeds) or record.get("signature", "")
 
 
+def short_key(key: str) -> str:
+    """A sweep key without its stage: `qa.memory.num_tokens` -> `memory.num_tokens`."""
+    stage, dot, rest = key.partition(".")
+    return rest if dot and stage in all_stages() else key
+
+
 def variant_label(variant: tuple) -> str:
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant) or "(default)"
+    return ",".join(f"{short_key(k)}={v}" for k, v in variant) or "(default)"
 
 
 def numeric(value: Any) -> bool:

@@ -7,11 +7,10 @@ A study file has:
   stage's sweep is one job array, their product the grid), as on the command line;
 - `seeds`: `{stage: [seeds]}`, swept like any key (`<stage>.seed`);
 - `criterion`: declared before the study runs; the study passes when every entry holds. An entry
-  names a `stage`, a `metric`, a `variant` (`{key: value}` of that stage's sweep, matched on the
-  last part of the record's sweep keys), optionally `minus` (a second variant: the difference is
+  names a `stage`, a `metric`, a `variant` (`{key: value}` of the sweep, the key matching the end of a record's
+  sweep key), optionally `minus` (a second variant: the difference is
   paired by seed), and `expect`: `negative` or `positive`, i.e. the 95% CI over seeds lies entirely
   below or above 0;
-- `time_minutes` (optional): the job time limit its runs need when the command line sets none;
 - `cost`: what it cost when it ran, in words; `results`: where its committed output is.
 
 `collect study=<name>` judges a results directory against the criterion (`verdict`).
@@ -29,7 +28,7 @@ from stages.core.config import ConfigError, did_you_mean
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 EXPECTATIONS = ("negative", "positive")
-_KEYS = {"question", "description", "stages", "seeds", "criterion", "time_minutes", "cost", "results", "notes"}
+_KEYS = {"question", "description", "stages", "seeds", "criterion", "cost", "results", "notes"}
 _CRITERION_KEYS = {"name", "stage", "metric", "variant", "minus", "expect"}
 
 
@@ -56,7 +55,6 @@ class Study:
     question: str
     stages: dict
     criterion: tuple[Criterion, ...]
-    time_minutes: int | None = None
     cost: str = ""
     results: str = ""
 
@@ -107,7 +105,7 @@ def load(name: str) -> Study:
     if not criterion:
         raise ConfigError(f"{path}: declare a `criterion:` before the study runs (what passes, what fails)")
     return Study(name=name, question=str(data.get("question", "")), stages=stages, criterion=criterion,
-                 time_minutes=data.get("time_minutes"), cost=str(data.get("cost", "")),
+                 cost=str(data.get("cost", "")),
                  results=str(data.get("results", "")))
 
 
@@ -126,8 +124,13 @@ def _criterion(path: Path, index: int, entry) -> Criterion:
 
 
 def _matches(variant: tuple, wanted: dict) -> bool:
-    values = {key.rsplit(".", 1)[-1]: value for key, value in variant}
-    return all(values.get(k) == v for k, v in wanted.items())
+    """Whether a variant (`(("qa.memory.num_tokens", "4"), ...)`) has the wanted `{key: value}`; a
+    key names the end of a sweep key (`memory.num_tokens` or `qa.memory.num_tokens`)."""
+    def value(wanted_key: str):
+        found = [v for key, v in variant if key == wanted_key or key.endswith(f".{wanted_key}")]
+        return found[0] if len(found) == 1 else None
+
+    return all(value(k) == v for k, v in wanted.items())
 
 
 def _variant(groups: dict, wanted: dict) -> tuple | None:

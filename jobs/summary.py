@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs import seeds
 from jobs.results import markdown_table
 from stages.core import registry
 from stages.core.registry import Headline
@@ -22,7 +23,7 @@ from stages.core.registry import Headline
 def _label(record: dict, keys: tuple[str, ...] = ()) -> str:
     sweep = record.get("sweep", {})
     cfg_keys = keys or tuple(sorted(sweep))
-    parts = [f"{k.rsplit('.', 1)[-1]}={sweep[k]}" for k in cfg_keys if k in sweep]
+    parts = [f"{seeds.short_key(k)}={sweep[k]}" for k in cfg_keys if k in sweep]
     return ",".join(parts) or record["signature"]
 
 
@@ -70,7 +71,6 @@ def headline_sections(records: list[dict]) -> list[str]:
 def seed_sections(records: list[dict]) -> list[str]:
     """Per stage (and input) with `seed_metrics` and several seeds of a variant: mean ± 95% CI
     over seeds per variant, then the paired differences between variants by seed."""
-    from jobs import seeds
     from jobs.results import _by_input
 
     sections = []
@@ -108,7 +108,6 @@ def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
         curves = [r for r in records if r["stage"] == stage and r.get("extra", {}).get("loss_curve")]
         if curves:
             paths.append(_plot_curves(curves, out_dir / f"loss_{stage}.png", f"{stage}: training loss"))
-    from jobs import seeds
 
     for stage, spec in registry.all_stages().items():
         for headline in spec.headlines:

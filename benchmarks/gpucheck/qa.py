@@ -3,7 +3,7 @@
 
 The shape is XLNet-base (12 layers, d_model 768, 12 heads, d_inner 3072, 32k SentencePiece vocab)
 plus the preset's memory tokens; sequence length, batch size, memory settings and the segment
-curriculum come from `QAConfig.PRESETS["base"]` via the stage's own `resolve`/`memory_config`.
+curriculum come from `QAConfig.PRESETS["base"]` via the stage's own `resolve` and `MemoryConfig.with_tokens`.
 Batches are time-step-major, as `stages.qa.batching.document_batch` lays them out: step t holds
 segment t of every document; each segment carries its [MEM_READ_i]/[MEM_WRITE_i] tokens and ends
 with CLS. One training step is the stage's: `TimeStepMajorRunner` -> `global_softmax_loss` ->
@@ -36,7 +36,6 @@ from benchmarks.gpucheck.runtime import (
 from models.memxlnet import TINY_XLNET, MemXLNetForQA, TimeStepMajorRunner, global_softmax_loss
 from stages.core.config import resolve
 from stages.core.devices import mixed_precision
-from stages.qa.components import memory_config
 from stages.qa.config import QAConfig
 
 # xlnet-base-cased's published shape; the weights themselves are never needed here.
@@ -83,17 +82,17 @@ def _train_step(runner: TimeStepMajorRunner, optimizer, steps: list[dict], n_doc
 def build_model(smoke: bool) -> tuple[MemXLNetForQA, QAConfig, dict]:
     """The random-init model at the `qa preset=base` shape (tiny in the smoke) and its settings."""
     if smoke:
-        cfg = resolve(QAConfig, {"preset": "base", "memory_num_tokens": "4"})
+        cfg = resolve(QAConfig, {"preset": "base", "memory.num_tokens": "4"})
         shape, vocab_base, seq_len, batch, segments = dict(TINY_XLNET), 1000, 64, 2, [2, 4]
     else:
         cfg = resolve(QAConfig, {"preset": "base"})
         shape, vocab_base, seq_len, batch = XLNET_BASE_SHAPE, XLNET_VOCAB, cfg.max_seq_length, cfg.batch_size
-        segments = sorted(set(cfg.progressive_segments))
-    n_mem = cfg.memory_num_tokens
+        segments = sorted(set(cfg.curriculum.segments))
+    n_mem = cfg.memory.num_tokens
     read_ids = list(range(vocab_base, vocab_base + n_mem))
     write_ids = list(range(vocab_base + n_mem, vocab_base + 2 * n_mem))
     torch.manual_seed(cfg.seed)
-    model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), memory_config(cfg, read_ids, write_ids))
+    model = MemXLNetForQA(XLNetConfig(vocab_size=vocab_base + 2 * n_mem, **shape), cfg.memory.with_tokens(read_ids, write_ids))
     settings = {"shape": shape, "vocab": vocab_base + 2 * n_mem, "seq_len": seq_len, "documents_per_batch": batch,
                 "segments": segments, "read_ids": read_ids, "write_ids": write_ids}
     return model, cfg, settings
@@ -104,7 +103,7 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
     device = ctx.device
     model, cfg, settings = build_model(ctx.smoke)
     model = model.to(device).train()
-    n_mem, vocab, seq_len, batch = cfg.memory_num_tokens, settings["vocab"], settings["seq_len"], settings["documents_per_batch"]
+    n_mem, vocab, seq_len, batch = cfg.memory.num_tokens, settings["vocab"], settings["seq_len"], settings["documents_per_batch"]
     read_ids, write_ids, shape = settings["read_ids"], settings["write_ids"], settings["shape"]
     segments, (warmup, steps) = settings["segments"], ((1, 1) if ctx.smoke else (2, 4))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
@@ -158,10 +157,10 @@ def qa_memxlnet(ctx: CheckContext) -> dict:
     return {"status": "pass", "summary": summary}
 
 
-QA_STAGE = {"sample_documents": 8, "sample_dev_documents": 3, "train_size": 24, "eval_size": 8,
-            "progressive_segments": [2], "max_n_segs": 2, "batch_size": 4, "epochs_per_stage": 1,
+QA_STAGE = {"sample.documents": 8, "sample.dev_documents": 3, "data.train_size": 24, "data.eval_size": 8,
+            "curriculum.segments": [2], "max_n_segs": 2, "batch_size": 4, "curriculum.epochs": 1,
             "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12, "tokenizer_vocab_size": 300,
-            "memory_num_tokens": 2, "precision": "bf16"}
+            "memory.num_tokens": 2, "precision": "bf16"}
 
 
 def qa_stage(ctx: CheckContext) -> dict:

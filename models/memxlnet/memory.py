@@ -43,7 +43,7 @@ class Memory(Protocol):
     def write(self, state: MemoryState, written: torch.Tensor, read_info: dict) -> tuple[MemoryState, dict]: ...
 
 
-#: name -> memory class; ``memory_update=<name>`` (or ``use_differentiable_memory``) selects one.
+#: name -> memory class; ``memory.update=<name>`` (or ``memory.differentiable``) selects one.
 MEMORY_VARIANTS: dict[str, type[nn.Module]] = {}
 
 
@@ -61,10 +61,10 @@ def register_memory(name: str):
 
 def build_memory(cfg: MemoryConfig, d_model: int) -> nn.Module | None:
     """The memory module of a config, or None without memory tokens."""
-    if cfg.memory_num_tokens == 0:
+    if cfg.num_tokens == 0:
         return None
     if cfg.variant not in MEMORY_VARIANTS:
-        raise ValueError(f"memory_update: {cfg.variant!r} unknown; use one of {sorted(MEMORY_VARIANTS)}")
+        raise ValueError(f"update: {cfg.variant!r} unknown; use one of {sorted(MEMORY_VARIANTS)}")
     return MEMORY_VARIANTS[cfg.variant](cfg, d_model)
 
 
@@ -74,8 +74,8 @@ class TokenMemory(nn.Module):
     def __init__(self, cfg: MemoryConfig, d_model: int):
         super().__init__()
         self.cfg = cfg
-        learned = cfg.memory_init == "learned"
-        initial = torch.randn(cfg.memory_num_tokens, d_model) * 0.02 if learned else torch.zeros(cfg.memory_num_tokens, d_model)
+        learned = cfg.init == "learned"
+        initial = torch.randn(cfg.num_tokens, d_model) * 0.02 if learned else torch.zeros(cfg.num_tokens, d_model)
         self.initial = nn.Parameter(initial, requires_grad=learned)
 
     def init_state(self, batch_size: int) -> MemoryState:
@@ -134,12 +134,12 @@ class DifferentiableMemory(nn.Module):
 
     def __init__(self, cfg: MemoryConfig, d_model: int):
         super().__init__()
-        if d_model % cfg.num_memory_heads:
-            raise ValueError(f"num_memory_heads: {cfg.num_memory_heads} does not divide d_model={d_model}; pick a divisor")
+        if d_model % cfg.heads:
+            raise ValueError(f"heads: {cfg.heads} does not divide d_model={d_model}; pick a divisor")
         self.cfg = cfg
-        self.heads = cfg.num_memory_heads
-        n, s = cfg.memory_num_tokens, cfg.memory_slots
-        learned = cfg.memory_init == "learned"
+        self.heads = cfg.heads
+        n, s = cfg.num_tokens, cfg.slots
+        learned = cfg.init == "learned"
         self.initial_slots = nn.Parameter(torch.randn(s, d_model) * 0.02 if learned else torch.zeros(s, d_model),
                                           requires_grad=learned)
         self.initial_read = nn.Parameter(torch.randn(n, d_model) * 0.02 if learned else torch.zeros(n, d_model),
@@ -149,20 +149,20 @@ class DifferentiableMemory(nn.Module):
         self.value = nn.Linear(d_model, d_model)
         self.read_key = nn.Linear(d_model, d_model)
         self.read_out = nn.Linear(d_model, d_model)
-        self.alloc_gate = nn.Linear(d_model, 1) if cfg.enable_usage_tracking else None
+        self.alloc_gate = nn.Linear(d_model, 1) if cfg.usage_tracking else None
 
     def init_state(self, batch_size: int) -> MemoryState:
-        b, s = batch_size, self.cfg.memory_slots
+        b, s = batch_size, self.cfg.slots
         ref = self.initial_slots
         state = {
             "slots": ref.unsqueeze(0).expand(b, -1, -1),
-            "last_written": ref.new_zeros(b, self.cfg.memory_num_tokens, ref.shape[1]),
-            "read_weights": ref.new_zeros(b, self.cfg.memory_num_tokens, s),
+            "last_written": ref.new_zeros(b, self.cfg.num_tokens, ref.shape[1]),
+            "read_weights": ref.new_zeros(b, self.cfg.num_tokens, s),
             "started": ref.new_zeros(b, 1, 1),
         }
-        if self.cfg.enable_usage_tracking:
+        if self.cfg.usage_tracking:
             state["usage"] = ref.new_zeros(b, s)
-        if self.cfg.enable_temporal_links:
+        if self.cfg.temporal_links:
             state["links"] = ref.new_zeros(b, s, s)
             state["precedence"] = ref.new_zeros(b, s)
         return state
@@ -173,11 +173,11 @@ class DifferentiableMemory(nn.Module):
         k = keys.view(b, n, self.heads, d // self.heads)
         m = slots.view(b, slots.shape[1], self.heads, d // self.heads)
         sim = torch.einsum("bnhd,bshd->bhns", F.normalize(k, dim=-1), F.normalize(m, dim=-1))
-        return torch.softmax(self.cfg.memory_sharpness * sim, dim=-1).mean(dim=1)
+        return torch.softmax(self.cfg.sharpness * sim, dim=-1).mean(dim=1)
 
     def read(self, state: MemoryState) -> tuple[torch.Tensor, dict]:
         weights = self._address(self.read_key(state["last_written"]), state["slots"])
-        if self.cfg.enable_temporal_links:
+        if self.cfg.temporal_links:
             forward = torch.einsum("bst,bnt->bns", state["links"], state["read_weights"])
             weights = 0.5 * (weights + forward)
         vectors = self.read_out(torch.einsum("bns,bsd->bnd", weights, state["slots"]))
@@ -190,7 +190,7 @@ class DifferentiableMemory(nn.Module):
         slots = state["slots"]
         weights = self._address(self.write_key(written), slots)
         new: MemoryState = {}
-        if self.cfg.enable_usage_tracking:
+        if self.cfg.usage_tracking:
             usage = state["usage"]
             allocation = torch.softmax(-usage * slots.shape[1], dim=-1).unsqueeze(1)
             gate = torch.sigmoid(self.alloc_gate(written))
@@ -200,7 +200,7 @@ class DifferentiableMemory(nn.Module):
         erase = torch.einsum("bns,bnd->bsd", weights, torch.sigmoid(self.erase(written)))
         add = torch.einsum("bns,bnd->bsd", weights, torch.tanh(self.value(written)))
         new["slots"] = slots * (1 - erase).clamp(min=0) + add
-        if self.cfg.enable_temporal_links:
+        if self.cfg.temporal_links:
             w = weights.mean(dim=1)
             links = (1 - w.unsqueeze(2) - w.unsqueeze(1)) * state["links"] + w.unsqueeze(2) * state["precedence"].unsqueeze(1)
             eye = torch.eye(links.shape[-1], dtype=links.dtype, device=links.device)

@@ -148,8 +148,6 @@ class MemXLNetForQA(nn.Module):
             if memory_state is None:
                 memory_state = self.init_memory(input_ids.shape[0])
             read_emb, read_info = self.memory.read(memory_state)
-            if self.memory_config.memory_read_scale == "embedding":
-                read_emb = self._on_embedding_scale(read_emb)
             info.update(read_info)
             # slot[b, l] = i where input_ids[b, l] is [MEM_READ_i], else -1: one gather + one where.
             read_ids = torch.tensor(self.memory_config.read_token_ids, device=input_ids.device)
@@ -177,21 +175,11 @@ class MemXLNetForQA(nn.Module):
             info.update(write_info)
         return SegmentOutput(start, end, new_state, info)
 
-    def _on_embedding_scale(self, read: torch.Tensor) -> torch.Tensor:
-        """Each read vector rescaled to the RMS of the word-embedding table.
-
-        The memory holds final hidden states (layer-normed: RMS about 1 per dimension), while a
-        random-init XLNet's word embeddings have RMS 0.02: unscaled, the read tokens sit among the
-        words at about 25 times their norm from the second segment on. A zero memory stays zero.
-        """
-        target = self.transformer.word_embedding.weight.detach().pow(2).mean().sqrt()
-        return read * (target * torch.rsqrt(read.pow(2).mean(-1, keepdim=True) + 1e-12))
-
     def _gather_write_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         ids = torch.tensor(self.memory_config.write_token_ids, device=input_ids.device)
         hits = input_ids.unsqueeze(1) == ids.view(1, -1, 1)  # [B, N, L]
         if not bool(hits.any(-1).all()):
-            raise ValueError("input_ids: a segment lacks its [MEM_WRITE_i] tokens; build features with the same memory_num_tokens")
+            raise ValueError("input_ids: a segment lacks its [MEM_WRITE_i] tokens; build features with the same memory.num_tokens")
         positions = hits.to(torch.long).argmax(-1)  # [B, N]
         return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 

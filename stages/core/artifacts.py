@@ -147,10 +147,22 @@ def _check_signature(manifest: dict, manifest_path: Path, stage: str, signature:
         recomputed = None
     if recomputed != signature:
         raise _bad(manifest_path, f"records a config that hashes to {recomputed}, not to its signature", stage)
-    for key, value in sig_config.items():
-        if key not in config or json.dumps(config[key], sort_keys=True, default=str) != \
+    differs = _first_difference(sig_config, config)
+    if differs:
+        raise _bad(manifest_path, f"records config key `{differs}` that differs from its signed value", stage)
+
+
+def _first_difference(signed: dict, config: dict, prefix: str = "") -> str | None:
+    """The first signed key (dotted inside a component) whose value `config` lacks or contradicts."""
+    for key, value in signed.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            found = _first_difference(value, config[key], f"{prefix}{key}.")
+            if found:
+                return found
+        elif key not in config or json.dumps(config[key], sort_keys=True, default=str) != \
                 json.dumps(value, sort_keys=True, default=str):
-            raise _bad(manifest_path, f"records config key `{key}` that differs from its signed value", stage)
+            return f"{prefix}{key}"
+    return None
 
 
 def load_artifact(root: Path, stage: str, signature: str) -> Artifact | None:

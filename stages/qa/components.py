@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from models.memxlnet import MemoryConfig, MemXLNetForQA, add_memory_tokens
+from models.memxlnet import MemXLNetForQA, add_memory_tokens
 from stages.qa import data as qa_data
 from stages.qa.features import FeatureStore, SegmentLayout, cached_features
 from stages.qa.tokenizer import resolve_tokenizer
@@ -16,33 +16,17 @@ from stages.qa.tokenizer import resolve_tokenizer
 TRAINING_CONFIG_NAME = "training_config.json"
 
 
-def sample_keys(cfg) -> dict:
-    """The keyword arguments of `qa_data.load_squad` that shape a qa config's generated documents."""
-    return {"seed": cfg.data_seed, "neighbour_guilds": cfg.sample_neighbour_guilds, "neighbours": cfg.sample_neighbours,
-            "distractor": cfg.sample_distractor}
-
-
 def load_splits(cfg, cache_dir: Path) -> tuple[dict, dict]:
     """(train, dev) SQuAD dicts after ``long_context`` joining and size limits."""
-    sample = sample_keys(cfg)
-    train = qa_data.load_squad(cfg.dataset, "train", cache_dir, cfg.sample_documents, **sample,
-                               cross_only_documents=cfg.sample_cross_only_documents,
-                               cross_only_lookups=cfg.sample_cross_only_lookups)
-    if cfg.eval_dataset:
-        dev = qa_data.load_squad(cfg.eval_dataset, "dev", cache_dir, cfg.sample_dev_documents, **sample)
-    elif cfg.dataset == qa_data.SAMPLE:
-        dev = qa_data.load_squad(cfg.dataset, "dev", cache_dir, cfg.sample_dev_documents, **sample)
+    data, sample = cfg.data, cfg.sample
+    train = qa_data.load_squad(data.dataset, "train", cache_dir, sample.documents, sample)
+    if data.eval_dataset or data.dataset == qa_data.SAMPLE:
+        dev = qa_data.load_squad(data.eval_dataset or data.dataset, "dev", cache_dir, sample.dev_documents, sample)
     else:
         train, dev = qa_data.split_articles(train, "train", 0.1), qa_data.split_articles(train, "dev", 0.1)
-    train = qa_data.limit_questions(qa_data.join_paragraphs(train, cfg.long_context), cfg.train_size)
-    dev = qa_data.limit_questions(qa_data.join_paragraphs(dev, cfg.long_context), cfg.eval_size)
+    train = qa_data.limit_questions(qa_data.join_paragraphs(train, data.long_context), data.train_size)
+    dev = qa_data.limit_questions(qa_data.join_paragraphs(dev, data.long_context), data.eval_size)
     return train, dev
-
-
-def memory_config(cfg, read_ids: list[int], write_ids: list[int]) -> MemoryConfig:
-    """The model's memory config: the stage's memory keys under the same names, plus the token ids."""
-    values = {key: getattr(cfg, key) for key in MemoryConfig.stage_keys()}
-    return MemoryConfig(**values, read_token_ids=list(read_ids), write_token_ids=list(write_ids))
 
 
 def build_tokenizer(cfg, train: dict, cache_dir: Path):
@@ -51,14 +35,14 @@ def build_tokenizer(cfg, train: dict, cache_dir: Path):
     if spec == "auto" and cfg.model != "tiny" and Path(cfg.model).is_dir():
         spec = cfg.model
     tokenizer = resolve_tokenizer(spec, lambda: qa_data.contexts(train), cache_dir, cfg.tokenizer_vocab_size,
-                                  source=f"dataset={cfg.dataset} (long_context={cfg.long_context}, "
-                                         f"train_size={cfg.train_size})")
-    read_ids, write_ids = add_memory_tokens(tokenizer, cfg.memory_num_tokens)
+                                  source=f"data.dataset={cfg.data.dataset} (long_context={cfg.data.long_context}, "
+                                         f"train_size={cfg.data.train_size})")
+    read_ids, write_ids = add_memory_tokens(tokenizer, cfg.memory.num_tokens)
     return tokenizer, read_ids, write_ids
 
 
 def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> MemXLNetForQA:
-    memory = memory_config(cfg, read_ids, write_ids)
+    memory = cfg.memory.with_tokens(read_ids, write_ids)
     if cfg.model == "tiny":
         d = cfg.tiny_d_model
         return MemXLNetForQA.tiny(len(tokenizer), memory, d_model=d, n_layer=cfg.tiny_layers, n_head=max(1, d // 16),
@@ -68,10 +52,10 @@ def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> Me
     return model
 
 
-def segment_layout(cfg, read_ids: list[int], write_ids: list[int], stage: int | None = None) -> SegmentLayout:
-    """The segment layout of a QA config's curriculum stage ``stage`` (None: the last, which
+def segment_layout(cfg, read_ids: list[int], write_ids: list[int], phase: int | None = None) -> SegmentLayout:
+    """The segment layout of a QA config's curriculum phase ``phase`` (None: the last, which
     evaluation reads, from the training config or the one recorded with the model)."""
-    return SegmentLayout(cfg.segment_length(stage), cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
+    return SegmentLayout(cfg.segment_length(phase), cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs,
                        tuple(read_ids), tuple(write_ids))
 
 

@@ -13,9 +13,31 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from stages.core.config import knob
+
 SAMPLE = "sample"
 # Question kinds (an optional ``kind`` key of a SQuAD question), scored apart.
 KIND_LOCAL, KIND_CROSS, KIND_NONE = "local", "cross_segment", "unanswerable"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where a QA run's questions come from: the `qa` stage's `data.*` keys."""
+
+    dataset: str = knob("sample", "training data: 'sample' (generated long documents, see sample.*), a SQuAD v2 "
+                                  "JSON path, or a `datasets` id")
+    eval_dataset: str = knob("", "dev data like `dataset`; empty = held-out articles of `dataset`")
+    long_context: int = knob(0, "join k paragraphs of an article into one context (0 = whole article, 1 = as "
+                                "given)", ge=0)
+    train_size: int = knob(0, "use only the first N training questions (0 = all)", ge=0)
+    eval_size: int = knob(0, "use only the first N dev questions (0 = all)", ge=0)
+
+    def validate(self) -> None:
+        for name in ("dataset", "eval_dataset"):
+            value = getattr(self, name)
+            if value.endswith(".json") and not Path(value).expanduser().is_file():
+                raise ValueError(f"{name}: {value} does not exist; pass a SQuAD v2 JSON file, 'sample' or a "
+                                 "datasets id")
 
 
 @dataclasses.dataclass
@@ -54,21 +76,15 @@ def hf_squad(dataset_id: str, split: str, cache_dir: Path) -> dict:
         for title, contexts in articles.items()]}
 
 
-def load_squad(dataset: str, split: str, cache_dir: Path, sample_documents: int = 400, seed: int = 0,
-               neighbour_guilds: str = "registered", *, neighbours: int = 2, cross_only_documents: int = 0,
-               cross_only_lookups: int = 0, distractor: bool = False) -> dict:
-    """``dataset`` is 'sample' (generated long documents, see ``stages.qa.sample``; the arguments from
-    ``sample_documents`` on shape it: ``cross_only_documents`` more documents keep only their
-    cross-segment question and ``cross_only_lookups`` register lookups; ``split`` 'test' draws from
-    its own seed stream), a SQuAD JSON path, or a
-    `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`); what was
-    repaired or dropped is counted under `VALIDATION_KEY`."""
+def load_squad(dataset: str, split: str, cache_dir: Path, documents: int = 400, sample=None) -> dict:
+    """``dataset`` is 'sample' (``documents`` generated long documents of ``split``, shaped by
+    ``sample``, a `stages.qa.sample.SampleConfig`; 'test' draws from its own seed stream), a SQuAD
+    JSON path, or a `datasets` id (split 'train'/'dev'). The result is validated (`validate_squad`);
+    what was repaired or dropped is counted under `VALIDATION_KEY`."""
     if dataset == SAMPLE:
-        from stages.qa.sample import generate_sample, keep_kinds
+        from stages.qa.sample import SampleConfig
 
-        sample = generate_sample(sample_documents + cross_only_documents, seed, split, n_neighbours=neighbours,
-                                 neighbour_guilds=neighbour_guilds, distractor=distractor)
-        return validate_squad(keep_kinds(sample, {KIND_CROSS}, sample_documents, cross_only_lookups), SAMPLE)
+        return validate_squad((sample or SampleConfig()).generate(split, documents), SAMPLE)
     path = Path(dataset)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():

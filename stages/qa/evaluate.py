@@ -55,9 +55,8 @@ def checkpoint_folder(qa_artifact: Path) -> Path:
 def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
     """The questions to score: ``cfg.dataset`` (or the qa run's dev split), first ``test_size`` of them."""
     if cfg.dataset:
-        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train.sample_dev_documents,
-                                   **components.sample_keys(train))
-        squad = qa_data.join_paragraphs(squad, train.long_context)
+        squad = qa_data.load_squad(cfg.dataset, "dev", cache_dir, train.sample.dev_documents, train.sample)
+        squad = qa_data.join_paragraphs(squad, train.data.long_context)
     else:
         squad = json.loads((Path(qa_artifact) / "dev.json").read_text())
     return qa_data.limit_questions(squad, cfg.test_size)
@@ -66,11 +65,11 @@ def gold_data(cfg, qa_artifact: Path, train: QAConfig, cache_dir: Path) -> dict:
 def test_data(cfg, train: QAConfig, cache_dir: Path) -> dict:
     """The generated test split: ``cfg.test_documents`` documents like the qa run's, from the 'test'
     seed stream (never trained on, never used for a choice)."""
-    if train.dataset != qa_data.SAMPLE or train.eval_dataset not in ("", qa_data.SAMPLE):
-        raise ValueError(f"test_documents: the test split is generated; the qa run trained on dataset="
-                         f"{train.dataset!r} (use dataset=<file> to score other data)")
-    squad = qa_data.load_squad(qa_data.SAMPLE, "test", cache_dir, cfg.test_documents, **components.sample_keys(train))
-    return qa_data.join_paragraphs(squad, train.long_context)
+    if train.data.dataset != qa_data.SAMPLE or train.data.eval_dataset not in ("", qa_data.SAMPLE):
+        raise ValueError(f"test_documents: the test split is generated; the qa run trained on data.dataset="
+                         f"{train.data.dataset!r} (use dataset=<file> to score other data)")
+    squad = qa_data.load_squad(qa_data.SAMPLE, "test", cache_dir, cfg.test_documents, train.sample)
+    return qa_data.join_paragraphs(squad, train.data.long_context)
 
 
 def swap_order(examples: list[dict]) -> np.ndarray:
@@ -140,10 +139,10 @@ ADMITTED = ("cross_segment_f1", "cross_segment_exact", "local_f1", "unanswerable
 
 
 def reader_admission(qa_manifest: dict, threshold: float) -> dict:
-    """The reader's (curriculum stage 1's) dev cross-segment F1 at its best epoch (best dev F1, the
+    """The reader's (curriculum phase 1's) dev cross-segment F1 at its best epoch (best dev F1, the
     epoch its model was kept from) and, with a threshold, whether it is admitted (1.0 or 0.0)."""
-    stages = (qa_manifest.get("record") or {}).get("stages") or []
-    epochs = stages[0].get("epochs") or [] if stages else []
+    phases = (qa_manifest.get("record") or {}).get("phases") or []
+    epochs = phases[0].get("epochs") or [] if phases else []
     if not epochs or "cross_segment_f1" not in epochs[0]:
         return {}
     best = max(epochs, key=lambda e: e["f1"])  # the first best, as training keeps it

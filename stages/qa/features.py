@@ -52,6 +52,16 @@ class SegmentLayout:
     write_token_ids: tuple[int, ...]
 
 
+#: Tokens of a segment that are neither question, memory nor context: two separators and CLS.
+SPECIAL_TOKENS = 3
+
+
+def context_room(seq_length: int, memory_tokens: int, query_tokens: int) -> int:
+    """Context tokens a segment of ``seq_length`` holds after ``query_tokens`` question tokens,
+    ``memory_tokens`` read plus as many write tokens, and the special tokens."""
+    return seq_length - 2 * memory_tokens - query_tokens - SPECIAL_TOKENS
+
+
 def _answer_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
     """First and last context token overlapping the character span [start, end)."""
     hit = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
@@ -64,7 +74,7 @@ def featurize(example: QAExample, tokenizer, spec: SegmentLayout) -> tuple[dict[
     question = tokenizer(example.question, add_special_tokens=False)["input_ids"][: spec.max_query_length]
     encoded = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
     ctx_ids, ctx_offsets = encoded["input_ids"], [tuple(o) for o in encoded["offset_mapping"]]
-    window = L - 2 * n_mem - len(question) - 3
+    window = context_room(L, n_mem, len(question))
     if window < 1:
         raise ValueError(f"max_seq_length: {L} leaves no room for context after the question and "
                          f"{2 * n_mem} memory tokens; raise max_seq_length or lower max_query_length")

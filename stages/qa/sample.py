@@ -51,12 +51,14 @@ stage (``dataset=sample``); it does not depend on the wiki sample corpus.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import re
 import sys
 from pathlib import Path
 
 from stages.core.artifacts import write_json_atomic
+from stages.core.config import knob
 from stages.qa.data import KIND_CROSS, KIND_LOCAL, KIND_NONE
 
 _SYLLABLES = ("var", "nok", "bel", "or", "os", "tel", "kar", "ith", "mel", "dun", "ra", "sa", "lo", "vin",
@@ -226,20 +228,14 @@ def asked_person(question: str) -> str | None:
     return found.group(1) if found else None
 
 
-def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0, lookups: int = 0) -> dict:
+def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0) -> dict:
     """``sample`` with only the questions of ``kinds`` in documents ``from_document`` and later
-    (earlier documents keep every question), plus ``lookups`` of their register lookups ("When was
-    the Belor Guild founded?"), drawn per document so that the subject's guild is not favoured;
-    documents left without a question are dropped."""
+    (earlier documents keep every question); documents left without a question are dropped."""
     data = []
     for i, document in enumerate(sample["data"]):
         paragraphs = []
         for paragraph in document["paragraphs"]:
-            qas = paragraph["qas"]
-            if i >= from_document:
-                register = [q["id"] for q in qas if q["form"] == "guild_year"]
-                drawn = set(random.Random(f"lookups|{document['title']}").sample(register, min(lookups, len(register))))
-                qas = [q for q in qas if q["kind"] in kinds or q["id"] in drawn]
+            qas = paragraph["qas"] if i < from_document else [q for q in paragraph["qas"] if q["kind"] in kinds]
             if qas:
                 paragraphs.append({**paragraph, "qas": qas})
         if paragraphs:
@@ -247,27 +243,56 @@ def keep_kinds(sample: dict, kinds: set[str], from_document: int = 0, lookups: i
     return {**sample, "data": data}
 
 
+@dataclasses.dataclass
+class SampleConfig:
+    """The generated long documents of `data.dataset=sample`: the `qa` stage's `sample.*` keys."""
+
+    documents: int = knob(200, "training documents generated", ge=1)
+    dev_documents: int = knob(30, "dev documents generated", ge=1)
+    seed: int = knob(0, "seed of the generated documents (each split draws from its own seed stream)")
+    neighbours: int = knob(2, "people stated between the subject and the register (the padding that keeps "
+                              "them in different segments; fewer = shorter documents)", ge=0)
+    neighbour_guilds: str = knob("registered", "the neighbours' patron guilds are 'registered' (memory must bind "
+                                 "the subject's name to its guild) or 'unregistered' (memory must carry which "
+                                 "registered guild was named before the register)", choices=NEIGHBOUR_GUILDS)
+    distractor: bool = knob(False, "the first neighbour's patron guild is a registered guild other than the "
+                                   "subject's, named next to it (random order) before the cut, so the year asked "
+                                   "for depends on whose guild it is")
+    cross_only_documents: int = knob(0, "further training documents of which only the cross-segment question is "
+                                        "kept (a denser cross-segment signal)", ge=0)
+
+    def validate(self) -> None:
+        if self.distractor and (self.neighbours < 1 or self.neighbour_guilds != "registered"):
+            raise ValueError("distractor: needs sample.neighbours >= 1 and sample.neighbour_guilds=registered")
+
+    def generate(self, split: str, documents: int) -> dict:
+        """``documents`` generated documents of ``split`` (training adds the cross-only documents)."""
+        extra = self.cross_only_documents if split == "train" else 0
+        generated = generate_sample(documents + extra, self.seed, split, n_neighbours=self.neighbours,
+                                    neighbour_guilds=self.neighbour_guilds, distractor=self.distractor)
+        return keep_kinds(generated, {KIND_CROSS}, documents)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write a generated split as a SQuAD v2 file, e.g. the filtered training sets of the README's
-    diagnostics (``dataset=<file>`` then trains on it)."""
+    """Write a generated split as a SQuAD v2 file (``data.dataset=<file>`` then trains on it)."""
     kinds = (KIND_LOCAL, KIND_CROSS, KIND_NONE)
     parser = argparse.ArgumentParser(prog="python -m stages.qa.sample", description=main.__doc__)
     parser.add_argument("out", type=Path, help="SQuAD v2 JSON file to write")
     parser.add_argument("--documents", type=int, default=200, help="documents to generate (default 200)")
     parser.add_argument("--split", choices=SPLITS, default="train")
-    parser.add_argument("--data-seed", type=int, default=0, help="as the qa key data_seed (default 0)")
+    parser.add_argument("--data-seed", type=int, default=0, help="as the qa key sample.seed (default 0)")
     parser.add_argument("--neighbour-guilds", choices=NEIGHBOUR_GUILDS, default="registered",
-                        help="as the qa key sample_neighbour_guilds (default registered)")
+                        help="as the qa key sample.neighbour_guilds (default registered)")
     parser.add_argument("--neighbours", type=int, default=2,
-                        help="neighbours between the subject and the register (default 2, as dataset=sample)")
+                        help="as the qa key sample.neighbours (default 2)")
     parser.add_argument("--distractor", action="store_true",
-                        help="as the qa key sample_distractor: the neighbour's registered guild is named next to "
+                        help="as the qa key sample.distractor: the neighbour's registered guild is named next to "
                              "the subject's, before the register")
     parser.add_argument("--kinds", default=",".join(kinds),
                         help=f"comma-separated question kinds to keep (default all: {','.join(kinds)})")
     parser.add_argument("--all-kinds-documents", type=int, default=0,
                         help="the first N documents keep every question (default 0); the documents of "
-                             "dataset=sample with sample_documents=N are exactly these")
+                             "data.dataset=sample with sample.documents=N are exactly these")
     args = parser.parse_args(argv)
     keep = set(args.kinds.split(","))
     if not keep or keep - set(kinds):

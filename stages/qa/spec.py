@@ -8,12 +8,12 @@ STAGE = StageSpec(
     config_cls=QAConfig,
     run="stages.qa.train:run",
     upstream=(),
-    description="MemXLNet long-document SQuAD v2: progressive-segment phase-2 training, resumable",
+    description="MemXLNet long-document SQuAD v2 through a progressive-segment curriculum, resumable",
     resumable=True,
     prefetch="stages.qa.spec:prefetch",
     derived="stages.qa.spec:shared_reader_node",
-    grid={"memory_num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
-    # The forms of generated questions (dataset=sample) split the local kind: person lookups and the
+    grid={"memory.num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
+    # The forms of generated questions (data.dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
                   "dev_cross_segment_exact", "dev_form_home_town_f1", "dev_form_trade_f1",
@@ -35,14 +35,14 @@ STAGE = StageSpec(
     ),
 )
 
-#: The shared reader (`shared_reader=true`): a qa run of `QAConfig.reader_config()` (curriculum
+#: The shared reader (`curriculum.shared_reader=true`): a qa run of `QAConfig.reader_config()` (curriculum
 #: phase 1 alone, without memory), a job of the plan that the qa runs sharing it depend on
 #: (`shared_reader_node`); never a step of `stage=all` by itself.
 READER = StageSpec(
     name="qa_reader",
     config_cls=QAConfig,
     run="stages.qa.train:run",
-    description="the memory-free reader that qa runs with shared_reader=true continue",
+    description="the memory-free reader that qa runs with curriculum.shared_reader=true continue",
     resumable=True,
     prefetch="stages.qa.spec:prefetch",
     in_chain=False,
@@ -51,11 +51,12 @@ STAGES = (STAGE, READER)
 
 
 def shared_reader_node(cfg: QAConfig, upstream_cfgs: dict) -> dict:
-    """The qa stage's derived upstream: with `shared_reader`, the reader it continues."""
-    return {READER.name: (cfg.reader_config(), {})} if cfg.shared_reader else {}
+    """The qa stage's derived upstream: with `curriculum.shared_reader`, the reader it continues."""
+    return {READER.name: (cfg.reader_config(), {})} if cfg.curriculum.shared_reader else {}
 
 #: Values of QA fields that need nothing from a hub.
-_BUILTIN = {"model": {"tiny"}, "tokenizer": {"auto"}, "dataset": {"sample", ""}, "eval_dataset": {"sample", ""}}
+_BUILTIN = {"model": {"tiny"}, "tokenizer": {"auto"}, "data.dataset": {"sample", ""},
+            "data.eval_dataset": {"sample", ""}}
 
 
 def prefetch(cfg: QAConfig, cache_dir) -> list[str]:
@@ -68,8 +69,8 @@ def prefetch(cfg: QAConfig, cache_dir) -> list[str]:
         if ref not in _BUILTIN[key] and is_hub_id(ref):
             done.append(fetch_hf_repo(f"qa.{key}", ref, cache_dir))
     # The QA stage reads split "train" of `dataset` and "validation" of `eval_dataset`.
-    for key, split in (("dataset", "train"), ("eval_dataset", "validation")):
-        ref = getattr(cfg, key)
+    for key, split in (("data.dataset", "train"), ("data.eval_dataset", "validation")):
+        ref = getattr(cfg.data, key.partition(".")[2])
         if ref not in _BUILTIN[key] and is_hub_id(ref):
             done.append(fetch_dataset(f"qa.{key}", ref, split, cache_dir))
     return done

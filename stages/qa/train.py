@@ -1,17 +1,17 @@
-"""The `qa` stage: MemXLNet phase-2 training through a progressive segment curriculum.
+"""The `qa` stage: MemXLNet fine-tuning on long-document SQuAD v2 through a progressive segment curriculum.
 
-Each curriculum stage ``i`` (with up to ``progressive_segments[i]`` segments per document) trains in
-``stage_{i+1}_segs_{n}/``: a resumable ``checkpoint/`` while it runs, ``best_model/`` (best dev F1,
-HF-style folder with tokenizer and resolved training config) and ``stage_done.json`` when finished.
-The next stage starts from the previous stage's best model. Warm-ups count epochs within each
-curriculum stage, as MemXLNet does: every stage starts with its own warm-up epochs. A stage that
-allows fewer segments than a document has trains on the answer-centred window of its segments
-(nothing is dropped); evaluation reads the first ``max_n_segs`` segments. A stage may cut
-segments of its own length (``stage_seq_lengths``, e.g. a first stage that reads each whole
-document in one segment); the last stage's length is what evaluation reads. With ``shared_reader``,
-stage 1 is a `qa_reader` artifact trained without memory, once for every run that differs only in
-its memory keys and later stages; each run adds its own memory from stage 2 on. SIGUSR2 -> checkpoint at the next step boundary -> ``Preempted``; a relaunch resumes
-bit for bit (model, optimizer, LR schedule, RNG, sampler position).
+Each curriculum phase ``i`` (with up to ``curriculum.segments[i]`` segments per document) trains in
+``phase_{i+1}_segs_{n}/``: a resumable ``checkpoint/`` while it runs, ``best_model/`` (best dev F1,
+HF-style folder with tokenizer and resolved training config) and ``phase_done.json`` when finished.
+The next phase starts from the previous phase's best model. Warm-ups count epochs within each
+phase, as MemXLNet does (`stages.qa.curriculum`). A phase that allows fewer segments than a
+document has trains on the answer-centred window of its segments (nothing is dropped); evaluation
+reads the first ``max_n_segs`` segments. A phase may cut segments of its own length
+(``curriculum.phase_seq_lengths``); the last phase's length is what evaluation reads. With
+``curriculum.shared_reader``, phase 1 is a `qa_reader` artifact trained without memory, once for
+every run that differs only in its memory keys and later phases; each run adds its own memory
+from phase 2 on. A preemption signal -> checkpoint at the next step boundary -> ``Preempted``; a
+relaunch resumes bit for bit (model, optimizer, LR schedule, RNG, sampler position).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from stages.qa.predict import predict
 from stages.qa.spec import READER
 
 FINAL_MODEL_POINTER = "final_model.json"
+PHASE_DONE = "phase_done.json"
 
 
 def _seed_everything(seed: int) -> None:
@@ -71,16 +72,6 @@ def evaluate_model(model: MemXLNetForQA, store, gold: dict, cfg, max_segments: i
     return squad_eval.evaluate(gold["data"], preds, na_probs), preds, na_probs
 
 
-def warmups(cfg, epoch: int) -> dict[str, bool | str]:
-    """What epoch ``epoch`` (0-based, within its curriculum stage) runs with, after the warm-ups."""
-    any_positive = cfg.extraction == "any_positive" and epoch >= cfg.warmup_disable_any_positive_epochs
-    return {
-        "freeze_base": epoch < cfg.warmup_freeze_base_epochs,
-        "global_softmax": cfg.use_global_softmax and epoch >= cfg.warmup_disable_global_softmax_epochs,
-        "extraction": "any_positive" if any_positive else "best_score",
-    }
-
-
 class PhaseTrainer:
     """Trains one phase of the progressive-segment curriculum; owns its checkpoint folder."""
 
@@ -89,8 +80,8 @@ class PhaseTrainer:
         self.cfg, self.ctx, self.acc = cfg, ctx, accelerator
         self.index, self.segments = index, segments
         self.data = data
-        self.train_store, self.dev_store = data["stage_stores"][index]
-        self.dir = Path(home or ctx.out_dir) / f"stage_{index + 1}_segs_{segments}"
+        self.train_store, self.dev_store = data["phase_stores"][index]
+        self.dir = Path(home or ctx.out_dir) / f"phase_{index + 1}_segs_{segments}"
         self.ckpt = self.dir / "checkpoint"
 
     # ------------------------------------------------------------------ setup
@@ -101,7 +92,7 @@ class PhaseTrainer:
             self.model = components.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
         else:
             self.model = MemXLNetForQA.from_pretrained(start_from)
-            memory = components.memory_config(cfg, data["read_ids"], data["write_ids"])
+            memory = cfg.memory.with_tokens(data["read_ids"], data["write_ids"])
             if self.model.memory_config != memory:  # from the shared reader: this run's memory joins here
                 self.model = self.model.with_memory(memory, len(data["tokenizer"]))
         docs = np.arange(len(self.train_store))
@@ -111,7 +102,7 @@ class PhaseTrainer:
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size: {cfg.batch_size} x {self.acc.num_processes} ranks exceeds the "
                              f"{len(docs)} training questions; lower batch_size or add data")
-        self.epochs = cfg.epochs_of(self.index)
+        self.epochs = cfg.curriculum.epochs_of(self.index)
         total = self.steps_per_epoch * self.epochs
         base_ids = {id(p) for p in self.model.base_parameters()}
         groups = [
@@ -127,8 +118,11 @@ class PhaseTrainer:
         if self.ckpt.is_dir():
             self.load_checkpoint()
 
+    def warmups(self, epoch: int) -> dict[str, bool | str]:
+        return self.cfg.curriculum.warmups(epoch, self.cfg.use_global_softmax, self.cfg.extraction)
+
     def base_frozen(self, step: int) -> bool:
-        return bool(warmups(self.cfg, step // self.steps_per_epoch)["freeze_base"])
+        return bool(self.warmups(step // self.steps_per_epoch)["freeze_base"])
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -163,7 +157,7 @@ class PhaseTrainer:
         self.step, self.curve = state["step"], state["curve"]
         self.best_f1, self.epoch_metrics = state["best_f1"], state["epoch_metrics"]
         set_rng_state(rng)
-        self.ctx.log.info("qa stage %d: resumed at step %d", self.index + 1, self.step)
+        self.ctx.log.info("qa phase %d: resumed at step %d", self.index + 1, self.step)
 
     # ------------------------------------------------------------------ training
     def train_step(self, docs: np.ndarray, use_global: bool) -> float:
@@ -188,7 +182,7 @@ class PhaseTrainer:
     def run(self, flag: PreemptionFlag) -> dict:
         cfg = self.cfg
         while self.sampler.epoch < self.epochs:
-            mode = warmups(cfg, self.sampler.epoch)
+            mode = self.warmups(self.sampler.epoch)
             batches = self.sampler.epoch_batches(self.sampler.epoch)
             while self.sampler.position < len(batches):
                 if flag.is_set_anywhere():
@@ -214,7 +208,7 @@ class PhaseTrainer:
             metrics = {**metrics, "epoch": self.sampler.epoch, **mode, "train_loss": float(np.mean(epoch_losses))}
             kinds = " ".join(f"{k[:-3]} {v:.1f}" for k, v in metrics.items() if k.endswith("_f1") and
                              k.split("_")[0] in ("local", "cross", "unanswerable"))
-            self.ctx.log.info("qa stage %d epoch %d: loss %.4f dev EM %.2f F1 %.2f %s", self.index + 1,
+            self.ctx.log.info("qa phase %d epoch %d: loss %.4f dev EM %.2f F1 %.2f %s", self.index + 1,
                               metrics["epoch"], metrics["train_loss"], metrics["exact"], metrics["f1"], kinds)
             self.epoch_metrics.append(metrics)
             if metrics["f1"] > self.best_f1:
@@ -230,7 +224,7 @@ class PhaseTrainer:
         summary = {"segments": self.segments, "steps": self.step, "best_f1": self.best_f1,
                    "epochs": self.epoch_metrics, "loss_curve": self.curve}
         if self.acc.is_main_process:
-            (self.dir / "stage_done.json").write_text(json.dumps(summary, indent=1))
+            (self.dir / PHASE_DONE).write_text(json.dumps(summary, indent=1))
             shutil.rmtree(self.ckpt, ignore_errors=True)
         self.acc.wait_for_everyone()
         return summary
@@ -238,32 +232,32 @@ class PhaseTrainer:
 
 def prepare_data(cfg, ctx, accelerator: Accelerator) -> dict:
     """Tokenizer and cached features; rank 0 builds them first, the other ranks then reuse the cache.
-    With ``shared_reader``, stage 1 is the shared reader's, which builds its own."""
+    With a shared reader, phase 1 is the reader's, which builds its own."""
     with accelerator.main_process_first():
         train, dev = components.load_splits(cfg, ctx.cache_dir)
         for name, split in (("train", train), ("dev", dev)):  # repaired/dropped answers, in the manifest
             for reason, count in qa_data.validation_counts(split).items():
                 ctx.skip(f"{name} {reason}", count=count)
-        data = _stage_data(cfg, train, dev, ctx, first=1 if cfg.shared_reader else 0)
-    train_store, dev_store = data["stage_stores"][-1]
+        data = _phase_data(cfg, train, dev, ctx, first=1 if cfg.curriculum.shared_reader else 0)
+    train_store, dev_store = data["phase_stores"][-1]
     if len(train_store) == 0 or len(dev_store) == 0:
-        raise ValueError(f"dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
-                         "check dataset/eval_dataset and train_size/eval_size")
+        raise ValueError(f"data.dataset: {len(train_store)} training / {len(dev_store)} dev questions; "
+                         "check data.dataset/eval_dataset and data.train_size/eval_size")
     return data
 
 
-def _stage_data(cfg, train: dict, dev: dict, ctx, first: int) -> dict:
-    """Tokenizer and one (train, dev) feature store per curriculum stage from ``first`` on (earlier
-    stages: None); stages of the same segment length share their stores."""
+def _phase_data(cfg, train: dict, dev: dict, ctx, first: int) -> dict:
+    """Tokenizer and one (train, dev) feature store per curriculum phase from ``first`` on (earlier
+    phases: None); phases of the same segment length share their stores."""
     tokenizer, read_ids, write_ids = components.build_tokenizer(cfg, train, ctx.cache_dir)
     stores, by_length = [], {}
-    for stage in range(len(cfg.progressive_segments)):
-        spec = components.segment_layout(cfg, read_ids, write_ids, stage)
-        if stage >= first and spec.max_seq_length not in by_length:
+    for phase in range(cfg.curriculum.phases):
+        spec = components.segment_layout(cfg, read_ids, write_ids, phase)
+        if phase >= first and spec.max_seq_length not in by_length:
             by_length[spec.max_seq_length] = (components.features(train, tokenizer, spec, ctx.cache_dir, ctx),
                                               components.features(dev, tokenizer, spec, ctx.cache_dir, ctx))
-        stores.append(by_length.get(spec.max_seq_length) if stage >= first else None)
-    return {"stage_stores": stores, "dev": dev, "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
+        stores.append(by_length.get(spec.max_seq_length) if phase >= first else None)
+    return {"phase_stores": stores, "dev": dev, "tokenizer": tokenizer, "read_ids": read_ids, "write_ids": write_ids}
 
 
 def shared_reader(ctx) -> tuple[Path, dict]:
@@ -272,15 +266,15 @@ def shared_reader(ctx) -> tuple[Path, dict]:
     artifact = ctx.upstream[READER.name]
     ctx.record["shared_reader"] = {"signature": artifact.signature, "path": str(artifact.path)}
     best = artifact.path / json.loads((artifact.path / FINAL_MODEL_POINTER).read_text())["path"]
-    return best, json.loads((best.parent / "stage_done.json").read_text())
+    return best, json.loads((best.parent / PHASE_DONE).read_text())
 
 
 def run(cfg, ctx) -> dict:
-    """Train through the curriculum; metrics are the last stage's best dev scores."""
+    """Train through the curriculum; metrics are the last phase's best dev scores."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     # Memory-update weights get no gradient in a step whose documents all have one segment (a
-    # one-segment curriculum stage; short documents): nothing later reads what was written.
+    # one-segment curriculum phase; short documents): nothing later reads what was written.
     # DistributedDataParallel must be told, or it stops at the next step.
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     if ranks_share_a_gpu():  # NCCL refuses two ranks on one device
@@ -290,41 +284,41 @@ def run(cfg, ctx) -> dict:
     data = prepare_data(cfg, ctx, accelerator)
     if accelerator.is_main_process:
         (Path(ctx.out_dir) / "dev.json").write_text(json.dumps(data["dev"]))
-    previous_best, stages = None, []
-    if cfg.shared_reader:
+    previous_best, phases = None, []
+    if cfg.curriculum.shared_reader:
         previous_best, summary = shared_reader(ctx)
-        stages = [summary]
+        phases = [summary]
     flag = PreemptionFlag.install()
-    for index, segments in enumerate(cfg.progressive_segments):
-        if index < len(stages):
+    for index, segments in enumerate(cfg.curriculum.segments):
+        if index < len(phases):
             continue
         trainer = PhaseTrainer(cfg, ctx, accelerator, index, segments, data)
-        done = trainer.dir / "stage_done.json"
+        done = trainer.dir / PHASE_DONE
         if done.is_file():
             summary = json.loads(done.read_text())
         else:
             trainer.setup(previous_best)
             summary = trainer.run(flag)
-        stages.append(summary)
+        phases.append(summary)
         previous_best = trainer.dir / "best_model"
     final = previous_best.relative_to(ctx.out_dir).as_posix()
     metrics = {}
     if accelerator.is_main_process:
         model = MemXLNetForQA.from_pretrained(previous_best).to(accelerator.device)
-        # Scored as evaluation reads it: the last stage's segments.
-        metrics, _, _ = evaluate_model(model, data["stage_stores"][-1][1], data["dev"], cfg, cfg.max_n_segs)
+        # Scored as evaluation reads it: the last phase's segments.
+        metrics, _, _ = evaluate_model(model, data["phase_stores"][-1][1], data["dev"], cfg, cfg.max_n_segs)
         (Path(ctx.out_dir) / FINAL_MODEL_POINTER).write_text(json.dumps({"path": final}))
-    curve = [loss for s in stages for loss in s["loss_curve"]]
+    curve = [loss for s in phases for loss in s["loss_curve"]]
     ctx.record["loss_curve"] = record_curve([[step, loss] for step, loss in enumerate(curve)])
-    ctx.record["stages"] = [{k: v for k, v in s.items() if k != "loss_curve"} for s in stages]
+    ctx.record["phases"] = [{k: v for k, v in s.items() if k != "loss_curve"} for s in phases]
     result = {f"dev_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
-    for i, stage in enumerate(stages):
-        # Mean loss of the first and last tenth of each stage (within a stage after its warmups the
+    for i, phase in enumerate(phases):
+        # Mean loss of the first and last tenth of each phase (within a phase after its warmups the
         # loss kind is fixed, so these are comparable).
-        losses, tenth = stage["loss_curve"], max(1, len(stage["loss_curve"]) // 10)
-        result[f"stage_{i + 1}_best_f1"] = stage["best_f1"]
-        result[f"stage_{i + 1}_loss_start"] = float(np.mean(losses[:tenth]))
-        result[f"stage_{i + 1}_loss_end"] = float(np.mean(losses[-tenth:]))
+        losses, tenth = phase["loss_curve"], max(1, len(phase["loss_curve"]) // 10)
+        result[f"phase_{i + 1}_best_f1"] = phase["best_f1"]
+        result[f"phase_{i + 1}_loss_start"] = float(np.mean(losses[:tenth]))
+        result[f"phase_{i + 1}_loss_end"] = float(np.mean(losses[-tenth:]))
     tenth = max(1, len(curve) // 10)
     result.update({"train_steps": len(curve), "loss_start": float(np.mean(curve[:tenth])),
                    "loss_end": float(np.mean(curve[-tenth:])), "final_model": final})

@@ -54,7 +54,7 @@ class ExtractConfig:
 
 @dataclasses.dataclass
 class GraphConfig:
-    percentiles: list[int] = knob([50, 90, 99], "degree percentiles reported in the stats")  # noqa: RUF009
+    percentiles: list[int] = knob([50, 90, 99], "degree percentiles reported in the stats")
     workers: int = knob(2, "parallel worker processes per rank (the artifact does not depend on it)",
                         signature=False)
     memory_mb: float = knob(256.0, "working memory per process for the link runs and their merge: sorting "

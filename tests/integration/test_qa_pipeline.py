@@ -1,4 +1,4 @@
-"""qa (progressive_segments=[2,4]) -> evaluate task=qa through the real CLI and the local executor."""
+"""qa (curriculum.segments=[2,4]) -> evaluate task=qa through the real CLI and the local executor."""
 
 import json
 import os
@@ -10,7 +10,7 @@ from stages.core.artifacts import load_artifact
 from stages.qa import squad_eval
 
 REPO = Path(__file__).resolve().parents[2]
-QA = ("qa.sample_documents=24", "qa.progressive_segments=[2,4]", "qa.epochs_per_stage=2", "qa.eval_size=30")
+QA = ("qa.sample.documents=24", "qa.curriculum.segments=[2,4]", "qa.curriculum.epochs=2", "qa.data.eval_size=30")
 
 
 def submit(*args):
@@ -32,11 +32,11 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     common = ("executor=local", f"root={root}", f"results={results}")
     submit("stage=qa", *(a.removeprefix("qa.") for a in QA), *common)
     qa = artifact(root, "qa")
-    stages = [json.loads((qa.path / d / "stage_done.json").read_text()) for d in ("stage_1_segs_2", "stage_2_segs_4")]
-    for d in ("stage_1_segs_2", "stage_2_segs_4"):
+    stages = [json.loads((qa.path / d / "phase_done.json").read_text()) for d in ("phase_1_segs_2", "phase_2_segs_4")]
+    for d in ("phase_1_segs_2", "phase_2_segs_4"):
         best = qa.path / d / "best_model"
         assert (best / "model.safetensors").is_file() and (best / "memxlnet_config.json").is_file()
-        assert json.loads((best / "training_config.json").read_text())["progressive_segments"] == [2, 4]
+        assert json.loads((best / "training_config.json").read_text())["curriculum"]["segments"] == [2, 4]
         assert not (qa.path / d / "checkpoint").exists()
     assert [s["segments"] for s in stages] == [2, 4]
     # Warm-ups restart in every curriculum stage, so compare like with like: the first epoch of
@@ -44,7 +44,7 @@ def test_qa_trains_through_the_curriculum_and_evaluate_scores_it(tmp_path):
     first_epochs = [s["epochs"][0] for s in stages]
     assert [e["global_softmax"] for e in first_epochs] == [False, False]
     assert first_epochs[1]["train_loss"] < first_epochs[0]["train_loss"]
-    assert qa.manifest["metrics"]["final_model"] == "stage_2_segs_4/best_model"
+    assert qa.manifest["metrics"]["final_model"] == "phase_2_segs_4/best_model"
 
     submit("stage=evaluate", "task=qa", "test_size=20", "test_documents=4", *QA, *common)
     evaluation = artifact(root, "evaluate")
@@ -94,9 +94,9 @@ def test_a_one_segment_stage_trains_a_memory_model_under_the_local_executor(tmp_
     gradient; the local executor runs the stage under DistributedDataParallel, which must allow
     that (it once stopped at the second step)."""
     root = tmp_path / "art"
-    submit("stage=qa", "sample_documents=8", "sample_dev_documents=2", "eval_size=8", "batch_size=4",
-           "memory_num_tokens=2", "progressive_segments=[1,2]", "epochs_per_stage=1", "executor=local",
+    submit("stage=qa", "sample.documents=8", "sample.dev_documents=2", "data.eval_size=8", "batch_size=4",
+           "memory.num_tokens=2", "curriculum.segments=[1,2]", "curriculum.epochs=1", "executor=local",
            f"root={root}", f"results={tmp_path / 'res'}")
     qa = artifact(root, "qa")
-    stages = [json.loads((qa.path / d / "stage_done.json").read_text()) for d in ("stage_1_segs_1", "stage_2_segs_2")]
+    stages = [json.loads((qa.path / d / "phase_done.json").read_text()) for d in ("phase_1_segs_1", "phase_2_segs_2")]
     assert all(s["steps"] > 1 for s in stages)

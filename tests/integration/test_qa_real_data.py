@@ -44,7 +44,7 @@ def artifact(root, stage):
 
 def test_default_tokenizer_trains_on_whole_real_articles(tmp_path):
     cfg = QAConfig(dataset=str(SQUAD))
-    assert (cfg.tokenizer, cfg.long_context) == ("auto", 0)
+    assert (cfg.tokenizer, cfg.data.long_context) == ("auto", 0)
     train, dev = components.load_splits(cfg, tmp_path)
     texts = list(qa_data.contexts(train))
     # Whole articles: every one is over SentencePiece's sentence limit, which the trainer skipped.
@@ -64,8 +64,8 @@ def test_default_tokenizer_trains_on_whole_real_articles(tmp_path):
 
 def test_qa_stage_runs_on_the_real_file_with_default_keys(tmp_path):
     root, results = tmp_path / "art", tmp_path / "res"
-    submit("stage=qa", f"dataset={SQUAD}", "executor=inline", f"root={root}", f"results={results}",
-           "train_size=16", "eval_size=16", "progressive_segments=[2]", "epochs_per_stage=1", "num_threads=2")
+    submit("stage=qa", f"data.dataset={SQUAD}", "executor=inline", f"root={root}", f"results={results}",
+           "data.train_size=16", "data.eval_size=16", "curriculum.segments=[2]", "curriculum.epochs=1", "num_threads=2")
     metrics = artifact(root, "qa").manifest["metrics"]
     assert metrics["dev_total"] == 16 and metrics["train_steps"] >= 1
 
@@ -82,8 +82,8 @@ def test_xlnet_base_shaped_qa_smoke(tmp_path):
     shutil.copyfile(SPIECE, folder / "spiece.model")  # tokenizer=auto takes the model folder's
 
     root, results = tmp_path / "art", tmp_path / "res"
-    qa = (f"qa.model={folder}", f"qa.dataset={SQUAD}", "qa.train_size=4", "qa.eval_size=4", "qa.max_seq_length=64",
-          "qa.max_n_segs=2", "qa.progressive_segments=[2]", "qa.epochs_per_stage=1", "qa.batch_size=2",
+    qa = (f"qa.model={folder}", f"qa.data.dataset={SQUAD}", "qa.data.train_size=4", "qa.data.eval_size=4", "qa.max_seq_length=64",
+          "qa.max_n_segs=2", "qa.curriculum.segments=[2]", "qa.curriculum.epochs=1", "qa.batch_size=2",
           "qa.num_threads=2")
     common = ("executor=inline", f"root={root}", f"results={results}")
     submit("stage=qa", *(a.removeprefix("qa.") for a in qa), *common)
@@ -94,7 +94,7 @@ def test_xlnet_base_shaped_qa_smoke(tmp_path):
     config = json.loads((best / "config.json").read_text())
     assert {k: config[k] for k in ("d_model", "n_layer", "n_head", "d_inner")} == {
         k: shape[k] for k in ("d_model", "n_layer", "n_head", "d_inner")}
-    assert config["vocab_size"] == 32000 + 2 * QAConfig().memory_num_tokens  # XLNet's pieces + memory tokens
+    assert config["vocab_size"] == 32000 + 2 * QAConfig().memory.num_tokens  # XLNet's pieces + memory tokens
 
     submit("stage=evaluate", "task=qa", "test_size=4", *qa, *common)
     evaluation = artifact(root, "evaluate")

@@ -72,7 +72,7 @@ def test_qa_checkpoint_pickle_is_refused(tmp_path, planted):
     from stages.qa.train import PhaseTrainer
 
     trainer = PhaseTrainer.__new__(PhaseTrainer)
-    trainer.ckpt = tmp_path / "qa" / ".abc123.partial" / "stage_1_segs_2" / "checkpoint"
+    trainer.ckpt = tmp_path / "qa" / ".abc123.partial" / "phase_1_segs_2" / "checkpoint"
     trainer.acc = type("Acc", (), {"process_index": 0})()
     marker = tmp_path / "pwned"
     _plant(trainer.ckpt / planted, marker)

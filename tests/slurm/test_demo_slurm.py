@@ -43,6 +43,6 @@ def test_the_demo_command_runs_as_one_chain_on_the_cluster(slurm_cluster, tmp_pa
         final_loss, ppl = float(row[2]), [float(x) for x in row[4:7]]
         assert final_loss < 10.0 and all(1 < p < 50257 for p in ppl), row
     qa = _table_rows(summary, "MemXLNet QA")
-    assert sorted(row[0] for row in qa) == ["memory_num_tokens=0", "memory_num_tokens=4"]
+    assert sorted(row[0] for row in qa) == ["memory.num_tokens=0", "memory.num_tokens=4"]
     for name in ("loss_pretrain.png", "perplexity_by_context.png", "qa_f1.png"):
         assert (res / name).stat().st_size > 1000, name

@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 # pretrain.steps is given per test (a key may be given only once). GRID pins the keys that
 # stage=all would otherwise sweep as its default comparison grid.
 TINY = ["extract.sample_articles=60", "pretrain.token_budget=128", "pretrain.val_batches=1",
-        "qa.sample_documents=4", "qa.train_size=16", "qa.eval_size=8", "qa.epochs_per_stage=1",
-        "qa.progressive_segments=[2]", "evaluate.max_docs=4", "evaluate.generate_tokens=4", "evaluate.test_size=8"]
-GRID = ["pretrain.mask=graph", "qa.memory_num_tokens=4"]
+        "qa.sample.documents=4", "qa.data.train_size=16", "qa.data.eval_size=8", "qa.curriculum.epochs=1",
+        "qa.curriculum.segments=[2]", "evaluate.max_docs=4", "evaluate.generate_tokens=4", "evaluate.test_size=8"]
+GRID = ["pretrain.mask=graph", "qa.memory.num_tokens=4"]
 CHAIN = ["stage=all", *TINY, *GRID, "pretrain.steps=4"]
 
 

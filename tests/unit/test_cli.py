@@ -61,7 +61,7 @@ def test_stage_all_defaults_to_the_comparison_grid_and_explicit_keys_narrow_it(t
     grid = submit("stage=all", f"root={tmp_path}", "dry_run=true").stdout
     # extract, graph and pretokenize twice: the training corpus and the LM evaluation's fresh one
     assert "job arrays: extract[2], graph[2], pretokenize[2], pretrain[8], qa[2], evaluate[8], evaluate[2]" in grid
-    narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory_num_tokens=4").stdout
+    narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory.num_tokens=4").stdout
     assert "pretokenize[2], pretrain[2], evaluate[2]" in narrow
     assert "default comparison grid for stage=all: pretrain.mask " in narrow
 

@@ -215,7 +215,7 @@ def test_full_size_settings_resolve_and_the_qa_base_model_runs_a_segment():
         shape = model_config(cfg, 50257)
         assert (cfg.batch_size, shape.n_layers, shape.d_model, shape.compile) == (16, 12, 768, bool(row.get("compile")))
     model, cfg, settings = build_model(smoke=False)
-    assert (cfg.memory_num_tokens, settings["seq_len"], settings["segments"]) == (16, 384, [2, 4, 6])
+    assert (cfg.memory.num_tokens, settings["seq_len"], settings["segments"]) == (16, 384, [2, 4, 6])
     assert model.config.n_layer == 12 and model.config.d_model == 768
     steps = time_step_major_steps(1, 1, settings["seq_len"], settings["read_ids"], settings["write_ids"],
                                   settings["vocab"], torch.device("cpu"))

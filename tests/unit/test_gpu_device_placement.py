@@ -13,10 +13,10 @@ from stages.core.context import StageContext
 from stages.pretrain.config import PretrainConfig
 from tests.fixtures import write_markov_corpus
 
-QA_SMALL = {"sample_documents": 6, "sample_dev_documents": 2, "train_size": 12, "eval_size": 4,
-            "progressive_segments": [2], "max_n_segs": 2, "batch_size": 4, "epochs_per_stage": 1,
+QA_SMALL = {"sample.documents": 6, "sample.dev_documents": 2, "data.train_size": 12, "data.eval_size": 4,
+            "curriculum.segments": [2], "max_n_segs": 2, "batch_size": 4, "curriculum.epochs": 1,
             "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12, "tokenizer_vocab_size": 300,
-            "memory_num_tokens": 2, "num_threads": 1}
+            "memory.num_tokens": 2, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,9 @@ def test_qa_prediction_reads_host_features_into_an_accelerator_model(tmp_path):
     cfg = resolve(QAConfig, QA_SMALL)
     ctx = StageContext(stage="qa", signature="x", root=tmp_path, out_dir=tmp_path, upstream={})
     train_split, dev = components.load_splits(cfg, ctx.cache_dir)
-    data = train._stage_data(cfg, train_split, dev, ctx, first=0)
+    data = train._phase_data(cfg, train_split, dev, ctx, first=0)
     model = components.build_model(cfg, data["tokenizer"], data["read_ids"], data["write_ids"])
     with virtual_accelerator():
         model.to(ACCELERATOR)
-        preds, _ = predict(model, data["stage_stores"][0][1], 2, 2, 10, 0.0)
-    assert len(preds) == len(data["stage_stores"][0][1])
+        preds, _ = predict(model, data["phase_stores"][0][1], 2, 2, 10, 0.0)
+    assert len(preds) == len(data["phase_stores"][0][1])

@@ -27,7 +27,7 @@ def _steps(seed: int, change_first: bool = False) -> list[dict]:
 
 def _model(update: str) -> MemXLNetForQA:
     torch.manual_seed(0)
-    cfg = MemoryConfig(memory_num_tokens=2, memory_update=update, read_token_ids=READ, write_token_ids=WRITE)
+    cfg = MemoryConfig(num_tokens=2, update=update, read_token_ids=READ, write_token_ids=WRITE)
     return MemXLNetForQA.tiny(120, cfg).eval()
 
 
@@ -59,7 +59,7 @@ def toy_variant():
 
         def __init__(self, cfg, d_model):
             super().__init__()
-            self.initial = nn.Parameter(torch.zeros(cfg.memory_num_tokens, d_model))
+            self.initial = nn.Parameter(torch.zeros(cfg.num_tokens, d_model))
 
         def init_state(self, batch_size):
             return {"memory": self.initial.expand(batch_size, -1, -1), "count": torch.zeros(batch_size, 1, 1)}
@@ -91,9 +91,9 @@ def test_the_stage_accepts_a_registered_variant_and_rejects_unknown_ones(toy_var
     from stages.core.config import resolve
     from stages.qa.config import QAConfig
 
-    assert resolve(QAConfig, {"memory_update": "toy_mean"}).memory_update == "toy_mean"
-    with pytest.raises(ValueError, match="memory_update: 'lstm' unknown"):
-        resolve(QAConfig, {"memory_update": "lstm"})
+    assert resolve(QAConfig, {"memory.update": "toy_mean"}).memory.update == "toy_mean"
+    with pytest.raises(ValueError, match="memory.update: 'lstm' unknown"):
+        resolve(QAConfig, {"memory.update": "lstm"})
 
 
 def test_registering_a_name_twice_fails():

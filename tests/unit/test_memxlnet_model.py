@@ -11,7 +11,7 @@ CLS, SEP, PAD = 3, 4, 5
 
 
 def _memory(n_tokens: int, **kwargs) -> MemoryConfig:
-    return MemoryConfig(memory_num_tokens=n_tokens, read_token_ids=READ[:n_tokens], write_token_ids=WRITE[:n_tokens],
+    return MemoryConfig(num_tokens=n_tokens, read_token_ids=READ[:n_tokens], write_token_ids=WRITE[:n_tokens],
                         **kwargs)
 
 
@@ -48,9 +48,9 @@ def _model(memory: MemoryConfig) -> MemXLNetForQA:
     return MemXLNetForQA.tiny(VOCAB, memory).eval()
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(2, memory_update="replace", memory_init="zeros"),
-                                    _memory(2, use_differentiable_memory=True, num_memory_heads=2,
-                                            enable_usage_tracking=True, enable_temporal_links=True)],
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, update="replace", init="zeros"),
+                                    _memory(2, differentiable=True, heads=2,
+                                            usage_tracking=True, temporal_links=True)],
                          ids=["gated", "replace-zeros", "differentiable"])
 def test_changing_segment_one_changes_segment_three_with_memory(memory):
     model = _model(memory)
@@ -63,7 +63,7 @@ def test_changing_segment_one_changes_segment_three_with_memory(memory):
     assert not torch.allclose(before[2]["start_logits"], after[2]["start_logits"])
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(2, use_differentiable_memory=True)],
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, differentiable=True)],
                          ids=["gated", "differentiable"])
 def test_frozen_memory_makes_segment_three_blind_to_segment_one_until_the_block_ends(memory):
     """The ablation behind `memory_gain_*`: with memory frozen, what segment 1 says cannot reach
@@ -83,7 +83,7 @@ def test_frozen_memory_makes_segment_three_blind_to_segment_one_until_the_block_
     assert not torch.allclose(flowing[2]["start_logits"], after[2]["start_logits"])
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(2, use_differentiable_memory=True)],
+@pytest.mark.parametrize("memory", [_memory(2), _memory(2, differentiable=True)],
                          ids=["gated", "differentiable"])
 def test_swapped_memory_is_what_the_donor_documents_first_segment_wrote(memory):
     """The swap ablation (evaluation only): with memory_donor_shift=1, document i's later segments
@@ -138,11 +138,11 @@ def test_segment_checkpointing_gives_identical_gradients():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
-@pytest.mark.parametrize("memory", [_memory(2), _memory(0), _memory(2, use_differentiable_memory=True, num_memory_heads=4)],
+@pytest.mark.parametrize("memory", [_memory(2), _memory(0), _memory(2, differentiable=True, heads=4)],
                          ids=["token", "no-memory", "differentiable"])
 def test_save_and_load_give_identical_outputs(tmp_path, memory):
     model = _model(memory)
-    steps = _steps(memory.memory_num_tokens)
+    steps = _steps(memory.num_tokens)
     with torch.no_grad():
         expected = TimeStepMajorRunner(model)(steps, 2)
     model.save_pretrained(tmp_path / "ckpt")
@@ -155,8 +155,8 @@ def test_save_and_load_give_identical_outputs(tmp_path, memory):
 
 
 def test_differentiable_memory_exposes_memory_info():
-    model = _model(_memory(2, use_differentiable_memory=True, memory_slots=8, num_memory_heads=2,
-                           enable_usage_tracking=True, enable_temporal_links=True))
+    model = _model(_memory(2, differentiable=True, slots=8, heads=2,
+                           usage_tracking=True, temporal_links=True))
     with torch.no_grad():
         outs = TimeStepMajorRunner(model)(_steps(2), 2)
     with torch.enable_grad():
@@ -171,13 +171,13 @@ def test_differentiable_memory_exposes_memory_info():
     assert (info["usage"] > 0).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [({"num_memory_heads": 9}, "num_memory_heads"),
-                                             ({"memory_update": "lstm"}, "memory_update"),
-                                             ({"memory_num_tokens": 0, "use_differentiable_memory": True},
-                                              "use_differentiable_memory")])
+@pytest.mark.parametrize("kwargs, message", [({"heads": 9}, "heads"),
+                                             ({"update": "lstm"}, "update"),
+                                             ({"num_tokens": 0, "differentiable": True},
+                                              "differentiable")])
 def test_bad_memory_config_is_rejected(kwargs, message):
-    cfg = MemoryConfig(**{"memory_num_tokens": 2, "read_token_ids": READ, "write_token_ids": WRITE, **kwargs})
-    if cfg.memory_num_tokens == 0:
+    cfg = MemoryConfig(**{"num_tokens": 2, "read_token_ids": READ, "write_token_ids": WRITE, **kwargs})
+    if cfg.num_tokens == 0:
         cfg.read_token_ids, cfg.write_token_ids = [], []
     with pytest.raises(ValueError, match=message):
         cfg.validate()
@@ -218,28 +218,3 @@ def test_write_tokens_start_from_their_segment_not_their_embedding():
     assert relative > 0.05, f"write states moved {relative:.4f} when every context word changed"
     for ids in (READ, WRITE):
         assert torch.count_nonzero(model.transformer.word_embedding.weight[ids]) == 0
-
-
-@pytest.mark.parametrize("scale", ["raw", "embedding"])
-def test_read_tokens_enter_on_the_scale_the_config_names(scale):
-    """`raw` feeds the memory in as it is (final hidden states, ~25x the norm of a random-init
-    model's word embeddings); `embedding` rescales each read vector to the word embeddings' RMS."""
-    model = _model(_memory(2, memory_read_scale=scale))
-    step = _steps(2)[0]
-    seen = {}
-
-    def keep(module, args, kwargs):
-        seen["embeds"] = kwargs["inputs_embeds"]
-
-    hook = model.transformer.register_forward_pre_hook(keep, with_kwargs=True)
-    with torch.no_grad():
-        first = model(step["input_ids"], step["attention_mask"], step["token_type_ids"])
-        model(step["input_ids"], step["attention_mask"], step["token_type_ids"], memory_state=first.memory_state)
-    hook.remove()
-    rms = seen["embeds"][:, :2].pow(2).mean(-1).sqrt()  # the two read tokens lead the segment
-    words = model.transformer.word_embedding.weight.pow(2).mean().sqrt()
-    memory = first.memory_state["memory"].pow(2).mean(-1).sqrt()
-    if scale == "raw":
-        assert torch.allclose(rms, memory) and (rms > 10 * words).all()
-    else:
-        assert torch.allclose(rms, words.expand_as(rms), rtol=1e-4)

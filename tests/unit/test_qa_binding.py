@@ -21,8 +21,8 @@ YEAR = re.compile(r"\b\d{4}\b")
 
 def _study_config(memory: int = 4) -> QAConfig:
     keys = studies.load("qa_binding").keys("qa")
-    return resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")},
-                              "memory_num_tokens": memory})
+    return resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory.num_tokens")},
+                              "memory.num_tokens": memory})
 
 
 def _segments(example, arrays) -> list[str]:
@@ -40,7 +40,7 @@ def study_data(tmp_path_factory):
     cache = tmp_path_factory.mktemp("qa_binding")
     train, dev = components.load_splits(cfg, cache)
     tokenizer, read, write = components.build_tokenizer(cfg, train, cache)
-    test = qa_data.load_squad("sample", "test", cache, 200, **components.sample_keys(cfg))
+    test = qa_data.load_squad("sample", "test", cache, 200, cfg.sample)
     return cfg, train, dev, test, tokenizer, read, write
 
 
@@ -83,7 +83,7 @@ def test_the_floors_a_shortcut_scores_half_a_guess_a_quarter():
     last) guild named before the register scores about 50 exact; the year of a random registered
     guild about 25; the binding 100."""
     cfg = _study_config()
-    squad = generate_sample(400, cfg.data_seed, "test", n_neighbours=cfg.sample_neighbours, distractor=True)
+    squad = generate_sample(400, cfg.sample.seed, "test", n_neighbours=cfg.sample.neighbours, distractor=True)
     hits = {"first": 0, "last": 0, "binding": 0, "guess": 0}
     rng = np.random.default_rng(0)
     questions = _cross_questions(squad)
@@ -108,15 +108,15 @@ def test_the_test_split_is_drawn_apart_from_train_and_dev(study_data):
     contexts = {a["paragraphs"][0]["context"] for a in train["data"] + dev["data"]}
     assert not contexts & {a["paragraphs"][0]["context"] for a in test["data"]}
     assert all(a["title"].startswith("test-") for a in test["data"])
-    again = qa_data.load_squad("sample", "test", None, 200, **components.sample_keys(cfg))
+    again = qa_data.load_squad("sample", "test", None, 200, cfg.sample)
     assert again == test
     # The default documents do not change with the knob at its default (their signatures stay).
     assert generate_sample(20, 0, "dev", n_neighbours=1) == generate_sample(20, 0, "dev", n_neighbours=1,
                                                                              distractor=False)
     assert generate_sample(20, 0, "dev", n_neighbours=1) != generate_sample(20, 0, "dev", n_neighbours=1,
                                                                              distractor=True)
-    with pytest.raises(ValueError, match="sample_distractor"):
-        resolve(QAConfig, {"sample_distractor": "true", "sample_neighbour_guilds": "unregistered"})
+    with pytest.raises(ValueError, match="sample.distractor"):
+        resolve(QAConfig, {"sample.distractor": "true", "sample.neighbour_guilds": "unregistered"})
 
 
 def test_the_swap_pairs_other_documents_and_counts_where_answers_go():
@@ -142,7 +142,7 @@ def test_the_swap_pairs_other_documents_and_counts_where_answers_go():
 def test_the_reader_rule_admits_on_the_kept_epochs_dev_cross_segment_f1():
     epochs = [{"epoch": 0, "f1": 40.0, "cross_segment_f1": 95.0}, {"epoch": 1, "f1": 60.0, "cross_segment_f1": 80.0},
               {"epoch": 2, "f1": 60.0, "cross_segment_f1": 99.0}]
-    manifest = {"record": {"stages": [{"epochs": epochs}, {"epochs": []}]}}
+    manifest = {"record": {"phases": [{"epochs": epochs}, {"epochs": []}]}}
     # The model kept is the first epoch of best dev F1 (epoch 1), not the best cross-segment epoch.
     assert reader_admission(manifest, 90) == {"reader_dev_cross_segment_f1": 80.0, "reader_best_epoch": 1,
                                               "reader_admitted": 0.0}
@@ -158,7 +158,7 @@ def test_the_criterion_pairs_admitted_seeds_of_the_test_split_only():
     for seed, (m0, m4, admitted) in {1: (20, 95, True), 2: (22, 90, True), 3: (25, 25, False)}.items():
         for memory, value in ((0, m0), (4, m4)):
             metrics = {"test_cross_segment_f1": value, **({criterion.metric: value} if admitted else {})}
-            records.append({"stage": "evaluate", "sweep": {"qa.memory_num_tokens": str(memory), "qa.seed": str(seed)},
+            records.append({"stage": "evaluate", "sweep": {"qa.memory.num_tokens": str(memory), "qa.seed": str(seed)},
                             "metrics": metrics})
     estimate, holds, _ = studies.judge(criterion, records)
     assert estimate.n == 2 and estimate.mean == pytest.approx(71.5) and holds  # 75, 68: 71.5 +- 44.5

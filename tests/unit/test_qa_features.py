@@ -18,7 +18,7 @@ REAL_SPIECE = Path(__file__).resolve().parents[3] / "shared" / "data" / "xlnet" 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    squad = qa_data.load_squad("sample", "train", Path("."), 12, 0)
+    squad = qa_data.load_squad("sample", "train", Path("."), 12)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path_factory.mktemp("tok"), 400)
     add_memory_tokens(tok, 2)
     return tok
@@ -93,7 +93,7 @@ def test_memory_flows_within_a_document_across_steps(tokenizer, tmp_path):
 
 
 def test_features_are_cached_and_reused(tokenizer, tmp_path):
-    squad = qa_data.load_squad("sample", "train", Path("."), 12, 0)
+    squad = qa_data.load_squad("sample", "train", Path("."), 12)
     spec = _spec(tokenizer, max_seq_length=64)
     first, reused_first = cached_features(squad, lambda: qa_data.iter_examples(squad), tokenizer, spec, tmp_path)
     second, reused_second = cached_features(squad, lambda: iter(()), tokenizer, spec, tmp_path)

@@ -19,13 +19,13 @@ from stages.qa.batching import answer_centred_starts, document_batch
 from stages.qa.config import QAConfig
 from stages.qa.features import SegmentLayout, build_features, featurize
 from stages.qa.predict import best_answer, predict
-from stages.qa.sample import NEIGHBOUR_GUILDS, generate_sample
+from stages.qa.sample import NEIGHBOUR_GUILDS, SampleConfig, generate_sample
 from stages.qa.tokenizer import resolve_tokenizer
 from tests.fixtures import qa_example
 
-SMALL = {"sample_documents": 4, "sample_dev_documents": 1, "train_size": 8, "eval_size": 4, "max_n_segs": 3,
+SMALL = {"sample.documents": 4, "sample.dev_documents": 1, "data.train_size": 8, "data.eval_size": 4, "max_n_segs": 3,
          "batch_size": 4, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
-         "tokenizer_vocab_size": 300, "memory_num_tokens": 2, "num_threads": 1}
+         "tokenizer_vocab_size": 300, "memory.num_tokens": 2, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,14 @@ def _spec(tok, max_n_segs=12):
 
 
 def test_each_warmup_switches_at_the_right_epoch_of_every_curriculum_stage(tmp_path):
-    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "epochs_per_stage": 3,
-                             "warmup_freeze_base_epochs": 1, "warmup_disable_global_softmax_epochs": 2,
-                             "warmup_disable_any_positive_epochs": 1})
+    cfg = resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.epochs": 3,
+                             "curriculum.warmup_freeze_base_epochs": 1, "curriculum.warmup_disable_global_softmax_epochs": 2,
+                             "curriculum.warmup_disable_any_positive_epochs": 1})
     out = tmp_path / "qa"
     out.mkdir()
     train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
-    for stage in ("stage_1_segs_1", "stage_2_segs_2"):
-        epochs = json.loads((out / stage / "stage_done.json").read_text())["epochs"]
+    for stage in ("phase_1_segs_1", "phase_2_segs_2"):
+        epochs = json.loads((out / stage / "phase_done.json").read_text())["epochs"]
         assert [e["epoch"] for e in epochs] == [0, 1, 2]
         assert [e["freeze_base"] for e in epochs] == [True, False, False]
         assert [e["global_softmax"] for e in epochs] == [False, False, True]
@@ -57,21 +57,21 @@ def test_each_warmup_switches_at_the_right_epoch_of_every_curriculum_stage(tmp_p
 
 
 def test_each_curriculum_stage_trains_its_own_epochs(tmp_path):
-    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [3, 1]})
+    cfg = resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.phase_epochs": [3, 1]})
     out = tmp_path / "qa"
     out.mkdir()
     result = train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
-    stages = [json.loads((out / s / "stage_done.json").read_text()) for s in ("stage_1_segs_1", "stage_2_segs_2")]
+    stages = [json.loads((out / s / "phase_done.json").read_text()) for s in ("phase_1_segs_1", "phase_2_segs_2")]
     assert [len(s["epochs"]) for s in stages] == [3, 1]
     assert stages[0]["steps"] == 3 * stages[1]["steps"] > 0
     assert result["train_steps"] == 4 * stages[1]["steps"]
-    with pytest.raises(ConfigError, match="stage_epochs"):
-        resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_epochs": [3]})
+    with pytest.raises(ConfigError, match="curriculum.phase_epochs"):
+        resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.phase_epochs": [3]})
 
 
 def test_each_curriculum_stage_reads_segments_of_its_own_length(tmp_path):
-    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": [128, 64],
-                             "stage_epochs": [1, 1]})
+    cfg = resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.phase_seq_lengths": [128, 64],
+                             "curriculum.phase_epochs": [1, 1]})
     out = tmp_path / "qa"
     out.mkdir()
     train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
@@ -79,55 +79,40 @@ def test_each_curriculum_stage_reads_segments_of_its_own_length(tmp_path):
     assert sorted(m["max_seq_length"] for m in built) == [64, 64, 128, 128]  # train and dev, each stage
     assert components.segment_layout(cfg, [], []).max_seq_length == 64  # evaluation reads the last stage's
     for bad in ([128], [128, 96], [8, 64]):
-        with pytest.raises(ConfigError, match="stage_seq_lengths"):
-            resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": bad})
+        with pytest.raises(ConfigError, match="curriculum.phase_seq_lengths"):
+            resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.phase_seq_lengths": bad})
     with pytest.raises(ConfigError, match="no context room in a 18-token segment"):
-        resolve(QAConfig, {**SMALL, "progressive_segments": [1, 2], "stage_seq_lengths": [18, 64]})
+        resolve(QAConfig, {**SMALL, "curriculum.segments": [1, 2], "curriculum.phase_seq_lengths": [18, 64]})
 
 
 def test_cross_only_documents_add_only_their_cross_segment_question():
-    squad = qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered", neighbours=1, cross_only_documents=5)
+    def load(cross_only):
+        sample = SampleConfig(neighbour_guilds="unregistered", neighbours=1, cross_only_documents=cross_only)
+        return qa_data.load_squad("sample", "train", Path("."), 3, sample)
+
+    squad = load(5)
     kinds = [qa_data_kinds({"data": [a]}) for a in squad["data"]]
     assert len(kinds) == 8 and all(len(set(k.values())) == 3 for k in kinds[:3])
     assert all(list(k.values()) == [qa_data.KIND_CROSS] for k in kinds[3:])
-    assert squad["data"][:3] == qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered",
-                                                   neighbours=1)["data"]
-
-
-def test_cross_only_lookups_add_drawn_register_lookups_to_cross_only_documents():
-    """Each cross-only document keeps its cross-segment question and the asked number of register
-    lookups; the drawn guilds vary between documents (the subject's guild, listed first, is not
-    always the one kept) and the documents that keep every question are unchanged."""
-    def load(lookups):
-        return qa_data.load_squad("sample", "train", Path("."), 3, 0, "unregistered", neighbours=1,
-                                  cross_only_documents=40, cross_only_lookups=lookups)
-
-    plain, squad = load(0), load(1)
-    assert squad["data"][:3] == plain["data"][:3]
-    forms = [[q["form"] for q in a["paragraphs"][0]["qas"]] for a in squad["data"][3:]]
-    assert len(forms) == 40 and all(sorted(f) == ["guild_year", "patron_guild_year"] for f in forms)
-    lookups = [q for a in squad["data"][3:] for q in a["paragraphs"][0]["qas"] if q["form"] == "guild_year"]
-    positions = [int(q["id"].split("|")[1]) for q in lookups]
-    assert len(set(positions)) > 1
-    assert all(len(a["paragraphs"][0]["qas"]) == 3 for a in load(2)["data"][3:])
+    assert squad["data"][:3] == load(0)["data"]
 
 
 def test_memory_tokens_that_extend_the_segment_leave_the_context_windows_as_without_memory(tokenizer):
-    """With memory_extends_segment, a memory model reads exactly the windows a model without memory
+    """With memory.extends_segment, a memory model reads exactly the windows a model without memory
     reads; by default its memory tokens take their room from the context."""
     example = next(iter(qa_data.iter_examples(generate_sample(1, 0, "dev"))))
     read, write = add_memory_tokens(tokenizer, 2)
 
     def windows(**keys):
         cfg = resolve(QAConfig, {**SMALL, "max_n_segs": 12, **keys})
-        ids = ([], []) if cfg.memory_num_tokens == 0 else (read, write)
+        ids = ([], []) if cfg.memory.num_tokens == 0 else (read, write)
         arrays, _ = featurize(example, tokenizer, components.segment_layout(cfg, *ids))
         return [tuple(map(tuple, o[o[:, 0] >= 0])) for o in arrays["offsets"]]
 
-    plain = windows(memory_num_tokens=0)
+    plain = windows(**{"memory.num_tokens": 0})
     assert len(plain) > 1
-    assert windows(memory_num_tokens=2, memory_extends_segment=True) == plain
-    assert windows(memory_num_tokens=2) != plain
+    assert windows(**{"memory.num_tokens": 2, "memory.extends_segment": True}) == plain
+    assert windows(**{"memory.num_tokens": 2}) != plain
 
 
 def _segment(start_logits, end_logits, text_positions):
@@ -149,10 +134,10 @@ def test_any_positive_and_best_score_extraction_differ_and_the_warmup_chooses():
     best_text, best_margin = best_answer(segments, context, 5, "best_score")
     assert any_text == "b" and any_margin == pytest.approx(3.0)
     assert best_text == "" and best_margin == pytest.approx(5.0 - 10.0)
-    cfg = resolve(QAConfig, {"warmup_disable_any_positive_epochs": 1})
-    assert train.warmups(cfg, 0)["extraction"] == "best_score"
-    assert train.warmups(cfg, 1)["extraction"] == "any_positive"
-    assert train.warmups(resolve(QAConfig, {"extraction": "best_score"}), 5)["extraction"] == "best_score"
+    cfg = resolve(QAConfig, {"curriculum.warmup_disable_any_positive_epochs": 1})
+    assert cfg.curriculum.warmups(0, True, cfg.extraction)["extraction"] == "best_score"
+    assert cfg.curriculum.warmups(1, True, cfg.extraction)["extraction"] == "any_positive"
+    assert cfg.curriculum.warmups(5, True, "best_score")["extraction"] == "best_score"
 
 
 def test_an_answer_in_segment_five_trains_in_a_two_segment_stage(tokenizer, tmp_path):
@@ -177,12 +162,12 @@ def test_an_answer_in_segment_five_trains_in_a_two_segment_stage(tokenizer, tmp_
 
 
 def test_no_training_question_is_dropped(tmp_path):
-    cfg = resolve(QAConfig, {**SMALL, "progressive_segments": [1], "epochs_per_stage": 1})
+    cfg = resolve(QAConfig, {**SMALL, "curriculum.segments": [1], "curriculum.epochs": 1})
     out = tmp_path / "qa"
     out.mkdir()
     ctx = StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={})
     result = train.run(cfg, ctx)
-    assert result["train_steps"] == SMALL["train_size"] // SMALL["batch_size"]
+    assert result["train_steps"] == SMALL["data.train_size"] // SMALL["batch_size"]
     assert not ctx.record.get("skipped")
 
 
@@ -208,7 +193,7 @@ def test_cross_segment_questions_are_unanswerable_from_their_answer_segment(tmp_
     cfg = resolve(QAConfig, {})
     train_squad = generate_sample(60, 0, "train", neighbour_guilds=neighbour_guilds)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(train_squad), tmp_path, cfg.tokenizer_vocab_size)
-    read, write = add_memory_tokens(tok, cfg.memory_num_tokens)
+    read, write = add_memory_tokens(tok, cfg.memory.num_tokens)
     spec = SegmentLayout(cfg.max_seq_length, cfg.doc_stride, cfg.max_query_length, cfg.max_n_segs, tuple(read), tuple(write))
     kinds = qa_data_kinds(train_squad)
     checked = 0
@@ -283,8 +268,8 @@ def test_the_generator_command_writes_a_split_filtered_by_kind_that_training_can
 def test_the_ceiling_study_puts_each_whole_document_in_one_segment(tmp_path):
     """A reader's ceiling is only a reference if nothing is cut: with 192-token segments every
     question's default document fits in its one segment, and every answer is in it."""
-    keys = {"memory_num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1", "progressive_segments": "[1]"}
-    cfg = resolve(QAConfig, {k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")})
+    keys = {"memory.num_tokens": "0", "max_seq_length": "192", "max_n_segs": "1", "curriculum.segments": "[1]"}
+    cfg = resolve(QAConfig, {k: v for k, v in keys.items() if k not in ("seed", "memory.num_tokens")})
     squad = generate_sample(60, 0, "train")
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
     spec = components.segment_layout(cfg, [], [])
@@ -301,12 +286,12 @@ def test_the_memory_study_reads_each_document_whole_then_in_two_segments_only_me
     reader can learn the question in view); the second cuts it in two, and the segment holding a
     cross-segment answer holds the whole register but never the subject."""
     keys = studies.load("qa_memory").keys("qa")
-    cfg = resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory_num_tokens")},
-                             "memory_num_tokens": 4})
-    squad = generate_sample(60, 0, "train", n_neighbours=cfg.sample_neighbours,
-                            neighbour_guilds=cfg.sample_neighbour_guilds)
+    cfg = resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory.num_tokens")},
+                             "memory.num_tokens": 4})
+    squad = generate_sample(60, 0, "train", n_neighbours=cfg.sample.neighbours,
+                            neighbour_guilds=cfg.sample.neighbour_guilds)
     tok = resolve_tokenizer("auto", lambda: qa_data.contexts(squad), tmp_path, cfg.tokenizer_vocab_size)
-    read, write = add_memory_tokens(tok, cfg.memory_num_tokens)
+    read, write = add_memory_tokens(tok, cfg.memory.num_tokens)
     whole, split = (components.segment_layout(cfg, read, write, stage) for stage in (0, 1))
     kinds = qa_data_kinds(squad)
     for example in qa_data.iter_examples(squad):

@@ -3,6 +3,7 @@
 import pytest
 
 from stages.qa import data as qa_data
+from stages.qa.sample import SampleConfig
 from stages.qa.tokenizer import MAX_SENTENCE_BYTES, _chunks, resolve_tokenizer, trainer_sentences
 
 
@@ -47,6 +48,6 @@ def test_no_training_text_is_a_one_line_error_naming_the_data(tmp_path):
 def test_the_generated_sample_reaches_the_trainer_unchanged(tmp_path, kwargs):
     # Its contexts are within the limit, so the trainer input, the cache key and the model bytes
     # are what they were before the chunking (the demo's QA artifacts do not move).
-    squad = qa_data.load_squad("sample", "train", tmp_path, 200, seed=0, **kwargs)
+    squad = qa_data.load_squad("sample", "train", tmp_path, 200, SampleConfig(**kwargs))
     texts = list(qa_data.contexts(qa_data.join_paragraphs(squad, 0)))
     assert list(trainer_sentences(texts)) == texts

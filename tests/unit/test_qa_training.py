@@ -8,17 +8,17 @@ from stages.core.context import StageContext
 from stages.qa import components, train
 from stages.qa.config import QAConfig
 
-SMALL = {"sample_documents": 6, "sample_dev_documents": 2, "train_size": 16, "eval_size": 4, "progressive_segments": [2], "max_n_segs": 2,
-         "batch_size": 4, "epochs_per_stage": 1, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
-         "tokenizer_vocab_size": 300, "memory_num_tokens": 2, "num_threads": 1}
+SMALL = {"sample.documents": 6, "sample.dev_documents": 2, "data.train_size": 16, "data.eval_size": 4, "curriculum.segments": [2], "max_n_segs": 2,
+         "batch_size": 4, "curriculum.epochs": 1, "max_seq_length": 64, "doc_stride": 32, "max_query_length": 12,
+         "tokenizer_vocab_size": 300, "memory.num_tokens": 2, "num_threads": 1}
 
 
 def test_freeze_base_warmup_trains_only_memory_and_head(tmp_path):
-    cfg = resolve(QAConfig, {**SMALL, "warmup_freeze_base_epochs": 1})
+    cfg = resolve(QAConfig, {**SMALL, "curriculum.warmup_freeze_base_epochs": 1})
     out = tmp_path / "qa"
     out.mkdir()
     train.run(cfg, StageContext(stage="qa", signature="x", root=tmp_path, out_dir=out, upstream={}))
-    folder = out / "stage_1_segs_2" / "best_model"
+    folder = out / "phase_1_segs_2" / "best_model"
     trained = load_file(str(folder / "model.safetensors"))
     _, tokenizer, _ = components.load_checkpoint_model(folder)
     read = tokenizer.convert_tokens_to_ids(["[MEM_READ_0]", "[MEM_READ_1]"])

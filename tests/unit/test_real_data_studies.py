@@ -56,10 +56,10 @@ def test_qa_squad_plans_memory_0_and_16_by_three_seeds(tmp_path):
     runs = planned(proc.stdout, "qa")
     assert len(runs) == 6 and len(planned(proc.stdout, "evaluate")) == 6
     for memory in ("0", "16"):
-        assert sorted(r.rsplit("seed=", 1)[1] for r in runs if f"memory_num_tokens={memory}," in r) == ["1", "2", "3"]
+        assert sorted(r.rsplit("seed=", 1)[1] for r in runs if f"memory.num_tokens={memory}," in r) == ["1", "2", "3"]
     study = studies.load("qa_squad")
-    assert study.keys("qa")["preset"] == "base" and study.keys("qa")["long_context"] == "4"
+    assert study.keys("qa")["preset"] == "base" and study.keys("qa")["data.long_context"] == "4"
     (criterion,) = study.criterion
     assert (criterion.metric, criterion.expect, criterion.minus) == (
-        "dev_cross_segment_f1", "positive", {"memory_num_tokens": "0"})
+        "dev_cross_segment_f1", "positive", {"memory.num_tokens": "0"})
     assert "estimated" in study.cost.lower()

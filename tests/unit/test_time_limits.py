@@ -1,4 +1,4 @@
-"""A job stopped at its time limit is reported as such, and a long study brings its own limit."""
+"""A job stopped at its time limit is reported as such, and its rerun resumes."""
 
 import types
 
@@ -26,11 +26,12 @@ def test_a_job_downstream_of_a_stopped_one_says_so_rather_than_failed():
     assert _blocked_by(node, {"other/c": "failed"}) is None
 
 
-def test_a_study_sets_the_time_limit_it_needs_unless_the_command_line_does(tmp_path):
+def test_a_study_takes_the_time_limit_of_the_command_line_like_any_run(tmp_path):
+    """Jobs resume after their time limit, so a study file names no limit of its own; a long
+    study's command sets `time=` (the README's commands do)."""
     def plan_line(*extra):
         out = submit("stage=all", f"root={tmp_path}", "dry_run=true", *extra).stdout
         return out.splitlines()[0]
 
-    assert "time=180min" in plan_line("study=qa_memory")  # its reader job trains 30 epochs
-    assert "time=90min" in plan_line("study=qa_memory", "time=90")
-    assert "time=60min" in plan_line("study=lm")  # no declared need: the launcher default
+    assert "time=60min" in plan_line("study=qa_memory")
+    assert "time=240min" in plan_line("study=qa_memory", "time=240")
