@@ -3,7 +3,8 @@ every process, on generated extract artifacts of 100k / 300k / 1M articles.
 
     PYTHONPATH=. python benchmarks/bench_graph_scale.py --articles 100000 --articles 300000 \\
         [--articles 1000000] [--ranks 1 --ranks 2] [--workers 1] [--memory-mb 256] \\
-        [--root /tmp/wikigraph-bench-graph] [--json out.jsonl]
+        [--root /tmp/wikigraph-bench-graph] [--json out.jsonl] \\
+        [--baseline-code /tmp/base [--baseline-same-config]]
     PYTHONPATH=. python benchmarks/bench_graph_scale.py --report out.jsonl   # the tables again
 
 The input is an extract artifact written directly in the articles format (8 shards,
@@ -187,6 +188,8 @@ def main() -> None:
     parser.add_argument("--baseline-code", type=Path,
                         help="also run 1 rank of the graph stage of this checkout (e.g. `git archive` of the "
                              "commit before), with its default config: the before/after in one run")
+    parser.add_argument("--baseline-same-config", action="store_true",
+                        help="give the baseline the same --workers and --memory-mb (a baseline that has them)")
     args = parser.parse_args()
     if args.report:
         print(report([json.loads(line) for line in args.report.read_text().splitlines() if line.strip()]))
@@ -205,7 +208,8 @@ def main() -> None:
         print(f"extract {articles:,}: {links:,} links, made in {time.perf_counter() - started:.0f} s", flush=True)
         runs = [(ranks, REPO) for ranks in args.ranks or [1, 2]]
         for ranks, code in ([(1, args.baseline_code)] if args.baseline_code else []) + runs:
-            overrides = {} if code != REPO else {"workers": args.workers, "memory_mb": args.memory_mb}
+            same = code == REPO or args.baseline_same_config
+            overrides = {"workers": args.workers, "memory_mb": args.memory_mb} if same else {}
             row = measure_graph(root, sig, ranks, overrides, code)
             row.update(articles=articles, links=links, code="baseline" if code != REPO else "this")
             rows.append(row)

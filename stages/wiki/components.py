@@ -44,30 +44,28 @@ def _roots(parent: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         labels = up
 
 
-def weakly_connected_components_chunks(n_nodes: int, chunks) -> tuple[np.ndarray, int]:
-    """`weakly_connected_components` over edges that `chunks()` yields as (src, dst) arrays, one
-    bounded chunk at a time (a pass calls it again): memory is the parent array (4 B per node
-    while ids fit int32) plus one chunk, however many edges there are. Per chunk: the roots of
-    both ends (pointer jumping), the larger root hooked under the smaller; after each pass, full
-    path compression in place. It ends after a pass in which no edge joined two trees. Returns
-    (labels, passes)."""
+def weakly_connected_components_chunks(n_nodes: int, chunks) -> np.ndarray:
+    """`weakly_connected_components` over edges that `chunks` yields as (src, dst) arrays, one
+    bounded chunk at a time, in one pass: memory is the parent array (4 B per node while ids
+    fit int32) plus one chunk, however many edges there are. Per chunk: the roots of both ends
+    (pointer jumping), the larger root hooked under the smaller; where several edges hooked the
+    same root, only the smallest hook holds, so the pairs still apart are re-rooted and hooked
+    again until none is. After each chunk every edge seen joins one tree, and later hooks only
+    merge trees, so one pass suffices; then full path compression in place."""
     dtype = np.int32 if n_nodes < 2**31 else np.int64
     parent = np.arange(n_nodes, dtype=dtype)
-    passes = 0
-    while True:
-        passes += 1
-        joined = False
-        for src, dst in chunks():
-            a, b = _roots(parent, src.astype(dtype, copy=False)), _roots(parent, dst.astype(dtype, copy=False))
+    for src, dst in chunks:
+        a, b = _roots(parent, src.astype(dtype, copy=False)), _roots(parent, dst.astype(dtype, copy=False))
+        while True:
             differ = a != b
-            if differ.any():
-                joined = True
-                a, b = a[differ], b[differ]
-                np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
-            del a, b, differ
-        _compress_in_place(parent)
-        if not joined:
-            return parent, passes
+            if not differ.any():
+                break
+            a, b = a[differ], b[differ]
+            np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+            a, b = _roots(parent, a), _roots(parent, b)
+        del a, b, differ
+    _compress_in_place(parent)
+    return parent
 
 
 def _compress_in_place(parent: np.ndarray, step: int = 1 << 20) -> None:

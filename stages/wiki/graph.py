@@ -439,26 +439,26 @@ def run(cfg: GraphConfig, ctx) -> dict:
     wait_for_markers(ctx, [f"reduce-{key}" for key in parts])
     cpu3 = _cpu_s()
     _trim()
-    stats, passes = _commit(cfg, ctx, work, n, ranges, mapped, memory)
+    stats = _commit(cfg, ctx, work, n, ranges, mapped, memory)
     timings["commit_cpu_s"] = round(_cpu_s() - cpu3, 2)
     shutil.rmtree(work)
     ctx.record["graph_stats"] = stats
     ctx.log.info("graph: %(nodes)d nodes, %(edges)d edges, %(components)d components", stats)
     serial = timings["lookup_cpu_s"] + timings["commit_cpu_s"]
     return {**stats, **timings, "serial_cpu_s": round(serial, 2), "map_units": len(shards),
-            "reduce_ranges": len(ranges), "runs": len(out_runs), "components_passes": passes, "memory_mb": cfg.memory_mb,
+            "reduce_ranges": len(ranges), "runs": len(out_runs), "memory_mb": cfg.memory_mb,
             "wall_s": round(time.perf_counter() - started, 2)}
 
 
 def _commit(cfg: GraphConfig, ctx, work: Path, n: int, ranges: list[tuple[int, int]], mapped: list[dict],
-            memory: int) -> tuple[dict, int]:
+            memory: int) -> dict:
     """Rank 0: the artifact's files from the pieces, the components and `stats.json`; memory is
     bounded by `memory` except the components' parent and size arrays (4 B per node each)."""
     out = ctx.out_dir
     write_titles_json(out / TITLES_FILE, TableSlices(work / _TITLES))
     joined = _assemble(out, work, [_range_key(lo, hi) for lo, hi in ranges], n, cfg.percentiles)
     chunk_edges = max(256, memory // _COMPONENT_BYTES_PER_EDGE)
-    labels, passes = weakly_connected_components_chunks(n, lambda: _piece_edges(work, ranges, chunk_edges))
+    labels = weakly_connected_components_chunks(n, _piece_edges(work, ranges, chunk_edges))
     sizes = np.zeros(n, labels.dtype)
     for lo in range(0, n, chunk_edges):
         roots, members = np.unique(labels[lo:lo + chunk_edges], return_counts=True)
@@ -479,4 +479,4 @@ def _commit(cfg: GraphConfig, ctx, work: Path, n: int, ranges: list[tuple[int, i
         **joined,
     }
     write_json_atomic(out / "stats.json", stats)
-    return stats, passes
+    return stats
