@@ -116,13 +116,15 @@ def collect(results_dir: Path, study: str = "") -> str:
 
     Returns the Markdown summary (what the CLI prints).
     """
-    from jobs import summary  # plots and the researcher-facing summary tables
+    from jobs import studies, summary  # plots and the researcher-facing summary tables
 
     results_dir = Path(results_dir)
     records = load_records(results_dir)
     if not records:
         raise FileNotFoundError(f"no results records under {results_dir / RECORDS}; run a stage first")
-    sections = summary.headline_sections(records)
+    declared = studies.load(study) if study else None
+    extra = declared.reports if declared else ()
+    sections = summary.headline_sections(records, extra)
     for stage in dict.fromkeys(r["stage"] for r in records):
         header, rows = stage_table(records, stage)
         with open(results_dir / f"{stage}.csv", "w", newline="") as handle:
@@ -135,13 +137,11 @@ def collect(results_dir: Path, study: str = "") -> str:
             continue
         for title, group in groups.items():
             sections.append(f"## {stage} (of {title})\n\n{markdown_table(*stage_table(group, stage))}\n")
-    plots = summary.plot_all(records, results_dir)
+    plots = summary.plot_all(records, results_dir, extra)
     if plots:
         sections.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
-    if study:
-        from jobs import studies
-
-        sections.insert(0, studies.verdict(studies.load(study), records))
+    if declared:
+        sections.insert(0, studies.verdict(declared, records))
     text = "# WikiGraph results\n\n" + "\n".join(sections)
     (results_dir / "summary.md").write_text(text)
     return text

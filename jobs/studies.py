@@ -11,6 +11,8 @@ A study file has:
   sweep key), optionally `minus` (a second variant: the difference is
   paired by seed), and `expect`: `negative` or `positive`, i.e. the 95% CI over seeds lies entirely
   below or above 0;
+- `report` (optional): `{stage: {seed_metrics: [...], paired_metrics: [...]}}`, what `collect
+  study=<name>` shows besides the stages' own reports (`stages.core.reports`);
 - `cost`: what it cost when it ran, in words; `results`: where its committed output is.
 
 `collect study=<name>` judges a results directory against the criterion (`verdict`).
@@ -25,10 +27,12 @@ import yaml
 
 from jobs.seeds import Estimate, aggregate, group_by_variant, paired_difference
 from stages.core.config import ConfigError, did_you_mean
+from stages.core.reports import Report
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 EXPECTATIONS = ("negative", "positive")
-_KEYS = {"question", "description", "stages", "seeds", "criterion", "cost", "results", "notes"}
+_KEYS = {"question", "description", "stages", "seeds", "criterion", "report", "cost", "results", "notes"}
+_REPORT_KEYS = {"seed_metrics", "paired_metrics"}
 _CRITERION_KEYS = {"name", "stage", "metric", "variant", "minus", "expect"}
 
 
@@ -55,6 +59,7 @@ class Study:
     question: str
     stages: dict
     criterion: tuple[Criterion, ...]
+    reports: tuple[Report, ...] = ()
     cost: str = ""
     results: str = ""
 
@@ -105,8 +110,19 @@ def load(name: str) -> Study:
     if not criterion:
         raise ConfigError(f"{path}: declare a `criterion:` before the study runs (what passes, what fails)")
     return Study(name=name, question=str(data.get("question", "")), stages=stages, criterion=criterion,
-                 cost=str(data.get("cost", "")),
+                 reports=_reports(path, data.get("report") or {}), cost=str(data.get("cost", "")),
                  results=str(data.get("results", "")))
+
+
+def _reports(path: Path, entries: dict) -> tuple[Report, ...]:
+    """The study's `report:` entries as reports of the reporting registry."""
+    out = []
+    for stage, keys in entries.items():
+        if not isinstance(keys, dict) or set(keys) - _REPORT_KEYS:
+            raise ConfigError(f"{path}: report of `{stage}` takes only {sorted(_REPORT_KEYS)}")
+        out.append(Report(stage, seed_metrics=tuple(keys.get("seed_metrics", ())),
+                          paired_metrics=tuple(keys.get("paired_metrics", ()))))
+    return tuple(out)
 
 
 def _criterion(path: Path, index: int, entry) -> Criterion:

@@ -1,11 +1,12 @@
 """The researcher-facing summary: headline tables and PNG plots from results records.
 
-The stages declare the headline tables (`StageSpec.headlines`): e.g. pretrain's joins each run
-with the evaluation of its checkpoint (by the pretrain signature the evaluation read), qa's lists
-the QA variants with EM/F1 broken down by HasAns/NoAns. Nothing here names a stage.
+The reporting registry (`stages.core.reports`: the stages' reports, plus a collected study's)
+declares the headline tables: e.g. pretrain's joins each run with the evaluation of its checkpoint
+(by the pretrain signature the evaluation read), qa's lists the QA variants with EM/F1 broken down
+by HasAns/NoAns. Nothing here names a stage.
 
 Seeds: runs whose sweep values differ only in a seed key are one variant (`jobs/seeds.py`). Each
-stage that lists `seed_metrics` gets a table of their mean ± 95% CI over seeds per variant, and of
+stage whose report lists `seed_metrics` gets a table of their mean ± 95% CI over seeds per variant, and of
 the paired differences between variants by seed (`paired_metrics`). Headline bar charts plot the
 mean over seeds with 95% CI whiskers.
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from jobs import seeds
 from jobs.results import markdown_table
-from stages.core import registry
-from stages.core.registry import Headline
+from stages.core import reports
+from stages.core.reports import Headline, Report
 
 
 def _label(record: dict, keys: tuple[str, ...] = ()) -> str:
@@ -49,10 +50,10 @@ def headline_rows(records: list[dict], stage: str, headline: Headline) -> list[d
     return rows
 
 
-def _headlines(records: list[dict]):
-    """(headline, rows) for every headline a registered stage declares and the records fill."""
-    for stage, spec in registry.all_stages().items():
-        for headline in spec.headlines:
+def _headlines(records: list[dict], extra: tuple[Report, ...]):
+    """(headline, rows) for every headline of the reporting registry (and `extra`) the records fill."""
+    for stage, report in reports.by_stage(extra).items():
+        for headline in report.headlines:
             rows = headline_rows(records, stage, headline)
             if rows:
                 yield headline, rows
@@ -63,25 +64,26 @@ def _table(rows: list[dict]) -> str:
     return markdown_table(header, [[row[h] for h in header] for row in rows])
 
 
-def headline_sections(records: list[dict]) -> list[str]:
-    sections = [f"## {headline.title}\n\n" + _table(rows) + "\n" for headline, rows in _headlines(records)]
-    return sections + seed_sections(records)
+def headline_sections(records: list[dict], extra: tuple[Report, ...] = ()) -> list[str]:
+    """The headline tables, then the seed tables; `extra` adds a study's reports to the registry's."""
+    sections = [f"## {headline.title}\n\n" + _table(rows) + "\n" for headline, rows in _headlines(records, extra)]
+    return sections + seed_sections(records, extra)
 
 
-def seed_sections(records: list[dict]) -> list[str]:
+def seed_sections(records: list[dict], extra: tuple[Report, ...] = ()) -> list[str]:
     """Per stage (and input) with `seed_metrics` and several seeds of a variant: mean ± 95% CI
     over seeds per variant, then the paired differences between variants by seed."""
     from jobs.results import _by_input
 
     sections = []
-    for stage, spec in registry.all_stages().items():
-        if not spec.seed_metrics:
+    for stage, report in reports.by_stage(extra).items():
+        if not report.seed_metrics:
             continue
         for source, group in _by_input(records, stage).items():
             by_variant = seeds.group_by_variant(group)
             if not by_variant or max(len(s) for s in by_variant.values()) < 2:
                 continue  # one seed per variant: nothing to aggregate
-            present = [m for m in spec.seed_metrics if any(seeds.numeric(r["metrics"].get(m)) for r in group)]
+            present = [m for m in report.seed_metrics if any(seeds.numeric(r["metrics"].get(m)) for r in group)]
             aggregated = seeds.aggregate(group, present)
             header = ["variant", "seeds", *present]
             rows = [[seeds.variant_label(v), len(by_variant[v]), *(str(est[m]) for m in present)]
@@ -90,7 +92,7 @@ def seed_sections(records: list[dict]) -> list[str]:
             text = (f"## {title}: mean ± 95% CI over seeds\n\n"
                     "t-interval over seeds; `*` marks an interval that excludes 0.\n\n"
                     + markdown_table(header, rows) + "\n")
-            paired = [m for m in spec.paired_metrics if m in present]
+            paired = [m for m in report.paired_metrics if m in present]
             if paired and len(aggregated) > 1:
                 text += (f"\n### {title}: paired differences by seed (a - b; same seeds, same scored documents)\n\n"
                          + markdown_table(*seeds.paired_table(group, paired)) + "\n")
@@ -98,7 +100,7 @@ def seed_sections(records: list[dict]) -> list[str]:
     return sections
 
 
-def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
+def plot_all(records: list[dict], out_dir: Path, extra: tuple[Report, ...] = ()) -> list[Path]:
     """Loss curves per stage, and the bar chart each headline declares. Returns PNG paths."""
     import matplotlib
 
@@ -109,8 +111,8 @@ def plot_all(records: list[dict], out_dir: Path) -> list[Path]:
         if curves:
             paths.append(_plot_curves(curves, out_dir / f"loss_{stage}.png", f"{stage}: training loss"))
 
-    for stage, spec in registry.all_stages().items():
-        for headline in spec.headlines:
+    for stage, report in reports.by_stage(extra).items():
+        for headline in report.headlines:
             if headline.plot is None:
                 continue
             stem, columns, title = headline.plot

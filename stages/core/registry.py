@@ -26,21 +26,6 @@ EXTRA_MODULES_ENV = "WIKIGRAPH_EXTRA_STAGES"
 
 
 @dataclasses.dataclass(frozen=True)
-class Headline:
-    """A headline table of the results summary, declared by the stage whose runs are its rows.
-
-    `columns` are metric names: `name` is read from the run's own record, `stage:name` from the
-    newest record of that downstream stage which read this run (e.g. `evaluate:ppl_graph`, the
-    evaluation of a pretrain checkpoint); the table shows the bare name. `plot`, if given, is a
-    bar chart `(file stem, columns, title)` over the rows that have its first column.
-    """
-
-    title: str
-    columns: tuple[str, ...]
-    plot: tuple[str, tuple[str, ...], str] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class StageSpec:
     """A stage: its name, typed config, upstream stages and a lazy `run` reference.
 
@@ -59,9 +44,9 @@ class StageSpec:
       step of `stage=all`);
     - `prefetch`: `"module:function"`, `function(cfg, cache_dir) -> list[str]`, run on the submit
       side to resolve what a job would download into `{root}/cache` (one line per resource);
-    - `headlines`: summary tables whose rows are this stage's runs (see `Headline`).
-    - `seed_metrics`, `paired_metrics`: metrics the summary aggregates over seeds (mean ± 95% CI
-      per variant) and pairs by seed between variants.
+
+    What the results summary shows about a stage's runs is not part of the stage: a spec module
+    contributes it to the reporting registry (`stages.core.reports`) as `REPORTS`.
 
     Hooks are strings or plain data, so listing stages never imports torch or transformers.
     """
@@ -85,13 +70,6 @@ class StageSpec:
     in_chain: bool = True
     #: Submit-side offline resolution, "module:function(cfg, cache_dir) -> list[str]" ("" if none).
     prefetch: str = ""
-    #: Headline tables of the results summary whose rows are this stage's runs.
-    headlines: tuple[Headline, ...] = ()
-    #: Metrics the summary shows as mean ± 95% CI over seeds per variant (a record's missing
-    #: ones are left out, e.g. QA metrics of an LM evaluation); see `jobs/seeds.py`.
-    seed_metrics: tuple[str, ...] = ()
-    #: Metrics whose differences between variants the summary pairs by seed.
-    paired_metrics: tuple[str, ...] = ()
 
     def upstream_of(self, cfg: Any) -> tuple[str, ...]:
         return tuple(self.upstream(cfg)) if callable(self.upstream) else tuple(self.upstream)
@@ -147,6 +125,10 @@ def _import_spec_module(module_name: str, optional: bool) -> None:
     specs = getattr(module, "STAGES", None) or [module.STAGE]
     for spec in specs:
         register(spec)
+    from stages.core import reports
+
+    for report in getattr(module, "REPORTS", ()):
+        reports.register(report)
 
 
 def _load_specs() -> None:

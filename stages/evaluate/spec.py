@@ -5,6 +5,7 @@ import os
 
 from stages.core.config import WHEN_SET, knob
 from stages.core.registry import StageSpec
+from stages.core.reports import Report
 
 
 @dataclasses.dataclass
@@ -60,6 +61,9 @@ STAGE = StageSpec(
     description="perplexity in isolated/graph/random contexts (task=lm) or SQuAD v2 EM/F1 (task=qa)",
     variants=({"task": "lm"}, {"task": "qa"}),
     derived="stages.pretrain.eval_corpus:fresh_corpus_nodes",
+)
+REPORTS = (Report(
+    "evaluate",
     seed_metrics=(
         "nll_copy_isolated", "nll_copy_graph", "nll_copy_random", "d_copy_graph_isolated", "d_copy_graph_random",
         "nll_fact_isolated", "nll_fact_graph", "d_fact_graph_isolated", "d_fact_graph_random",
@@ -71,4 +75,5 @@ STAGE = StageSpec(
     ),
     paired_metrics=("d_copy_graph_isolated", "d_fact_graph_isolated", "nll_copy_graph", "f1", "local_f1",
                     "cross_segment_f1", "form_absent_person_guild_year_exact"),
-)
+),)
+

@@ -1,6 +1,7 @@
 """Stage spec of `pretrain` (light: stdlib and the config only)."""
 
-from stages.core.registry import Headline, StageSpec
+from stages.core.registry import StageSpec
+from stages.core.reports import Headline, Report
 from stages.pretrain.config import PretrainConfig
 
 STAGE = StageSpec(
@@ -13,6 +14,9 @@ STAGE = StageSpec(
     # The demo's comparison: every traversal strategy x the document-aware masks (`causal` is
     # left out to fit the 10-minute budget; `pretrain.mask=causal,doc,graph` adds it).
     grid={"strategy": "random,random_walk,bfs,dfs", "mask": "doc,graph"},
+)
+REPORTS = (Report(
+    "pretrain",
     headlines=(Headline(
         "Graph-LM: loss, perplexity by context, throughput",
         ("final_train_loss", "val_loss", "evaluate:ppl_isolated", "evaluate:ppl_graph", "evaluate:ppl_random",
@@ -33,4 +37,5 @@ STAGE = StageSpec(
         plot=("fact_nll_by_context", ("nll_fact_isolated", "nll_fact_graph", "nll_fact_random"),
               "linked-fact value NLL by context (lower is better)"),
     ),),
-)
+),)
+

@@ -1,6 +1,7 @@
 """Stage spec of `qa` (light: stdlib and the config only)."""
 
-from stages.core.registry import Headline, StageSpec
+from stages.core.registry import StageSpec
+from stages.core.reports import Headline, Report
 from stages.qa.config import QAConfig
 
 STAGE = StageSpec(
@@ -13,6 +14,23 @@ STAGE = StageSpec(
     prefetch="stages.qa.spec:prefetch",
     derived="stages.qa.spec:shared_reader_node",
     grid={"memory.num_tokens": "0,4"},  # the demo's comparison: without and with memory tokens
+)
+
+#: The shared reader (`curriculum.shared_reader=true`): a qa run of `QAConfig.reader_config()` (curriculum
+#: phase 1 alone, without memory), a job of the plan that the qa runs sharing it depend on
+#: (`shared_reader_node`); never a step of `stage=all` by itself.
+READER = StageSpec(
+    name="qa_reader",
+    config_cls=QAConfig,
+    run="stages.qa.train:run",
+    description="the memory-free reader that qa runs with curriculum.shared_reader=true continue",
+    resumable=True,
+    prefetch="stages.qa.spec:prefetch",
+    in_chain=False,
+)
+STAGES = (STAGE, READER)
+REPORTS = (Report(
+    "qa",
     # The forms of generated questions (data.dataset=sample) split the local kind: person lookups and the
     # register lookup (the last hop of every cross-segment question). Absent on other data.
     seed_metrics=("dev_local_f1", "dev_cross_segment_f1", "dev_unanswerable_f1", "dev_f1", "dev_local_exact",
@@ -33,21 +51,7 @@ STAGE = StageSpec(
             plot=("qa_f1", ("f1", "HasAns_f1", "NoAns_f1"), "SQuAD v2 F1 by variant"),
         ),
     ),
-)
-
-#: The shared reader (`curriculum.shared_reader=true`): a qa run of `QAConfig.reader_config()` (curriculum
-#: phase 1 alone, without memory), a job of the plan that the qa runs sharing it depend on
-#: (`shared_reader_node`); never a step of `stage=all` by itself.
-READER = StageSpec(
-    name="qa_reader",
-    config_cls=QAConfig,
-    run="stages.qa.train:run",
-    description="the memory-free reader that qa runs with curriculum.shared_reader=true continue",
-    resumable=True,
-    prefetch="stages.qa.spec:prefetch",
-    in_chain=False,
-)
-STAGES = (STAGE, READER)
+),)
 
 
 def shared_reader_node(cfg: QAConfig, upstream_cfgs: dict) -> dict:

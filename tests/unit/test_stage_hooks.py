@@ -27,7 +27,8 @@ import dataclasses
 from pathlib import Path
 
 from stages.core.config import knob
-from stages.core.registry import Headline, StageSpec
+from stages.core.registry import StageSpec
+from stages.core.reports import Headline, Report
 
 
 @dataclasses.dataclass
@@ -45,8 +46,9 @@ STAGE = StageSpec(
     name="toy_count", config_cls=ToyCountConfig, run="toystage.run:run",
     description="test-only: counts", grid={"base": "2,3"},
     prefetch="toystage.spec:prefetch",
-    headlines=(Headline("Toy counts", ("total",), plot=("toy_total", ("total",), "toy totals")),),
 )
+REPORTS = (Report("toy_count", headlines=(Headline("Toy counts", ("total",), plot=("toy_total", ("total",),
+                                                                                  "toy totals")),)),)
 '''
 
 RUN = '''
