@@ -166,3 +166,24 @@ def test_every_study_file_is_valid_and_the_committed_reference_results_keep_thei
     assert spec.criterion and spec.results and spec.cost
     records = results.load_records(REPO / spec.results)
     assert "passes.**" in studies.verdict(spec, records)
+
+
+def test_a_study_file_adds_its_seed_metrics_to_the_stage_s_report(toy_stage, tmp_path, monkeypatch):
+    """The reporting registry holds the stage's report; a study's `report:` adds to it when the
+    study is collected, and a report key the registry does not know is a one-line error."""
+    from jobs import studies, summary
+
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path / "studies")
+    (tmp_path / "studies").mkdir()
+    criterion = "criterion:\n  - {stage: toy_count, metric: total, variant: {power: 4}, expect: positive}\n"
+    (tmp_path / "studies" / "powers.yaml").write_text(
+        "stages:\n  toy_count: {power: '1,4'}\nreport:\n  toy_count: {seed_metrics: [total]}\n" + criterion)
+    records = [{"stage": "toy_count", "signature": f"s{p}{s}", "sweep": {"toy_count.power": str(p), "seed": str(s)},
+                "metrics": {"total": p * 10 + s}} for p in (1, 4) for s in (0, 1)]
+    assert not any("mean ± 95% CI" in text for text in summary.headline_sections(records))
+    extra = studies.load("powers").reports
+    assert any(text.startswith("## toy_count: mean ± 95% CI") for text in summary.headline_sections(records, extra))
+    (tmp_path / "studies" / "bad.yaml").write_text("stages:\n  toy_count: {}\nreport:\n  toy_count: {plots: [x]}\n"
+                                                   + criterion)
+    with pytest.raises(ConfigError, match="report of `toy_count` takes only"):
+        studies.load("bad")
