@@ -27,8 +27,8 @@ GLOBAL_KEYS = {
     "wait": "executor=slurm: block until every job is final, then collect results; exit non-zero if any failed",
     "debug": "true: print the full traceback of a failing stage (default: stage, signature, reason, log path)",
     "profile": "site profile from slurm/profiles/<name>.yaml (partition, account, ...)",
-    "study": "a comparison preset declared by the stages (with stage=all: runs the stages that declare it; "
-             "sweeps their keys unless set on the command line)",
+    "study": "a study file studies/<name>.yaml (with stage=all: runs the stages it names, sweeping its keys "
+             "and seeds unless set on the command line; `collect study=<name>` judges its criterion)",
 }
 
 

@@ -54,8 +54,9 @@ def help_text(stage: str | None = None) -> str:
 
 def _field_line(info: config_lib.FieldInfo) -> str:
     choices = f" [{'|'.join(map(str, info.choices))}]" if info.choices else ""
+    choices += f" [{info.bounds}]" if info.bounds else ""
     flag = {True: "", False: " (not in signature)"}.get(info.signature, " (in signature when set)")
-    return f"  {info.name:<18} {info.type_name:<10} default={info.default!r}{choices}  {info.help}{flag}"
+    return f"  {info.name:<24} {info.type_name:<10} default={info.default!r}{choices}  {info.help}{flag}"
 
 
 def default_root() -> Path:

@@ -74,6 +74,7 @@ class FieldInfo:
     help: str
     choices: tuple | None
     signature: bool | str
+    bounds: str = ""
 
 
 def _type_name(tp: Any) -> str:
@@ -106,7 +107,9 @@ def _leaves(cls: type, instance: Any, prefix: str = ""):
 def describe(cls: type) -> list[FieldInfo]:
     """List a config class's keys (components' keys dotted) with type, default, help and choices."""
     return [FieldInfo(name=name, type_name=_type_name(tp), default=default, help=f.metadata.get("help", ""),
-                      choices=f.metadata.get("choices"), signature=f.metadata.get("signature", True))
+                      choices=f.metadata.get("choices"), signature=f.metadata.get("signature", True),
+                      bounds=" ".join(f"{sign}{f.metadata[key]}" for key, (_, sign) in _BOUNDS.items()
+                                      if key in f.metadata))
             for name, f, tp, default in _leaves(cls, cls())]
 
 
