@@ -161,6 +161,9 @@ class Planner:
         for key in self.parsed.stage_values:
             prefix, dot, rest = key.partition(".")
             if dot and prefix in self.stages:
+                moved = config_lib.renamed(self.stages[prefix].config_cls).get(rest)
+                if moved:  # name the new key as the user wrote the old one: with its stage prefix
+                    raise config_lib.moved_key_error(key, f"{prefix}.{moved}", f"stage `{prefix}`")
                 config_lib.check_key(self.stages[prefix].config_cls, rest, f"stage `{prefix}`")
                 self.routes[key] = [(prefix, rest)]
                 continue
@@ -170,17 +173,24 @@ class Planner:
             self.routes[key] = [(n, key) for n in owners]
 
     def _raise_unknown(self, key: str, requested: set[str]) -> None:
+        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
+        # A key that moved into a component of a requested stage is named in its new form first,
+        # even where another stage still has a key of that name (pretrain's `batch_size` is
+        # `packing.batch_size`; qa's is still `batch_size`).
+        for name in sorted(requested):
+            moved = config_lib.renamed(self.stages[name].config_cls)
+            if key in moved:
+                raise config_lib.moved_key_error(key, moved[key], where)
         others = [n for n, s in self.stages.items() if key in config_lib.field_names(s.config_cls)]
         chain = self._default_upstream_closure(requested)
         others.sort(key=lambda n: n not in chain)  # name an upstream of the requested stage first
         if others:
             raise ConfigError(f"key `{key}` belongs to stage `{others[0]}`, not `{self.stage_name}`; "
                               f"write `{others[0]}.{key}=...` to configure that upstream")
-        where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
-        for name in sorted(requested, key=lambda n: n not in chain) + sorted(self.stages):
+        for name in sorted(self.stages, key=lambda n: n not in chain):
             moved = config_lib.renamed(self.stages[name].config_cls)
-            if key in moved:
-                raise config_lib.moved_key_error(key, moved[key], where)
+            if key in moved:  # moved in an upstream stage: its full name, stage prefix included
+                raise config_lib.moved_key_error(key, f"{name}.{moved[key]}", f"stage `{name}`")
         prefix, dot, _ = key.partition(".")
         if dot and not any(key.startswith(f"{c}.") for n in requested
                            for c in config_lib.components(self.stages[n].config_cls)):

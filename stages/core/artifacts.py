@@ -148,9 +148,17 @@ def _check_signature(manifest: dict, manifest_path: Path, stage: str, signature:
     if recomputed != signature:
         raise _bad(manifest_path, f"records a config that hashes to {recomputed}, not to its signature", stage)
     for key, value in sig_config.items():
-        if key not in config or json.dumps(config[key], sort_keys=True, default=str) != \
-                json.dumps(value, sort_keys=True, default=str):
+        if key not in config or not _agrees(config[key], value):
             raise _bad(manifest_path, f"records config key `{key}` that differs from its signed value", stage)
+
+
+def _agrees(recorded, signed) -> bool:
+    """A recorded config value agrees with its signed one. A component (a dict: no knob holds a
+    dict value) is compared on its signed keys only: its other keys are left out of the signature
+    (attention kernel, derived values) as a stage's own non-signature keys are."""
+    if isinstance(signed, dict) and isinstance(recorded, dict):
+        return all(key in recorded and _agrees(recorded[key], value) for key, value in signed.items())
+    return json.dumps(recorded, sort_keys=True, default=str) == json.dumps(signed, sort_keys=True, default=str)
 
 
 def load_artifact(root: Path, stage: str, signature: str) -> Artifact | None:

@@ -11,8 +11,8 @@ STAGE = StageSpec(
     description="graph-LM pretraining on graph-packed token shards (causal/doc/graph masks), resumable",
     resumable=True,
     # The demo's comparison: every traversal strategy x the document-aware masks (`causal` is
-    # left out to fit the 10-minute budget; `pretrain.mask=causal,doc,graph` adds it).
-    grid={"strategy": "random,random_walk,bfs,dfs", "mask": "doc,graph"},
+    # left out to fit the 10-minute budget; `pretrain.model.mask=causal,doc,graph` adds it).
+    grid={"packing.strategy": "random,random_walk,bfs,dfs", "model.mask": "doc,graph"},
     headlines=(Headline(
         "Graph-LM: loss, perplexity by context, throughput",
         ("final_train_loss", "val_loss", "evaluate:ppl_isolated", "evaluate:ppl_graph", "evaluate:ppl_random",
