@@ -54,7 +54,7 @@ def main() -> None:
         corpus = write_synthetic(Path(tmp), n_docs=5000, mean_length=300)
         for budget in args.budgets:
             packing = PackingConfig(strategy="random_walk", token_budget=budget, batch_size=1)
-            batch = next(iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing)))
+            batch = next(iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing, seed=0)))
             for mode in ("doc", "graph"):
                 config = GraphLMConfig.from_preset(args.preset, vocab_size=50257, mask=mode)
                 torch.manual_seed(0)

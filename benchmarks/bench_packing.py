@@ -106,7 +106,7 @@ def main() -> None:
         runs += [{"strategy": "random_walk", **v} for v in VARIANTS]
     memcpy = memcpy_baseline(args.token_budget * args.batch_size, args.seconds)
     results = {"graph": str(args.graph), "tokens": str(args.tokens), "memcpy": memcpy, "runs": []}
-    first = PackLoader.from_paths(args.graph, args.tokens, PackingConfig(**base))
+    first = PackLoader.from_paths(args.graph, args.tokens, PackingConfig(**base), seed=0)
     print(
         f"corpus: {first.graph.num_nodes} articles, {first.graph.num_edges} links, "
         f"{first.store.num_tokens} tokens; B={args.batch_size} T={args.token_budget}"
@@ -121,9 +121,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for overrides in runs:
         cfg = PackingConfig(**{**base, **overrides})
-        loader = PackLoader(first.graph, first.store, cfg)
+        loader = PackLoader(first.graph, first.store, cfg, seed=0)
         speed = time_loader(loader, args.seconds)
-        summary = quality(PackLoader(first.graph, first.store, cfg), 50)
+        summary = quality(PackLoader(first.graph, first.store, cfg, seed=0), 50)
         row = {
             "config": overrides,
             **speed,

@@ -52,7 +52,7 @@ from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
 root, graph_sig, tokens_sig = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 loader = PackLoader.from_paths(load_artifact(root, "graph", graph_sig).path,
-                               load_artifact(root, "pretokenize", tokens_sig).path, PackingConfig())
+                               load_artifact(root, "pretokenize", tokens_sig).path, PackingConfig(), seed=0)
 batch = next(iter(loader))
 print(json.dumps({"signature": "", "metrics": {"docs": loader.store.num_docs, "batch_keys": sorted(batch)}}))
 """

@@ -34,7 +34,7 @@ from stages.formats.tokens import TokenStore
 from stages.pretrain.config import PretrainConfig
 from stages.pretrain.data import split_documents, train_loader
 from stages.pretrain.schedule import adamw
-from stages.pretrain.train import model_config, run
+from stages.pretrain.train import run
 
 
 def clocks() -> tuple[float, float]:
@@ -53,7 +53,7 @@ def stage_seconds(cfg, upstream, out: Path) -> tuple[float, float]:
 def bare_seconds_per_step(cfg, graph: GraphIndex, store: TokenStore, steps: int) -> tuple[float, float]:
     """(wall, cpu) seconds per step of the bare loop."""
     torch.manual_seed(cfg.seed)
-    model = GraphLMForTraining.from_config(model_config(cfg, store.n_vocab)).train()
+    model = GraphLMForTraining.from_config(cfg.model_config(store.n_vocab)).train()
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
     split = split_documents(graph, store, cfg.val_fraction)
     batch = next(iter(train_loader(graph, store, cfg, split, 0, 1)))
@@ -78,7 +78,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[], help="extra pretrain key=value overrides")
     args = parser.parse_args()
-    overrides = {"val_every": "0", "checkpoint_every": "0", "log_every": "0", **dict(s.split("=", 1) for s in args.set)}
+    # The stage reads its losses back once, at the last step, as the bare loop never does.
+    overrides = {"val_every": "0", "checkpoint_every": "0", "log_every": str(args.long),
+                 **dict(s.split("=", 1) for s in args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_synthetic(Path(tmp) / "corpus", n_docs=2000, mean_length=300)
         upstream = {"graph": Artifact.unmanaged(corpus.graph, "graph"),
@@ -86,7 +88,7 @@ def main() -> None:
         graph, store = GraphIndex.open(corpus.graph), TokenStore.open(corpus.tokens)
         short = resolve(PretrainConfig, {**overrides, "steps": str(args.short)})
         long = resolve(PretrainConfig, {**overrides, "steps": str(args.long)})
-        tokens_per_step = long.batch_size * long.token_budget * long.grad_accum
+        tokens_per_step = long.packing.batch_size * long.packing.token_budget * long.grad_accum
         bare, stage = [], []
         for repeat in range(args.repeats):
             bare.append(bare_seconds_per_step(long, graph, store, args.long - args.short))
@@ -98,7 +100,7 @@ def main() -> None:
     best_stage = [min(x[i] for x in stage) for i in (0, 1)]
     result = {
         "benchmark": "train_loop", "device": "cpu", "threads": torch.get_num_threads(),
-        "preset": long.preset, "mask": long.mask, "tokens_per_step": tokens_per_step,
+        "preset": long.preset, "mask": long.model.mask, "tokens_per_step": tokens_per_step,
         "bare_tokens_per_s": round(tokens_per_step / best_bare[0], 1),
         "stage_tokens_per_s": round(tokens_per_step / best_stage[0], 1),
         "ratio_wall": round(best_bare[0] / best_stage[0], 3),

@@ -20,6 +20,7 @@ measured-scale extrapolation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import sys
@@ -28,6 +29,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from jobs import studies
+from stages.core.config import resolve
+from stages.pretrain.config import PretrainConfig
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 PEAK = 989e12  # H100 SXM dense bf16, stages/pretrain/metrics.PEAK_BF16_TFLOPS
@@ -35,10 +40,20 @@ MFU = 0.35
 MFU_RANGE = (0.20, 0.50)
 SQUAD_TRAIN_QUESTIONS, SQUAD_DEV_QUESTIONS = 130_319, 11_873
 
-# studies/lm_enwiki.yaml: preset gpt2-small, 8 GPUs per run (batch_size is per rank)
-LM = {"steps": 10_000, "batch_size": 16, "token_budget": 1024, "world_size": 8, "val_every": 500,
-      "val_batches": 4, "eval_docs": 500, "eval_contexts": 3, "runs": 12}
 GPT2_VOCAB = 50_257  # vocab=compact keeps the ids the corpus uses: at most this on enwiki
+
+
+def lm_settings() -> dict:
+    """studies/lm_enwiki.yaml's pretrain run as the stage resolves it (preset gpt2-small; a swept
+    key at its last value), on 8 GPUs per run (packing.batch_size is per rank)."""
+    keys = {key: value.split(",")[-1] for key, value in studies.load("lm_enwiki").keys("pretrain").items()}
+    cfg = resolve(PretrainConfig, keys)
+    return {"steps": cfg.steps, "batch_size": cfg.packing.batch_size, "token_budget": cfg.packing.token_budget,
+            "val_every": cfg.val_every, "val_batches": cfg.val_batches, "model": cfg.model_config(GPT2_VOCAB),
+            "world_size": 8, "eval_docs": 500, "eval_contexts": 3, "runs": 12}
+
+
+LM = lm_settings()
 # studies/qa_squad.yaml: preset base with these keys
 QA = {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "max_n_segs": 6, "memory": 16,
       "progressive_segments": [2, 4, 6], "epochs_per_stage": 2, "long_context": 4, "runs": 6}
@@ -52,20 +67,17 @@ def counted_flops(fn) -> float:
 
 def lm_flops_per_token() -> tuple[float, float, int]:
     """(FlopCounterMode FLOPs per token, metrics.flops_per_token at causal density, parameters)."""
-    from models.graphlm.config import MODEL_PRESETS, GraphLMConfig
     from models.graphlm.training import GraphLMForTraining
     from stages.pretrain.metrics import flops_per_token
 
-    shape = MODEL_PRESETS["gpt2-small"]
     T = LM["token_budget"]
-    model = GraphLMForTraining.from_config(GraphLMConfig(vocab_size=GPT2_VOCAB, mask="causal",
-                                                         attention_impl="sdpa", **shape))
+    model = GraphLMForTraining.from_config(dataclasses.replace(LM["model"], mask="causal", attention_impl="sdpa"))
     tokens = torch.randint(0, GPT2_VOCAB, (1, T))
     batch = {"tokens": tokens, "labels": tokens, "doc_index": torch.zeros(1, T, dtype=torch.long)}
     counted = counted_flops(lambda: model(batch).loss.backward()) / T
     blocks = T // 128  # FlexAttention's 128-token blocks: causal keeps the lower triangle
     density = blocks * (blocks + 1) / 2 / blocks**2
-    formula = flops_per_token(model.num_parameters(), shape["n_layers"], shape["d_model"], T, density)
+    formula = flops_per_token(model.num_parameters(), model.config.n_layers, model.config.d_model, T, density)
     return counted, formula, model.num_parameters()
 
 

@@ -26,7 +26,7 @@ LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
 EXAMPLES = """\
 examples:
   python jobs/submit.py stage=all                                   # whole pipeline, local executor, sample corpus
-  python jobs/submit.py stage=pretrain strategy=random,random_walk,bfs,dfs steps=200
+  python jobs/submit.py stage=pretrain packing.strategy=random,random_walk,bfs,dfs steps=200
   python jobs/submit.py stage=pretrain executor=slurm nodes=4 gpus_per_node=8 preset=gpt2-small
   python jobs/submit.py stage=extract dump=/data/enwiki-latest-pages-articles.xml.bz2 dry_run=true
   python jobs/submit.py stage=pretrain pretokenize.from=3f9a0c21be77   # read a specific upstream artifact

@@ -161,6 +161,9 @@ class Planner:
         for key in self.parsed.stage_values:
             prefix, dot, rest = key.partition(".")
             if dot and prefix in self.stages:
+                moved = config_lib.renamed(self.stages[prefix].config_cls).get(rest)
+                if moved:  # name the new key as the user wrote the old one: with its stage prefix
+                    raise config_lib.moved_key_error(key, f"{prefix}.{moved}", f"stage `{prefix}`")
                 config_lib.check_key(self.stages[prefix].config_cls, rest, f"stage `{prefix}`")
                 self.routes[key] = [(prefix, rest)]
                 continue
@@ -171,7 +174,10 @@ class Planner:
 
     def _raise_unknown(self, key: str, requested: set[str]) -> None:
         where = "stage `all`" if self.stage_name == "all" else f"stage `{self.stage_name}`"
-        for name in sorted(requested):  # a key of the requested stage that moved into a component
+        # A key that moved into a component of a requested stage is named in its new form first,
+        # even where another stage still has a key of that name (pretrain's `batch_size` is
+        # `packing.batch_size`; qa's is still `batch_size`).
+        for name in sorted(requested):
             moved = config_lib.renamed(self.stages[name].config_cls)
             if key in moved:
                 raise config_lib.moved_key_error(key, moved[key], where)
@@ -183,8 +189,8 @@ class Planner:
                               f"write `{others[0]}.{key}=...` to configure that upstream")
         for name in sorted(self.stages, key=lambda n: n not in chain):
             moved = config_lib.renamed(self.stages[name].config_cls)
-            if key in moved:
-                raise ConfigError(f"key `{key}` is now `{name}.{moved[key]}`: write `{name}.{moved[key]}=...`")
+            if key in moved:  # moved in an upstream stage: its full name, stage prefix included
+                raise config_lib.moved_key_error(key, f"{name}.{moved[key]}", f"stage `{name}`")
         prefix, dot, _ = key.partition(".")
         if dot and not any(key.startswith(f"{c}.") for n in requested
                            for c in config_lib.components(self.stages[n].config_cls)):

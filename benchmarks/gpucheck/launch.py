@@ -39,7 +39,7 @@ def two_ranks(ctx: CheckContext) -> dict:
             if proc.returncode:
                 return {"status": "fail", "summary": f"stage={stage} exited {proc.returncode}: {proc.stderr[-300:]}"}
         devices = ["gpus_per_node=1"] if ctx.cuda else []
-        args = ["stage=pretrain", CORPUS, "steps=4", "token_budget=256", "batch_size=2", "val_every=0",
+        args = ["stage=pretrain", CORPUS, "steps=4", "packing.token_budget=256", "packing.batch_size=2", "val_every=0",
                 "val_batches=1", "log_every=2", "executor=local", "tasks_per_node=2", "cpus_per_task=1", *devices]
         proc = _submit(args, root, ctx)
         ctx.save(command=" ".join(["python jobs/submit.py", *args]), output=(proc.stdout + proc.stderr)[-3000:])

@@ -1,9 +1,9 @@
 """Pretraining throughput on the device, through the pretrain stage's own pieces.
 
-`pretrain_throughput`: for each (token_budget, mask[, compile]) the config is resolved exactly as
-`stage=pretrain preset=gpt2-small` resolves it; the model, AdamW groups, gradient clipping and
-bf16 autocast are the stage's (`model_config`, `adamw`, Accelerate's bf16 = torch.autocast), and
-batches come from the packing loader over a generated corpus (prefetched to the device, so the
+`pretrain_throughput`: for each (packing.token_budget, model.mask[, model.compile]) the config is
+resolved exactly as `stage=pretrain preset=gpt2-small` resolves it; the model, AdamW groups,
+gradient clipping and bf16 autocast are the stage's (`PretrainConfig.model_config`, `adamw`,
+Accelerate's bf16 = torch.autocast), and batches come from the packing loader over a generated corpus (prefetched to the device, so the
 loader's CPU time is not in the step). Every step builds its batch's mask, as the model does.
 tokens/s = packs x token_budget / median step time; MFU = tokens/s x `flops_per_token` /
 `peak_flops`, both from `stages.pretrain.metrics` (what the stage's metrics log reports), with
@@ -47,30 +47,32 @@ from stages.formats.generators import write_synthetic
 from stages.packing.loader import PackLoader
 from stages.pretrain.artifact import METRICS_LOG
 from stages.pretrain.config import PretrainConfig
-from stages.pretrain.data import packing_config, to_device
+from stages.pretrain.data import to_device
 from stages.pretrain.metrics import flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw
-from stages.pretrain.train import model_config, run
+from stages.pretrain.train import run
 
 # The full GPT-2 vocabulary (gpt2-small = 124M parameters), whatever `vocab=compact` would keep of
 # the generated corpus: the throughput rows measure the canonical shape the MFU target is about.
 GPT2_VOCAB = 50257
 MFU_TARGET = 0.40  # gpt2-small, bf16, H100-class (see README)
 MASK_SHARE_TARGET = 0.10
-COMPILE_ROW_S = 60  # time left for a compile=true row: an estimate, no GPU run has measured it yet
+COMPILE_ROW_S = 60  # time left for a model.compile=true row: an estimate, no GPU run has measured it yet
 MFU_FORMULA = ("tokens/s x (6 N + 12 L d T x density) / peak, stages.pretrain.metrics.flops_per_token: N counts "
                "every parameter (the tied embedding once), density is the share of attention blocks the mask keeps")
 #: The row the MFU target is judged on: what `stage=pretrain preset=gpt2-small` runs by default.
-DEFAULT_ROW = {"preset": "gpt2-small", "token_budget": 1024, "mask": "graph"}
+DEFAULT_ROW = {"preset": "gpt2-small", "packing.token_budget": 1024, "model.mask": "graph"}
 
 
 def throughput_rows(smoke: bool) -> list[dict]:
     """Rows in priority order: later rows are skipped when the check's time runs out."""
     if smoke:
-        return [{"preset": "tiny", "token_budget": 256, "mask": mask, "batch_size": 2} for mask in ("graph", "causal")]
-    rows = [{"preset": "gpt2-small", "token_budget": budget, "mask": mask}
+        return [{"preset": "tiny", "packing.token_budget": 256, "model.mask": mask, "packing.batch_size": 2}
+                for mask in ("graph", "causal")]
+    rows = [{"preset": "gpt2-small", "packing.token_budget": budget, "model.mask": mask}
             for budget in (1024, 4096) for mask in ("graph", "causal")]
-    rows += [{"preset": "gpt2-small", "token_budget": budget, "mask": "graph", "compile": True} for budget in (1024, 4096)]
+    rows += [{"preset": "gpt2-small", "packing.token_budget": budget, "model.mask": "graph", "model.compile": True}
+             for budget in (1024, 4096)]
     return rows
 
 
@@ -82,11 +84,11 @@ def resolve_row(overrides: dict) -> PretrainConfig:
 def _measure(ctx: CheckContext, overrides: dict, corpus, peak: float | None) -> dict:
     device = ctx.device
     cfg = resolve_row(overrides)
-    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing_config(cfg)))
+    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, cfg.packing, cfg.seed))
     batches = [to_device(next(stream), device) for _ in range(4)]
     reset_peak_memory(device)
     torch.manual_seed(cfg.seed)
-    model = GraphLMForTraining.from_config(model_config(cfg, GPT2_VOCAB)).to(device).train()
+    model = GraphLMForTraining.from_config(cfg.model_config(GPT2_VOCAB)).to(device).train()
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
     bf16 = ctx.cuda and cfg.precision in ("auto", "bf16")
     cursor = iter(range(10**9))
@@ -114,12 +116,12 @@ def _measure(ctx: CheckContext, overrides: dict, corpus, peak: float | None) -> 
         model.build_mask(batch)
         sync(device)
         builds.append(time.perf_counter() - start)
-    tokens = cfg.batch_size * cfg.token_budget
+    tokens = cfg.packing.batch_size * cfg.packing.token_budget
     tokens_per_s = tokens / step_s
     density = float(torch.stack([model.build_mask(batch).block_density() for batch in batches]).mean())
-    per_token = flops_per_token(model.num_parameters(), model.config.n_layers, model.config.d_model, cfg.token_budget,
+    per_token = flops_per_token(model.num_parameters(), model.config.n_layers, model.config.d_model, cfg.packing.token_budget,
                                 density)
-    row = {**overrides, "batch_size": cfg.batch_size, "vocab_size": GPT2_VOCAB, "precision": "bf16" if bf16 else "fp32",
+    row = {**overrides, "batch_size": cfg.packing.batch_size, "vocab_size": GPT2_VOCAB, "precision": "bf16" if bf16 else "fp32",
            "params": model.num_parameters(), "tokens_per_step": tokens, "step_ms": round(step_s * 1e3, 2),
            "step_ms_all": [round(t * 1e3, 2) for t in times], "tokens_per_s": round(tokens_per_s, 1),
            "graphs_compiled_while_timed": compiled_while_timed,
@@ -136,7 +138,7 @@ def _targets(rows: list[dict], device_name: str, peak: float | None) -> dict:
     targets = {}
     measured = [r for r in rows if "tokens_per_s" in r]
     h100_class = any(word in device_name.upper().split() for word in H100_CLASS)  # the name of the row's device
-    default = next((r for r in rows if all(r.get(k) == v for k, v in DEFAULT_ROW.items()) and not r.get("compile")),
+    default = next((r for r in rows if all(r.get(k) == v for k, v in DEFAULT_ROW.items()) and not r.get("model.compile")),
                    None)
     if not h100_class or peak is None:
         targets["mfu"] = {"target": MFU_TARGET, "row": DEFAULT_ROW, "met": None,
@@ -145,7 +147,7 @@ def _targets(rows: list[dict], device_name: str, peak: float | None) -> dict:
         mfu = default.get("mfu") if default else None
         targets["mfu"] = {"target": MFU_TARGET, "row": DEFAULT_ROW, "mfu": mfu,
                           "met": mfu is not None and mfu >= MFU_TARGET}
-    shares = [r["mask_build_share"] for r in measured if r["mask"] != "causal"]
+    shares = [r["mask_build_share"] for r in measured if r["model.mask"] != "causal"]
     worst = max(shares, default=None)
     on_cpu = device_name == "cpu"  # the CPU path builds dense masks: not what the target is about
     targets["mask_build_share"] = {"target": MASK_SHARE_TARGET, "worst": worst,
@@ -166,7 +168,7 @@ def pretrain_throughput(ctx: CheckContext) -> dict:
         for overrides in throughput_rows(ctx.smoke):
             # A row costs about what the previous one did (4x the tokens -> allow 3x); compiling the
             # blocks takes tens of seconds on its own.
-            needed = max(3 * last, COMPILE_ROW_S if overrides.get("compile") and ctx.cuda else 0)
+            needed = max(3 * last, COMPILE_ROW_S if overrides.get("model.compile") and ctx.cuda else 0)
             if rows and ctx.remaining() < needed:
                 rows.append({**overrides, "skipped": f"time budget ({ctx.remaining():.0f}s left)"})
                 ctx.save(rows=rows)
@@ -182,17 +184,18 @@ def pretrain_throughput(ctx: CheckContext) -> dict:
     targets = _targets(rows, device_name, peak)
     ctx.save(targets=targets)
     measured = [r for r in rows if "tokens_per_s" in r]
-    summary = ", ".join(f"{r['token_budget']}/{r['mask']}{'/compiled' if r.get('compile') else ''}: "
+    summary = ", ".join(f"{r['packing.token_budget']}/{r['model.mask']}{'/compiled' if r.get('model.compile') else ''}: "
                         f"{r['tokens_per_s']:.0f} tok/s" + (f" MFU {r['mfu']:.1%}" if r.get("mfu") else "")
                         for r in measured)
     if not measured:
         return {"status": "fail", "summary": "no configuration was measured"}
     if any("error" in r for r in rows):
         return {"status": "fail", "summary": summary + "; errors: " + "; ".join(r["error"] for r in rows if "error" in r)}
-    not_run = [f"{r['token_budget']}/{r['mask']}" for r in rows if "skipped" in r and not r.get("compile")]
-    if not_run:  # the compile=true rows are extras; the others are what users run
+    not_run = [f"{r['packing.token_budget']}/{r['model.mask']}" for r in rows
+               if "skipped" in r and not r.get("model.compile")]
+    if not_run:  # the model.compile=true rows are extras; the others are what users run
         return {"status": "fail", "summary": summary + f"; not measured for time: {not_run}"}
-    recompiled = [f"{r['token_budget']}/{r['mask']}" for r in measured if r["graphs_compiled_while_timed"]]
+    recompiled = [f"{r['packing.token_budget']}/{r['model.mask']}" for r in measured if r["graphs_compiled_while_timed"]]
     if recompiled:
         return {"status": "fail", "summary": summary + f"; compiled during the timed steps: {recompiled}"}
     unmet = [name for name, t in targets.items() if t["met"] is False]
@@ -212,11 +215,12 @@ def pretrain_stage(ctx: CheckContext) -> dict:
     """The pretrain stage end to end with study=lm's settings; reads back its own tokens/s and MFU."""
     device = ctx.device
     if ctx.smoke:
-        overrides = {"preset": "tiny", "token_budget": "256", "batch_size": "2", "steps": "6", "lr": "1e-2"}
+        overrides = {"preset": "tiny", "packing.token_budget": "256", "packing.batch_size": "2", "steps": "6",
+                     "lr": "1e-2"}
     else:
-        overrides = {"preset": "gpt2-small", "token_budget": "1024", "steps": "16"}
+        overrides = {"preset": "gpt2-small", "packing.token_budget": "1024", "steps": "16"}
     overrides.update({**lm_study_settings(), "val_every": "0", "checkpoint_every": "0", "log_every": "2",
-                      "val_batches": "1", "warmup_steps": "2", "num_workers": "0"})
+                      "val_batches": "1", "warmup_steps": "2", "packing.num_workers": "0"})
     cfg = resolve(PretrainConfig, overrides)
     reset_peak_memory(device)
     with tempfile.TemporaryDirectory() as tmp:

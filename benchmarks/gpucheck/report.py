@@ -56,13 +56,13 @@ def _stability(check: dict) -> list[str]:
 def _throughput(check: dict) -> list[str]:
     rows = []
     for r in check.get("rows", []):
-        name = [r["token_budget"], r["mask"], "yes" if r.get("compile") else "no"]
+        name = [r["packing.token_budget"], r["model.mask"], "yes" if r.get("model.compile") else "no"]
         if "tokens_per_s" not in r:
             rows.append(name + [r.get("skipped") or r.get("error")] + [""] * 6)
             continue
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         rows.append(name + [f"{r['tokens_per_s']:,.0f}", mfu, _fmt(r["peak_memory_mib"]), r["mask_build_ms"],
-                            f"{r['mask_build_share']:.1%}", f"{r['batch_size']} x {r['token_budget']}",
+                            f"{r['mask_build_share']:.1%}", f"{r['batch_size']} x {r['packing.token_budget']}",
                             r.get("graphs_compiled_while_timed", "-")])
     lines = [(f"MFU = {check.get('mfu_formula', '-')}; peak bf16 TFLOP/s: {_fmt(check.get('peak_tflops'))}. "
               "Mask share = median mask build / median step (the step includes the build)."), ""]

@@ -137,7 +137,7 @@ def loader_batches(out_dir: Path, token_budget: int, batch_size: int, count: int
 
     corpus = write_synthetic(Path(out_dir), n_docs=n_docs, mean_length=mean_length)
     packing = PackingConfig(strategy="random_walk", token_budget=token_budget, batch_size=batch_size)
-    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing))
+    stream = iter(PackLoader.from_paths(corpus.graph, corpus.tokens, packing, seed=0))
     return [next(stream) for _ in range(count)]
 
 

@@ -1,8 +1,15 @@
-"""GraphLM architecture hyper-parameters and size presets."""
+"""GraphLM architecture hyper-parameters and size presets.
+
+`GraphLMConfig` is also the `pretrain.model.*` component of the pretrain stage's config. Models
+never import the stage machinery, so each field declares its command-line metadata in
+`dataclasses.field(metadata=...)`: `help`, `choices`, ranges (`gt`, `ge`), `signature: False` for
+a field that does not change the trained weights, and `derived` for a value the stage fills in
+(`vocab_size` from the tokenizer, `reset_positions` from the packing layout), which is no key.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 MASK_MODES = ("causal", "doc", "graph")
 ATTENTION_IMPLS = ("auto", "flex", "sdpa")
@@ -16,7 +23,11 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
-@dataclass(frozen=True)
+def _knob(default, help: str, **metadata):
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
 class GraphLMConfig:
     """Shape and behaviour of a GraphLM decoder.
 
@@ -24,42 +35,43 @@ class GraphLMConfig:
     selects the kernel: `flex` (FlexAttention block mask), `sdpa` (dense boolean mask from the same
     mask_mod) or `auto` (flex on CUDA, sdpa elsewhere, because FlexAttention has no CPU backward).
     `compile` compiles each decoder block; the FlexAttention kernel is always compiled on CUDA.
+    Not frozen: OmegaConf merges command-line keys into it as a config component.
     """
 
-    vocab_size: int = 50257
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_ff: int = 384
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    tie_embeddings: bool = True
-    mask: str = "doc"
-    attention_impl: str = "auto"
+    vocab_size: int = _knob(50257, "output classes (the tokenizer's, or the corpus's compact table)", derived=True)
+    n_layers: int = _knob(2, "decoder blocks", gt=0)
+    d_model: int = _knob(128, "hidden width (divisible by n_heads, with an even head width for RoPE)", gt=0)
+    n_heads: int = _knob(4, "attention heads", gt=0)
+    d_ff: int = _knob(384, "SwiGLU hidden width", gt=0)
+    rope_theta: float = _knob(10000.0, "RoPE base", gt=0)
+    norm_eps: float = _knob(1e-5, "RMSNorm epsilon", gt=0)
+    tie_embeddings: bool = _knob(True, "share the input embedding and the output projection")
+    mask: str = _knob("doc", "attention inside a pack", choices=MASK_MODES)
+    attention_impl: str = _knob("auto", "attention kernel: flex on CUDA / dense-mask SDPA on CPU (auto)",
+                                choices=ATTENTION_IMPLS, signature=False)
     #: RoPE positions restart at 0 in every document (the packing layout's `reset_positions`);
     #: inference rebuilds them the same way. Off: positions are absolute in the pack.
-    reset_positions: bool = False
+    reset_positions: bool = _knob(False, "RoPE positions restart in every document (from the packing layout)",
+                                  derived=True)
     #: Smeared keys: each head's key at position t blends in the key at t - 1 of the same document
     #: with a learned per-head weight (sigmoid, 0.5 at init). A query can then match "the token
     #: after an earlier occurrence of the current token" in one layer, which is the induction
     #: (in-context copying) pattern a 2-layer model otherwise forms slowly or not at all.
-    smear_keys: bool = False
-    ce_chunk_tokens: int = 1024
-    init_std: float = 0.02
-    compile: bool = False
+    smear_keys: bool = _knob(False, "smeared keys: each attention key blends in the previous token's key "
+                             "(learned weight per head, within a document), so a 2-layer model learns "
+                             "in-context copying (study=lm turns it on)")
+    ce_chunk_tokens: int = _knob(1024, "tokens per chunk of the output projection + cross-entropy (memory)", gt=0)
+    init_std: float = _knob(0.02, "standard deviation of the initial weights", gt=0)
+    compile: bool = _knob(False, "torch.compile the decoder blocks (FlexAttention is always compiled on CUDA)",
+                          signature=False)
 
-    def __post_init__(self) -> None:
-        if self.mask not in MASK_MODES:
-            raise ValueError(f"mask: {self.mask!r} is not one of {MASK_MODES}")
-        if self.attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attention_impl: {self.attention_impl!r} is not one of {ATTENTION_IMPLS}")
+    def validate(self) -> None:
+        """The rules that span fields (each field's own range is declared on it)."""
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError("d_model/n_heads must be even for rotary embeddings; change d_model or n_heads")
-        for name in ("vocab_size", "n_layers", "d_model", "n_heads", "d_ff", "ce_chunk_tokens"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.head_dim % 2:
+            raise ValueError(f"d_model/n_heads = {self.head_dim} must be even for rotary embeddings; "
+                             "change d_model or n_heads")
 
     @property
     def head_dim(self) -> int:
@@ -70,7 +82,9 @@ class GraphLMConfig:
         """Build a config from a named size preset plus explicit overrides."""
         if preset not in MODEL_PRESETS:
             raise ValueError(f"preset: {preset!r} is unknown; choose one of {sorted(MODEL_PRESETS)}")
-        return cls(**{**MODEL_PRESETS[preset], **overrides})
+        config = cls(**{**MODEL_PRESETS[preset], **overrides})
+        config.validate()
+        return config
 
     @classmethod
     def from_dict(cls, data: dict) -> GraphLMConfig:

@@ -113,7 +113,7 @@ def _graph_mask_from_edges(doc_index: Tensor, edges: Tensor | None, n_docs: int 
 
 
 #: Mask modes by name: builder(doc_index [B, T], edges [E, 3] or None, documents per pack or None)
-#: -> mask_mod. Adding a mode is one entry here plus its name in `stages.pretrain.config.MASKS`
+#: -> mask_mod. Adding a mode is one entry here plus its name in `models.graphlm.config.MASK_MODES`
 #: (kept free of torch imports for `--help`; a unit test keeps the two equal).
 MASK_MODES: dict[str, Callable[[Tensor, Tensor | None, int | None], MaskMod]] = {
     "causal": lambda doc_index, edges, n_docs: causal_mask_mod(),

@@ -1,4 +1,4 @@
-"""Packing configuration, shared by the pretrain and evaluate stages and the inspector."""
+"""Packing configuration: the `pretrain.packing.*` component, also read by evaluate and the inspector."""
 
 from __future__ import annotations
 
@@ -20,24 +20,25 @@ class PackingConfig:
     `strategy` is a registered strategy name (`random`, `random_walk`, `bfs`, `dfs`) or a
     weighted mix `composite(random_walk=0.7,random=0.3)` (also `composite:...`; on the command
     line use the parenthesised form, since the launcher reads a bare comma as a sweep).
+    The seed of the start points and the traversal is not a packing key: it is the run's, and the
+    sampler and loader take it as an argument.
     """
 
     strategy: str = knob("random_walk", "document traversal: random|random_walk|bfs|dfs|composite(name=w,...)")
-    token_budget: int = knob(512, "pack length in tokens, decoration (BOS/EOS) tokens included")
-    doc_budget: int = knob(0, "cap on content tokens taken from one document (0 = no cap)")
+    token_budget: int = knob(512, "pack length in tokens, decoration (BOS/EOS) tokens included", ge=2)
+    doc_budget: int = knob(0, "cap on content tokens taken from one document (0 = no cap)", ge=0)
     overflow: str = knob("truncate", "document longer than the room left", choices=OVERFLOW_POLICIES)
     order_mode: str = knob("as_traversed", "document order inside a pack", choices=ORDER_MODES)
     layout: str = knob("bos_eos", "decoration around each document", choices=LAYOUTS)
     # Off by default: with absolute positions a linked context document is consistently "in the
     # past" of the document that reads it; restarting would overlap their positions.
     reset_positions: bool = knob(False, "position ids (RoPE) restart at 0 for each document")
-    restart_prob: float = knob(0.15, "random_walk: probability of jumping back to the pack's root")
+    restart_prob: float = knob(0.15, "random_walk: probability of jumping back to the pack's root", ge=0.0, lt=1.0)
     walk_direction: str = knob("both", "graph edges followed by walks and searches", choices=DIRECTIONS)
-    batch_size: int = knob(8, "packs per batch (per data-parallel rank)")
-    seed: int = knob(0, "seed of the start-point permutation and the traversal RNG")
+    batch_size: int = knob(8, "packs per batch (per data-parallel rank)", ge=1)
     # The stream partition depends on the worker count, so it changes the data order: it is
     # part of the signature on purpose.
-    num_workers: int = knob(0, "DataLoader worker processes per rank (0 = in-process)")
+    num_workers: int = knob(0, "DataLoader worker processes per rank (0 = in-process)", ge=0)
 
     @functools.cached_property
     def strategy_mix(self):
@@ -47,15 +48,9 @@ class PackingConfig:
         return parse_strategy(self.strategy)
 
     def validate(self) -> None:
+        """Parse `strategy`; the pack must hold one decorated content token."""
         self.strategy_mix  # noqa: B018 - parsing is the check
         minimum = 3 if self.layout == "bos_eos" else 2
         if self.token_budget < minimum:
-            raise ValueError(f"token_budget: {self.token_budget} is too small; use at least {minimum}")
-        if self.doc_budget < 0:
-            raise ValueError(f"doc_budget: {self.doc_budget} is negative; use 0 (no cap) or a positive cap")
-        if not 0.0 <= self.restart_prob < 1.0:
-            raise ValueError(f"restart_prob: {self.restart_prob} is outside [0, 1); use e.g. 0.15")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers: {self.num_workers} must be >= 0")
+            raise ValueError(f"token_budget: {self.token_budget} is too small for layout={self.layout}; "
+                             f"use at least {minimum}")

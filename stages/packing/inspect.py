@@ -1,6 +1,6 @@
 """Inspector: print packs and summary statistics for a graph + token artifact.
 
-python -m stages.packing.inspect --graph PATH --tokens PATH [--strategy bfs] [--packs 64]
+python -m stages.packing.inspect --graph PATH --tokens PATH [--strategy bfs] [--seed 0] [--packs 64]
     [--show 2] [key=value ...]   # any PackingConfig field, e.g. token_budget=2048 layout=none
 """
 
@@ -69,9 +69,10 @@ def render_pack(batch: dict, b: int, graph, encoding, eot: int, width: int = 60)
     return "\n".join(lines)
 
 
-def inspect_packs(graph_path, tokens_path, cfg: PackingConfig, n_packs: int = 64, show: int = 2, allowed_doc_ids=None):
-    """Render `show` packs and summarise `n_packs` packs; returns (text, summary dict)."""
-    loader = PackLoader.from_paths(graph_path, tokens_path, cfg, allowed_doc_ids=allowed_doc_ids)
+def inspect_packs(graph_path, tokens_path, cfg: PackingConfig, n_packs: int = 64, show: int = 2,
+                  allowed_doc_ids=None, seed: int = 0):
+    """Render `show` packs and summarise `n_packs` packs drawn with `seed`; returns (text, summary dict)."""
+    loader = PackLoader.from_paths(graph_path, tokens_path, cfg, seed, allowed_doc_ids=allowed_doc_ids)
     encoding = load_encoding(loader.store.name, tokens_path)
     stats = PackStats(loader.num_allowed)
     parts = []
@@ -98,7 +99,7 @@ def inspect_packs(graph_path, tokens_path, cfg: PackingConfig, n_packs: int = 64
         f"tokens {tokens_path}: {loader.store.num_docs} documents, {loader.store.num_tokens} tokens, "
         f"tokenizer {loader.store.name or '?'}{'' if encoding else ' (not resolvable: showing ids)'}"
     )
-    parts.append(f"config: {cfg}")
+    parts.append(f"config: {cfg}, seed {seed}")
     parts.append(f"batch shapes: {shapes}")
     for b in range(min(show, len(first["doc_spans"]))):
         parts.append(render_pack(first, b, loader.graph, encoding, loader.store.eot_token))
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", required=True, type=Path, help="graph artifact directory")
     parser.add_argument("--tokens", required=True, type=Path, help="pretokenize artifact directory")
     parser.add_argument("--strategy", help="shortcut for strategy=...")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the start points and the traversal "
+                        "(a pretrain run's `seed`)")
     parser.add_argument("--packs", type=int, default=64, help="packs to summarise")
     parser.add_argument("--show", type=int, default=2, help="packs to print in full")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.strategy:
         overrides["strategy"] = args.strategy
     cfg = resolve(PackingConfig, overrides, where="packing")
-    text, summary = inspect_packs(args.graph, args.tokens, cfg, n_packs=args.packs, show=args.show)
+    text, summary = inspect_packs(args.graph, args.tokens, cfg, n_packs=args.packs, show=args.show, seed=args.seed)
     print(text)
     if args.json:
         print(json.dumps(summary, indent=2))

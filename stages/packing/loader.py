@@ -2,10 +2,10 @@
 
 Streams: rank r with W workers (W = max(1, num_workers)) owns streams r*W .. r*W+W-1 out of
 world_size*W; each stream is a `PackSampler` with its own start points and RNG, so streams
-are disjoint and deterministic for a seed. Batches are produced inside the stream's
-process (a DataLoader worker, or this process when num_workers=0) and carry the stream's
-state after that batch; the loader keeps the state of the last batch it handed out, so
-`state_dict()` is exact even though workers prefetch ahead.
+are disjoint and deterministic for a seed (the run's, given to the loader). Batches are produced
+inside the stream's process (a DataLoader worker, or this process when num_workers=0) and carry
+the stream's state after that batch; the loader keeps the state of the last batch it handed out,
+so `state_dict()` is exact even though workers prefetch ahead.
 
 The torch DataLoader hands out worker batches round-robin starting at worker 0. On resume,
 worker w therefore serves stream slot (w + next_slot) % W: the batch order continues
@@ -79,6 +79,7 @@ class PackLoader:
         graph: GraphIndex,
         store: TokenStore,
         cfg: PackingConfig,
+        seed: int,
         rank: int = 0,
         world_size: int = 1,
         allowed_doc_ids=None,
@@ -88,7 +89,7 @@ class PackLoader:
         cfg.validate()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size})")
-        self.graph, self.store, self.cfg = graph, store, cfg
+        self.graph, self.store, self.cfg, self.seed = graph, store, cfg, seed
         self.rank, self.world_size = rank, world_size
         self.max_epochs, self.pin_memory = max_epochs, pin_memory
         self.streams_per_rank = max(1, cfg.num_workers)
@@ -107,13 +108,14 @@ class PackLoader:
         self.batches = 0
 
     @classmethod
-    def from_paths(cls, graph_path, tokens_path, cfg: PackingConfig, **kwargs) -> PackLoader:
-        return cls(GraphIndex.open(graph_path), TokenStore.open(tokens_path), cfg, **kwargs)
+    def from_paths(cls, graph_path, tokens_path, cfg: PackingConfig, seed: int, **kwargs) -> PackLoader:
+        return cls(GraphIndex.open(graph_path), TokenStore.open(tokens_path), cfg, seed, **kwargs)
 
     def make_sampler(self, slot: int) -> PackSampler:
         """The sampler of this rank's stream `slot` (0 <= slot < streams_per_rank), fresh."""
         stream = self.rank * self.streams_per_rank + slot
-        return PackSampler(self.graph, self.store, self.cfg, stream, self.num_streams, self.mask, self.max_epochs)
+        return PackSampler(self.graph, self.store, self.cfg, self.seed, stream, self.num_streams, self.mask,
+                           self.max_epochs)
 
     def __iter__(self) -> Iterator[dict]:
         dataset = _PackStreams(self, copy.deepcopy(self._states), self._next_slot)
@@ -140,11 +142,11 @@ class PackLoader:
             yield batch
 
     def _fingerprint(self) -> dict:
-        # Only the packing fields: a subclass config (e.g. the pretrain stage's) may change
-        # optimiser keys between launches without invalidating the data stream.
-        cfg = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(PackingConfig)}
+        # What decides the data stream: the packing keys and the seed (the same keys a saved
+        # state has always recorded, so states saved before the seed left the config still load).
         return {
-            **cfg,
+            **dataclasses.asdict(self.cfg),
+            "seed": self.seed,
             "max_epochs": self.max_epochs,
             "num_allowed": self.num_allowed,
             "allowed_sum": int(np.flatnonzero(self.mask).sum()),

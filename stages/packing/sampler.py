@@ -7,7 +7,8 @@ One sampler is one stream (one data-parallel rank x DataLoader worker). It owns:
 - deduplication within a pack, the allowed-document filter, the budgets, the overflow
   policy, the order mode and the layout (BOS/EOS decoration);
 - its RNG (Python `random.Random`: cheap per-draw, state is picklable) and position, which
-  `state_dict()` captures between packs.
+  `state_dict()` captures between packs. The seed of the start points and the RNG is the run's,
+  passed in (it is no packing key).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class PackSampler:
         graph: GraphIndex,
         store: TokenStore,
         cfg: PackingConfig,
+        seed: int,
         stream: int = 0,
         num_streams: int = 1,
         mask: np.ndarray | None = None,
@@ -73,7 +75,7 @@ class PackSampler:
     ):
         if not 0 <= stream < num_streams:
             raise ValueError(f"stream {stream} is outside [0, {num_streams})")
-        self.graph, self.store, self.cfg = graph, store, cfg
+        self.graph, self.store, self.cfg, self.seed = graph, store, cfg, seed
         self.stream, self.num_streams = stream, num_streams
         self.max_epochs = max_epochs
         self.mask = allowed_mask(graph, store) if mask is None else mask
@@ -83,7 +85,7 @@ class PackSampler:
                 f"{len(self.allowed_ids)} usable documents cannot feed {num_streams} streams; "
                 "use fewer ranks/workers or a larger corpus"
             )
-        self.rng = random.Random(stream_seed(cfg.seed, stream, num_streams))
+        self.rng = random.Random(stream_seed(seed, stream, num_streams))
         ctx = TraversalContext(graph, self.rng, cfg.walk_direction, cfg.restart_prob)
         self.strategy = make_strategy(cfg.strategy_mix, ctx)
         self.lengths = store.lengths
@@ -98,7 +100,7 @@ class PackSampler:
     # ---- start points -------------------------------------------------------------
     def epoch_starts(self, epoch: int) -> np.ndarray:
         """This stream's start points of `epoch`, in order."""
-        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.allowed_ids)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.allowed_ids)
         return order[self.stream :: self.num_streams]
 
     def _next_start(self) -> int | None:

@@ -55,7 +55,7 @@ def deepspeed_plugin(cfg):
         gradient_clipping=float(cfg.grad_clip),
         zero3_save_16bit_model=cfg.zero_stage == 3,  # lets rank 0 gather full weights at the end
     )
-    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.packing.batch_size
     return plugin
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -9,10 +10,11 @@ import torch
 
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
-from stages.packing.config import PackingConfig
 from stages.packing.loader import PackLoader
 
 _SPLIT_SALT = np.uint64(0x9E3779B97F4A7C15)
+#: The validation stream's seed is the run's plus this, so it never replays the training stream.
+VALIDATION_SEED_OFFSET = 1_000_003
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
@@ -98,14 +100,9 @@ def split_documents(graph: GraphIndex, store: TokenStore, fraction: float, mode:
     return split
 
 
-def packing_config(cfg) -> PackingConfig:
-    """The pure packing part of a stage config (the loader fingerprints only these keys)."""
-    return PackingConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(PackingConfig)})
-
-
 def train_loader(graph: GraphIndex, store: TokenStore, cfg, split: Split, rank: int, world_size: int) -> PackLoader:
-    """This rank's resumable training stream; held-out documents never enter it."""
-    return PackLoader(graph, store, packing_config(cfg), rank=rank, world_size=world_size,
+    """This rank's resumable training stream, seeded by the run's seed; held-out documents never enter it."""
+    return PackLoader(graph, store, cfg.packing, cfg.seed, rank=rank, world_size=world_size,
                       allowed_doc_ids=split.train, pin_memory=torch.cuda.is_available())
 
 
@@ -116,12 +113,13 @@ def validation_batches(graph: GraphIndex, store: TokenStore, cfg, split: Split, 
     Packs are built with the training packing settings (so graph context is as in training) over
     held-out documents only, in-process, with a seed of their own.
     """
-    packing = dataclasses.replace(packing_config(cfg), num_workers=0, seed=cfg.seed + 1_000_003)
+    packing = copy.copy(cfg.packing)  # a shallow copy keeps the parsed `strategy_mix`
+    packing.num_workers = 0
     # With fewer held-out documents than ranks, ranks share streams: every rank must still run
     # the same number of forward passes (ZeRO-3 gathers parameters collectively).
     streams = min(world_size, len(split.heldout))
-    loader = PackLoader(graph, store, packing, rank=rank % streams, world_size=streams,
-                        allowed_doc_ids=split.heldout)
+    loader = PackLoader(graph, store, packing, cfg.seed + VALIDATION_SEED_OFFSET, rank=rank % streams,
+                        world_size=streams, allowed_doc_ids=split.heldout)
     stream = iter(loader)
     return [next(stream) for _ in range(n_batches)]
 

@@ -123,10 +123,10 @@ def run_lm_eval(cfg, ctx) -> dict:
     store = TokenStore.open(source.tokens_path)
     try:
         vocab = CompactVocab.load(pretrain.path, store.n_vocab)
-        corpus = _Corpus(store, graph, train_cfg.layout == "bos_eos", vocab)
+        corpus = _Corpus(store, graph, train_cfg.packing.layout == "bos_eos", vocab)
         encoding = _encoding(store.name, ctx)
         facts = _Facts(source.extract_path, encoding)
-        budget = train_cfg.token_budget
+        budget = train_cfg.packing.token_budget
         candidates = corpus.usable if source.candidates is None else source.candidates
         order = np.random.default_rng(cfg.seed).permutation(candidates)
         details = _score(infer, corpus, facts, order, budget, mode, cfg, ctx)

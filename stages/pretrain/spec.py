@@ -12,8 +12,8 @@ STAGE = StageSpec(
     description="graph-LM pretraining on graph-packed token shards (causal/doc/graph masks), resumable",
     resumable=True,
     # The demo's comparison: every traversal strategy x the document-aware masks (`causal` is
-    # left out to fit the 10-minute budget; `pretrain.mask=causal,doc,graph` adds it).
-    grid={"strategy": "random,random_walk,bfs,dfs", "mask": "doc,graph"},
+    # left out to fit the 10-minute budget; `pretrain.model.mask=causal,doc,graph` adds it).
+    grid={"packing.strategy": "random,random_walk,bfs,dfs", "model.mask": "doc,graph"},
 )
 REPORTS = (Report(
     "pretrain",

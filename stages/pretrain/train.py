@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from models.graphlm import GraphLMConfig, GraphLMForTraining
+from models.graphlm import GraphLMForTraining
 from stages.core.context import record_curve
 from stages.core.preemption import Preempted, PreemptionFlag
 from stages.formats.graph import GraphIndex
@@ -28,15 +28,6 @@ from stages.pretrain.data import split_documents, to_device, tokens_in, train_lo
 from stages.pretrain.metrics import MetricsLog, flops_per_token, peak_flops
 from stages.pretrain.schedule import adamw, set_lr, warmup_cosine
 from stages.pretrain.vocab import CompactVocab
-
-
-def model_config(cfg, n_vocab: int) -> GraphLMConfig:
-    """The GraphLM shape for this stage config and tokenizer."""
-    return GraphLMConfig.from_preset(
-        cfg.preset, vocab_size=n_vocab, mask=cfg.mask, tie_embeddings=cfg.tie_embeddings,
-        attention_impl=cfg.attention_impl, compile=cfg.compile, reset_positions=cfg.reset_positions,
-        smear_keys=cfg.smear_keys,
-    )
 
 
 def seed_everything(seed: int) -> None:
@@ -85,7 +76,7 @@ class _Trainer:
         self.loader = train_loader(graph, store, cfg, split, self.rank, self.world)
         self.val_batches = [self.encode(b) for b in
                             validation_batches(graph, store, cfg, split, self.rank, self.world, cfg.val_batches)]
-        self.model_config = model_config(cfg, self.vocab.size if self.vocab else store.n_vocab)
+        self.model_config = cfg.model_config(self.vocab.size if self.vocab else store.n_vocab)
         model = GraphLMForTraining.from_config(self.model_config)
         self.n_params = model.num_parameters()
         optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.beta2)
@@ -208,7 +199,7 @@ class _Trainer:
     def mfu(self, tokens_per_s: float, density: float) -> float:
         """Model FLOPs utilisation with the attention FLOPs the mask's kept blocks compute."""
         flops = flops_per_token(self.n_params, self.model_config.n_layers, self.model_config.d_model,
-                                self.cfg.token_budget, density)
+                                self.cfg.packing.token_budget, density)
         return tokens_per_s * flops / (self.peak * self.world)
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ def submit(*args):
 
 def records(results: Path, stage: str) -> list[dict]:
     found = [json.loads(p.read_text()) for p in (results / "records").glob(f"{stage}-*.json")]
-    return sorted(found, key=lambda r: r["sweep"].get("strategy", r["sweep"].get("pretrain.strategy", "")))
+    return sorted(found, key=lambda r: r["sweep"].get("packing.strategy", r["sweep"].get("pretrain.packing.strategy", "")))
 
 
 def test_strategy_sweep_trains_and_evaluates(tmp_path):
@@ -28,15 +28,15 @@ def test_strategy_sweep_trains_and_evaluates(tmp_path):
     inline = ("executor=inline", f"root={root}", f"results={results}")
     for stage in ("extract", "graph", "pretokenize"):
         submit(f"stage={stage}", "sample_articles=80" if stage == "extract" else CORPUS[0], *inline)
-    train = ("steps=6", "token_budget=512", "val_every=3", "warmup_steps=2", *CORPUS)
-    submit("stage=pretrain", "strategy=random,random_walk", *train, "executor=local",
+    train = ("steps=6", "packing.token_budget=512", "val_every=3", "warmup_steps=2", *CORPUS)
+    submit("stage=pretrain", "packing.strategy=random,random_walk", *train, "executor=local",
            f"root={root}", f"results={results}")
     pretrain = records(results, "pretrain")
-    assert [r["sweep"]["strategy"] for r in pretrain] == ["random", "random_walk"]
+    assert [r["sweep"]["packing.strategy"] for r in pretrain] == ["random", "random_walk"]
     for record in pretrain:
         curve = [loss for _, loss in record["extra"]["loss_curve"]]
         assert len(curve) == 6 and curve[-1] < curve[0]
-    submit("stage=evaluate", "task=lm", "max_docs=3", "generate_tokens=4", "pretrain.strategy=random,random_walk",
+    submit("stage=evaluate", "task=lm", "max_docs=3", "generate_tokens=4", "pretrain.packing.strategy=random,random_walk",
            *[f"pretrain.{kv}" for kv in train if not kv.startswith("extract.")], *CORPUS, "executor=local",
            f"root={root}", f"results={results}")
     evaluations = records(results, "evaluate")

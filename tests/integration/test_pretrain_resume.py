@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["steps=6", "token_budget=64", "batch_size=2", "val_every=3", "val_batches=1", "log_every=1",
+SMALL = ["steps=6", "packing.token_budget=64", "packing.batch_size=2", "val_every=3", "val_batches=1", "log_every=1",
          "checkpoint_every=0", "warmup_steps=2"]
 
 
@@ -74,7 +74,7 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.parametrize("mask", ["graph"])
 def test_single_process_resume_is_bit_identical(corpus, tmp_path, mask):
-    overrides = [*SMALL, f"mask={mask}"]
+    overrides = [*SMALL, f"model.mask={mask}"]
     [reference] = launch(corpus, tmp_path / "ref", overrides)
     [stopped] = launch(corpus, tmp_path / "run", overrides, preempt_at=3)
     assert stopped == {"preempted": 3}

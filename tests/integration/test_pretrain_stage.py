@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     graph, tokens = write_markov_corpus(root, n_docs=150, vocab=128, mean_length=80)
     upstream = {"graph": Artifact.unmanaged(graph, "graph"), "pretokenize": Artifact.unmanaged(tokens, "pretokenize")}
-    cfg = resolve(PretrainConfig, {"steps": "24", "token_budget": "128", "batch_size": "2", "val_every": "8",
+    cfg = resolve(PretrainConfig, {"steps": "24", "packing.token_budget": "128", "packing.batch_size": "2", "val_every": "8",
                                    "checkpoint_every": "10", "log_every": "4", "val_fraction": "0.1"})
     ctx = StageContext.standalone(root / "out", upstream, "pretrain")
     metrics = run(cfg, ctx)

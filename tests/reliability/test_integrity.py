@@ -18,7 +18,7 @@ import zstandard
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["extract.sample_articles=60", "extract.workers=1", "pretokenize.workers=1", "pretrain.steps=2",
-         "pretrain.token_budget=128", "pretrain.val_every=0"]
+         "pretrain.packing.token_budget=128", "pretrain.val_every=0"]
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:

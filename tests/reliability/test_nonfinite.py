@@ -19,7 +19,7 @@ from tests.fixtures import write_markov_corpus
 def test_pretrain_stops_on_a_non_finite_loss(tmp_path):
     graph, tokens = write_markov_corpus(tmp_path / "corpus", n_docs=60, vocab=64, mean_length=40)
     upstream = {"graph": Artifact.unmanaged(graph, "graph"), "pretokenize": Artifact.unmanaged(tokens, "pretokenize")}
-    cfg = resolve(PretrainConfig, {"steps": "6", "token_budget": "64", "batch_size": "1", "val_every": "0",
+    cfg = resolve(PretrainConfig, {"steps": "6", "packing.token_budget": "64", "packing.batch_size": "1", "val_every": "0",
                                    "checkpoint_every": "0", "lr": "1e30", "warmup_steps": "0", "grad_clip": "0"})
     with pytest.raises(FloatingPointError, match="lower lr"):
         execute(STAGE, cfg, tmp_path / "art", upstream)

@@ -157,6 +157,15 @@ def test_w1_manifest_must_match_its_directory_and_signature(tmp_path, edit):
         load_artifact(root, "toy_numbers", first.name)
 
 
+def test_w1_a_component_agrees_with_its_signed_part_on_the_signed_keys_only():
+    """pretrain's `model` records its kernel choice and derived values, which are not signed."""
+    from stages.core.artifacts import _agrees
+
+    assert _agrees({"mask": "doc", "attention_impl": "flex"}, {"mask": "doc"})
+    assert not _agrees({"mask": "graph", "attention_impl": "flex"}, {"mask": "doc"})
+    assert not _agrees({"attention_impl": "flex"}, {"mask": "doc"})
+
+
 def test_w4_artifact_is_readable_by_the_group_even_under_a_private_umask(tmp_path, monkeypatch):
     old = os.umask(0o077)
     try:

@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 # Tiny settings for every stage of the chain, as qualified keys (valid for any `stage=`);
 # pretrain.steps is given per test (a key may be given only once). GRID pins the keys that
 # stage=all would otherwise sweep as its default comparison grid.
-TINY = ["extract.sample_articles=60", "pretrain.token_budget=128", "pretrain.val_batches=1",
+TINY = ["extract.sample_articles=60", "pretrain.packing.token_budget=128", "pretrain.val_batches=1",
         "qa.sample.documents=4", "qa.data.train_size=16", "qa.data.eval_size=8", "qa.curriculum.epochs=1",
         "qa.curriculum.segments=[2]", "evaluate.max_docs=4", "evaluate.generate_tokens=4", "evaluate.test_size=8"]
-GRID = ["pretrain.mask=graph", "qa.memory.num_tokens=4"]
+GRID = ["pretrain.model.mask=graph", "qa.memory.num_tokens=4"]
 CHAIN = ["stage=all", *TINY, *GRID, "pretrain.steps=4"]
 
 
@@ -84,7 +84,7 @@ def chain(slurm_cluster, tmp_path_factory):
     """`stage=all` on the sample, submitted as one afterok chain; returns (root, run, dependencies
     seen in the queue right after submission)."""
     root = tmp_path_factory.mktemp("pipeline")
-    submit(root, *CHAIN, "pretrain.strategy=random_walk")
+    submit(root, *CHAIN, "pretrain.packing.strategy=random_walk")
     (run,) = runs(root)
     jobs = run.read()["jobs"]
     ids = ",".join(j["job_id"] for j in jobs.values())
@@ -132,10 +132,10 @@ def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
     assert pretrain_id in queued_deps[evaluate_lm["job_id"]]
     assert queued_deps[evaluate_lm["job_id"]] == {jobs[u]["job_id"].split("_")[0] for u in evaluate_lm["upstream"]}
 
-    again = submit(root, *CHAIN, "pretrain.strategy=random_walk")
+    again = submit(root, *CHAIN, "pretrain.packing.strategy=random_walk")
     assert "nothing to run" in again.stdout and len(runs(root)) == 1
     # A changed evaluation reruns only the two evaluate jobs, which read the existing artifacts.
-    submit(root, *CHAIN, "pretrain.strategy=random_walk", "evaluate.seed=1", "wait=true")
+    submit(root, *CHAIN, "pretrain.packing.strategy=random_walk", "evaluate.seed=1", "wait=true")
     new_jobs = runs(root)[-1].read()["jobs"]
     assert sorted(j["stage"] for j in new_jobs.values()) == ["evaluate", "evaluate"]
     assert all("--dependency" not in submission_script(runs(root)[-1], j["job_id"]) for j in new_jobs.values())
@@ -144,14 +144,14 @@ def test_stage_all_is_an_afterok_chain_and_skips_existing_artifacts(chain):
 
 def test_strategy_sweep_is_one_array_with_four_records(chain):
     root, _, _ = chain
-    submit(root, "stage=pretrain", *TINY, "strategy=random,random_walk,bfs,dfs", "pretrain.steps=2",
+    submit(root, "stage=pretrain", *TINY, "packing.strategy=random,random_walk,bfs,dfs", "pretrain.steps=2",
            "cpus_per_task=1", "wait=true")
     run = runs(root)[-1]
     jobs = run.read()["jobs"]
     assert len({j["job_id"].split("_")[0] for j in jobs.values()}) == 1  # one sbatch --array
     assert sorted(j["job_id"].split("_")[1] for j in jobs.values()) == ["0", "1", "2", "3"]
     records = [record_of(root, j["signature"]) for j in jobs.values()]
-    assert sorted(r["sweep"]["strategy"] for r in records) == ["bfs", "dfs", "random", "random_walk"]
+    assert sorted(r["sweep"]["packing.strategy"] for r in records) == ["bfs", "dfs", "random", "random_walk"]
     assert all(r["metrics"]["steps"] == 2 and r["run_id"] == run.run_id for r in records)
 
 
@@ -163,13 +163,13 @@ def test_two_node_ddp_matches_one_process_with_the_same_global_batch(chain):
     doc_budget=32 puts several documents in each pack, so the packs depend on each stream's RNG
     (one process with batch_size=2 and one stream would see different packs)."""
     root, _, _ = chain
-    common = ["stage=pretrain", *TINY, "pretrain.steps=6", "doc_budget=32", "batch_size=1", "cpus_per_task=1"]
+    common = ["stage=pretrain", *TINY, "pretrain.steps=6", "packing.doc_budget=32", "packing.batch_size=1", "cpus_per_task=1"]
     ddp_args = [*common, "nodes=2", "tasks_per_node=1"]
     dry = submit(root, *ddp_args, "dry_run=true").stdout
     assert "#SBATCH --nodes=2" in dry and "#SBATCH --ntasks-per-node=1" in dry
     submit(root, *ddp_args)
     ddp_run = runs(root)[-1]
-    submit(root, *common, "grad_accum=2", "num_workers=2")
+    submit(root, *common, "grad_accum=2", "packing.num_workers=2")
     single_run = runs(root)[-1]
     (ddp,), (single,) = wait(ddp_run).values(), wait(single_run).values()
 
@@ -198,7 +198,7 @@ def test_two_nodes_by_two_tasks_train_with_world_size_four(chain):
     """The GPU geometry on CPU nodes: tasks_per_node follows gpus_per_node in the dry run, and a
     2-node x 2-task pretrain runs 4 ranks over gloo."""
     root, _, _ = chain
-    common = ["stage=pretrain", *TINY, "pretrain.steps=3", "batch_size=1", "nodes=2", "cpus_per_task=1"]
+    common = ["stage=pretrain", *TINY, "pretrain.steps=3", "packing.batch_size=1", "nodes=2", "cpus_per_task=1"]
     dry = submit(root, *common, "gpus_per_node=2", "dry_run=true").stdout
     assert "2 node(s) x 2 task(s) = world size 4" in dry and "#SBATCH --ntasks-per-node=2" in dry
     submit(root, *common, "tasks_per_node=2")
@@ -257,7 +257,7 @@ def test_failed_upstream_blocks_its_dependants(chain, tmp_path):
     dump.write_text("<mediawiki><page><title>A</title><revision><text>cut off")
     # Same qa settings as the chain: those artifacts exist, so only the extract branch runs; two
     # strategies make pretrain and evaluate arrays, whose tasks Slurm cancels before they ever start.
-    proc = submit(root, *CHAIN, "pretrain.strategy=random,bfs", f"extract.dump={dump}", "extract.on_error=fail",
+    proc = submit(root, *CHAIN, "pretrain.packing.strategy=random,bfs", f"extract.dump={dump}", "extract.on_error=fail",
                   "wait=true", check=False, timeout=180)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run = runs(root)[-1]

@@ -18,6 +18,27 @@ def test_help_lists_stages_keys_and_examples():
     assert "examples:" in out and "array_parallelism" in out
 
 
+def test_help_lists_a_components_keys_dotted():
+    out = submit("stage=pretrain", "--help").stdout
+    for key in ("packing.strategy", "packing.token_budget", "model.mask", "model.smear_keys", "model.n_layers"):
+        assert f"\n  {key} " in out
+    assert "model.vocab_size" not in out  # derived: filled in by the stage, not a key
+
+
+@pytest.mark.parametrize("args, new", [
+    (["stage=pretrain", "strategy=random"], "packing.strategy"),
+    (["stage=pretrain", "pretrain.strategy=random"], "pretrain.packing.strategy"),
+    (["stage=pretrain", "batch_size=2"], "packing.batch_size"),  # qa's `batch_size` is still flat
+    (["stage=all", "smear_keys=true"], "model.smear_keys"),
+    (["stage=evaluate", "mask=doc"], "pretrain.model.mask"),
+])
+def test_an_old_flat_pretrain_key_fails_with_one_line_naming_its_new_name(tmp_path, args, new):
+    proc = submit(*args, f"root={tmp_path}", "dry_run=true", check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(f"is now `{new}`: write `{new}=...`"), proc.stderr
+
+
 def test_help_after_a_stage_shows_that_stage_only():
     out = submit("stage=toy_numbers", "--help").stdout
     assert "stage `toy_numbers`" in out and "stage `toy_sum`" not in out and "global keys:" in out
@@ -61,16 +82,17 @@ def test_stage_all_defaults_to_the_comparison_grid_and_explicit_keys_narrow_it(t
     grid = submit("stage=all", f"root={tmp_path}", "dry_run=true").stdout
     # extract, graph and pretokenize twice: the training corpus and the LM evaluation's fresh one
     assert "job arrays: extract[2], graph[2], pretokenize[2], pretrain[8], qa[2], evaluate[8], evaluate[2]" in grid
-    narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "strategy=bfs", "qa.memory.num_tokens=4").stdout
+    narrow = submit("stage=all", f"root={tmp_path}", "dry_run=true", "packing.strategy=bfs",
+                    "qa.memory.num_tokens=4").stdout
     assert "pretokenize[2], pretrain[2], evaluate[2]" in narrow
-    assert "default comparison grid for stage=all: pretrain.mask " in narrow
+    assert "default comparison grid for stage=all: pretrain.model.mask " in narrow
 
 
 def test_study_runs_its_grid_and_stages_and_command_line_keys_win(tmp_path):
     out = submit("stage=all", "study=lm", f"root={tmp_path}", "dry_run=true").stdout
     assert "pretokenize[2], pretrain[12], evaluate[12]" in out  # 2 strategies x 2 masks x 3 seeds, no qa
     assert " qa " not in out
-    fewer = submit("stage=all", "study=lm", "seed=0", "mask=graph", f"root={tmp_path}", "dry_run=true").stdout
+    fewer = submit("stage=all", "study=lm", "seed=0", "model.mask=graph", f"root={tmp_path}", "dry_run=true").stdout
     assert "pretokenize[2], pretrain[2], evaluate[2]" in fewer
     bad = submit("stage=all", "study=nope", f"root={tmp_path}", "dry_run=true", check=False)
     assert bad.returncode == 2 and "`study=nope` is unknown" in bad.stderr

@@ -83,9 +83,9 @@ def test_recorded_config_becomes_the_stage_config_class():
     from stages.pretrain.config import PretrainConfig
 
     recorded = {**config_lib.to_dict(config_lib.resolve(PretrainConfig, {"steps": "7"})), "removed_key": 1}
-    del recorded["token_budget"]  # an artifact older than the field
+    del recorded["packing"]["token_budget"]  # an artifact older than the field
     cfg = Artifact.unmanaged("/nowhere", "pretrain", recorded).typed_config()
     assert isinstance(cfg, PretrainConfig) and cfg.steps == 7
-    assert cfg.token_budget == PretrainConfig().token_budget
+    assert cfg.packing.token_budget == PretrainConfig().packing.token_budget
     with pytest.raises(config_lib.ConfigError, match="recorded PretrainConfig"):
         config_lib.from_dict(PretrainConfig, {"steps": "many"})

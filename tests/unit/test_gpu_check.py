@@ -143,7 +143,7 @@ def test_cpu_smoke_runs_every_check_end_to_end(tmp_path):
     assert stability["graphs_after_warmup"] > 0 and len(set(stability["max_docs_per_pack"])) > 1
     assert all("tokens_per_s" in row for row in checks["pretrain_throughput"]["rows"])
     assert checks["pretrain_stage"]["metrics"]["steps"] == 6
-    assert checks["pretrain_stage"]["config"]["smear_keys"] == "true"  # study=lm's settings
+    assert checks["pretrain_stage"]["config"]["model.smear_keys"] == "true"  # study=lm's settings
     assert checks["qa_stage"]["evaluate"]["f1"] >= 0 and checks["qa_stage"]["config"]["precision"] == "bf16"
     assert checks["two_ranks"]["metrics"]["world_size"] == 2
     assert all("examples_per_s" in row for row in checks["qa_memxlnet"]["rows"])
@@ -205,15 +205,15 @@ def test_full_size_settings_resolve_and_the_qa_base_model_runs_a_segment():
     from benchmarks.gpucheck.pretrain import resolve_row, throughput_rows
     from benchmarks.gpucheck.qa import build_model, time_step_major_steps
     from models.memxlnet import TimeStepMajorRunner
-    from stages.pretrain.train import model_config
 
     rows = throughput_rows(smoke=False)
-    assert {(r["token_budget"], r["mask"]) for r in rows} >= {(1024, "graph"), (1024, "causal"), (4096, "graph"),
-                                                              (4096, "causal")}
+    assert {(r["packing.token_budget"], r["model.mask"]) for r in rows} >= {
+        (1024, "graph"), (1024, "causal"), (4096, "graph"), (4096, "causal")}
     for row in rows:
         cfg = resolve_row(row)
-        shape = model_config(cfg, 50257)
-        assert (cfg.batch_size, shape.n_layers, shape.d_model, shape.compile) == (16, 12, 768, bool(row.get("compile")))
+        shape = cfg.model_config(50257)
+        assert (cfg.packing.batch_size, shape.n_layers, shape.d_model, shape.compile) == (
+            16, 12, 768, bool(row.get("model.compile")))
     model, cfg, settings = build_model(smoke=False)
     assert (cfg.memory.num_tokens, settings["seq_len"], settings["segments"]) == (16, 384, [2, 4, 6])
     assert model.config.n_layer == 12 and model.config.d_model == 768

@@ -33,9 +33,9 @@ def test_pretrain_stage_and_its_evaluation_on_an_accelerator(corpus, tmp_path, s
     from stages.pretrain.train import run
 
     _, upstream = corpus
-    cfg = resolve(PretrainConfig, {"steps": "3", "token_budget": "64", "batch_size": "2", "val_every": "2",
+    cfg = resolve(PretrainConfig, {"steps": "3", "packing.token_budget": "64", "packing.batch_size": "2", "val_every": "2",
                                    "val_batches": "1", "checkpoint_every": "2", "log_every": "2",
-                                   "val_fraction": "0.15", "smear_keys": smear_keys, "num_workers": "0"})
+                                   "val_fraction": "0.15", "model.smear_keys": smear_keys, "packing.num_workers": "0"})
     ctx = StageContext.standalone(tmp_path / "out", upstream, "pretrain")
     with virtual_accelerator():
         metrics = run(cfg, ctx)

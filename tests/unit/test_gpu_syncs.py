@@ -28,10 +28,10 @@ def upstream(tmp_path_factory):
 def syncs_of_a_run(upstream, out, steps: int, mask: str, grad_accum: int) -> tuple[int, dict]:
     from stages.pretrain.train import run
 
-    cfg = resolve(PretrainConfig, {"steps": str(steps), "token_budget": "64", "batch_size": "2", "val_every": "0",
+    cfg = resolve(PretrainConfig, {"steps": str(steps), "packing.token_budget": "64", "packing.batch_size": "2", "val_every": "0",
                                    "val_batches": "1", "checkpoint_every": "0", "log_every": str(LOG_EVERY),
-                                   "val_fraction": "0.15", "mask": mask, "grad_accum": str(grad_accum),
-                                   "smear_keys": "true", "num_workers": "0"})
+                                   "val_fraction": "0.15", "model.mask": mask, "grad_accum": str(grad_accum),
+                                   "model.smear_keys": "true", "packing.num_workers": "0"})
     with virtual_accelerator() as mode:
         run(cfg, StageContext.standalone(out, upstream, "pretrain"))
     return mode.sync_count, dict(mode.syncs)

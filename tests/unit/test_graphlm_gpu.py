@@ -58,5 +58,5 @@ def test_the_training_loader_pins_its_batches_on_cuda(tmp_path, num_workers):
 
     graph, tokens = write_markov_corpus(tmp_path, n_docs=40, vocab=64, mean_length=40)
     cfg = PackingConfig(token_budget=64, batch_size=2, num_workers=num_workers)
-    batch = next(iter(PackLoader.from_paths(graph, tokens, cfg, pin_memory=True)))
+    batch = next(iter(PackLoader.from_paths(graph, tokens, cfg, 0, pin_memory=True)))
     assert all(v.is_pinned() for v in batch.values() if torch.is_tensor(v))

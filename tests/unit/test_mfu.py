@@ -37,8 +37,8 @@ def test_the_metrics_log_mfu_uses_the_interval_s_density(tmp_path):
 
     graph, tokens = write_markov_corpus(tmp_path, n_docs=60, vocab=64, mean_length=60)
     upstream = {"graph": Artifact.unmanaged(graph, "graph"), "pretokenize": Artifact.unmanaged(tokens, "pretokenize")}
-    cfg = resolve(PretrainConfig, {"steps": "4", "token_budget": "256", "batch_size": "2", "log_every": "2",
-                                   "val_every": "0", "val_batches": "1", "val_fraction": "0.15", "mask": "doc",
+    cfg = resolve(PretrainConfig, {"steps": "4", "packing.token_budget": "256", "packing.batch_size": "2", "log_every": "2",
+                                   "val_every": "0", "val_batches": "1", "val_fraction": "0.15", "model.mask": "doc",
                                    "peak_tflops": "1"})
     ctx = StageContext.standalone(tmp_path / "out", upstream, "pretrain")
     metrics = run(cfg, ctx)

@@ -30,9 +30,9 @@ def art(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("c"), n_docs=400, n_communities=8, mean_length=90, seed=5)
 
 
-def loader(art, rank=0, world_size=1, **overrides):
+def loader(art, rank=0, world_size=1, seed=0, **overrides):
     cfg = PackingConfig(**{**CFG, **overrides})
-    return PackLoader.from_paths(art.graph, art.tokens, cfg, rank=rank, world_size=world_size)
+    return PackLoader.from_paths(art.graph, art.tokens, cfg, seed, rank=rank, world_size=world_size)
 
 
 def take(source, n):
@@ -87,7 +87,7 @@ def test_streams_are_disjoint_across_ranks_and_workers(art):
 def test_allowed_doc_ids_exclude_held_out_documents(art):
     cfg = PackingConfig(**CFG)
     train = np.arange(1, 400, 2)
-    held = PackLoader.from_paths(art.graph, art.tokens, cfg, allowed_doc_ids=train)
+    held = PackLoader.from_paths(art.graph, art.tokens, cfg, 0, allowed_doc_ids=train)
     for batch in take(held, 10):
         ids = batch["doc_ids"][batch["doc_ids"] >= 0]
         assert (ids % 2 == 1).all()
@@ -138,7 +138,7 @@ graph, tokens, out, phase, k, m = sys.argv[1:7]
 k, m = int(k), int(m)
 cfg = PackingConfig(**eval(sys.argv[7]))
 def make(rank):
-    return PackLoader.from_paths(graph, tokens, cfg, rank=rank, world_size=2)
+    return PackLoader.from_paths(graph, tokens, cfg, 0, rank=rank, world_size=2)
 def take(source, n):
     it = iter(source)
     return [next(it) for _ in range(n)]
@@ -201,7 +201,7 @@ def test_one_epoch_packs_each_held_out_document_exactly_once(art, num_workers):
     for rank in range(2):
         cfg = PackingConfig(strategy="random", token_budget=256, batch_size=3, num_workers=num_workers)
         source = PackLoader.from_paths(
-            art.graph, art.tokens, cfg, rank=rank, world_size=2, allowed_doc_ids=held_out, max_epochs=1
+            art.graph, art.tokens, cfg, 0, rank=rank, world_size=2, allowed_doc_ids=held_out, max_epochs=1
         )
         for batch in source:
             seen += [span[2] for spans in batch["doc_spans"] for span in spans]

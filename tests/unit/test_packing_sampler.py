@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from stages.core.config import ConfigError, resolve
 from stages.formats.generators import GPT2_META, write_synthetic
 from stages.formats.graph import GraphIndex, write_graph
 from stages.formats.tokens import TokenStore, write_tokens
@@ -23,11 +24,11 @@ def corpus(tmp_path_factory):
     return GraphIndex.open(art.graph), TokenStore.open(art.tokens)
 
 
-def sampler(corpus, stream=0, num_streams=1, mask=None, **overrides):
+def sampler(corpus, stream=0, num_streams=1, mask=None, seed=0, **overrides):
     graph, store = corpus
     cfg = PackingConfig(**{"token_budget": 512, **overrides})
     cfg.validate()
-    return PackSampler(graph, store, cfg, stream, num_streams, mask)
+    return PackSampler(graph, store, cfg, seed, stream, num_streams, mask)
 
 
 def used(pack):
@@ -229,12 +230,16 @@ def test_state_round_trip_continues_identically(corpus):
 
 
 def test_config_validation_messages():
-    with pytest.raises(ValueError, match="token_budget"):
+    # The rule that spans fields stays in validate(); a field's own range is declared on its knob.
+    with pytest.raises(ValueError, match="token_budget: 2 is too small for layout=bos_eos"):
         PackingConfig(token_budget=2).validate()
-    with pytest.raises(ValueError, match="restart_prob"):
-        PackingConfig(restart_prob=1.0).validate()
     with pytest.raises(ValueError, match="unknown 'walker'"):
         PackingConfig(strategy="walker").validate()
+    for key, value, message in (("restart_prob", "1.0", "must be < 1.0"), ("token_budget", "1", "must be >= 2"),
+                                ("batch_size", "0", "must be >= 1"), ("num_workers", "-1", "must be >= 0"),
+                                ("doc_budget", "-1", "must be >= 0")):
+        with pytest.raises(ConfigError, match=f"`{key}`: .*{message}"):
+            resolve(PackingConfig, {key: value})
     assert dataclasses.asdict(PackingConfig())["strategy"] == "random_walk"
 
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from stages.core.config import resolve
 from stages.formats.graph import GraphIndex
 from stages.formats.tokens import TokenStore
 from stages.pretrain.config import PretrainConfig
@@ -47,7 +48,7 @@ def corpus(tmp_path_factory):
 
 def test_training_stream_never_contains_heldout_documents(corpus):
     graph, store = corpus
-    cfg = PretrainConfig(token_budget=64, batch_size=2, val_fraction=0.2)
+    cfg = resolve(PretrainConfig, {"packing.token_budget": "64", "packing.batch_size": "2", "val_fraction": "0.2"})
     split = split_documents(graph, store, cfg.val_fraction)
     assert len(split.heldout) and not set(split.heldout) & set(split.train)
     stream = iter(train_loader(graph, store, cfg, split, rank=0, world_size=1))
