@@ -37,7 +37,7 @@ def test_the_demo_command_runs_as_one_chain_on_the_cluster(slurm_cluster, tmp_pa
 
     summary = (res / "summary.md").read_text()
     lm = _table_rows(summary, "Graph-LM")
-    assert sorted(row[0] for row in lm) == sorted(f"mask={m},strategy={s}" for m in ("doc", "graph")
+    assert sorted(row[0] for row in lm) == sorted(f"model.mask={m},packing.strategy={s}" for m in ("doc", "graph")
                                                   for s in STRATEGIES)
     for row in lm:
         final_loss, ppl = float(row[2]), [float(x) for x in row[4:7]]
