@@ -181,6 +181,8 @@ class Planner:
             moved = config_lib.renamed(self.stages[name].config_cls)
             if key in moved:
                 raise config_lib.moved_key_error(key, moved[key], where)
+            if key in config_lib.derived_names(self.stages[name].config_cls):
+                raise ConfigError(f"{where} key `{key}` is filled in by the stage, not set: leave it out")
         others = [n for n, s in self.stages.items() if key in config_lib.field_names(s.config_cls)]
         chain = self._default_upstream_closure(requested)
         others.sort(key=lambda n: n not in chain)  # name an upstream of the requested stage first

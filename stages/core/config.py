@@ -124,9 +124,13 @@ def renamed(cls: type) -> dict[str, str]:
 
 
 def did_you_mean(word: str, candidates: list[str]) -> str:
-    """' (did you mean `x`?)' when a close match exists, else ''."""
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean `{close[0]}`?)" if close else ""
+    """' (did you mean `x`?)' when a close match exists, else ''; a dotted candidate also matches
+    by its last part (`stratgy` -> `packing.strategy`)."""
+    options = {c: c for c in candidates}
+    if "." not in word:
+        options.update({c.rsplit(".", 1)[-1]: c for c in candidates if "." in c and c.rsplit(".", 1)[-1] not in options})
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean `{options[close[0]]}`?)" if close else ""
 
 
 def unknown_key_error(key: str, where: str, candidates: list[str]) -> ConfigError:
@@ -150,7 +154,21 @@ def check_key(cls: type, key: str, where: str, names: list[str] | None = None) -
     moved = renamed(cls)
     if key in moved:
         raise moved_key_error(key, moved[key], where)
+    if key in derived_names(cls):
+        raise ConfigError(f"{where} key `{key}` is filled in by the stage, not set: leave it out")
     raise unknown_key_error(key, where, names)
+
+
+def derived_names(cls: type, prefix: str = "") -> set[str]:
+    """The dotted names of the fields the stage fills in (`derived`): not keys a user sets."""
+    nested = components(cls)
+    names = set()
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            names |= derived_names(nested[f.name], f"{prefix}{f.name}.")
+        elif f.metadata.get("derived"):
+            names.add(f"{prefix}{f.name}")
+    return names
 
 
 def _nest(key: str, value: Any) -> dict:

@@ -89,3 +89,18 @@ def test_recorded_config_becomes_the_stage_config_class():
     assert cfg.packing.token_budget == PretrainConfig().packing.token_budget
     with pytest.raises(config_lib.ConfigError, match="recorded PretrainConfig"):
         config_lib.from_dict(PretrainConfig, {"steps": "many"})
+
+
+def test_a_component_s_keys_nest_and_say_what_is_wrong_in_one_line():
+    """Dotted keys reach the component; a misspelt bare key is matched on the last part of a dotted
+    one; a key the stage fills in, or an old flat key, is named as such."""
+    from stages.core.config import resolve
+    from stages.qa.config import QAConfig
+
+    assert resolve(QAConfig, {"memory.num_tokens": "2"}).memory.num_tokens == 2
+    for key, message in (("num_tokns", "did you mean `memory.num_tokens`"),
+                         ("memory.read_token_ids", "filled in by the stage"),
+                         ("memory_num_tokens", "is now `memory.num_tokens`")):
+        with pytest.raises(ConfigError, match=message) as err:
+            resolve(QAConfig, {key: "1"})
+        assert "\n" not in str(err.value)
