@@ -10,7 +10,7 @@ from jobs import seeds
 
 def _record(strategy: str, seed: int, **metrics) -> dict:
     return {"stage": "toy", "signature": f"{strategy}{seed}", "metrics": metrics,
-            "sweep": {"toy.strategy": strategy, "seed": str(seed)}}
+            "sweep": {"pretrain.packing.strategy": strategy, "seed": str(seed)}}
 
 
 RECORDS = [
@@ -42,14 +42,14 @@ def test_single_seed_has_no_interval():
 def test_records_that_differ_only_in_seed_are_one_variant():
     agg = seeds.aggregate(RECORDS, ["loss", "gain"])
     assert len(agg) == 2
-    a = agg[(("toy.strategy", "a"),)]
+    a = agg[(("pretrain.packing.strategy", "a"),)]
     assert a["loss"].mean == pytest.approx(2.0) and a["loss"].n == 3
     assert a["gain"].mean == pytest.approx(-0.6)
     assert a["gain"].half_width == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-3)
 
 
 def test_paired_difference_is_taken_seed_by_seed():
-    a, b = (("toy.strategy", "a"),), (("toy.strategy", "b"),)
+    a, b = (("pretrain.packing.strategy", "a"),), (("pretrain.packing.strategy", "b"),)
     diff = seeds.paired_difference(RECORDS, "gain", a, b)
     # per seed: -0.5, -0.8, -0.5 -> mean -0.6, sd 0.1732
     assert diff.mean == pytest.approx(-0.6)
@@ -62,11 +62,11 @@ def test_paired_difference_is_taken_seed_by_seed():
 
 def test_paired_difference_uses_only_shared_seeds():
     extra = [*RECORDS, _record("a", 7, loss=100.0, gain=5.0)]
-    a, b = (("toy.strategy", "a"),), (("toy.strategy", "b"),)
+    a, b = (("pretrain.packing.strategy", "a"),), (("pretrain.packing.strategy", "b"),)
     assert seeds.paired_difference(extra, "gain", a, b).n == 3
 
 
 def test_paired_table_lists_each_pair_once():
     header, rows = seeds.paired_table(RECORDS, ["gain"])
     assert header == ["a", "b", "gain (a - b)"]
-    assert len(rows) == 1 and rows[0][:2] == ["strategy=a", "strategy=b"] and rows[0][2].endswith("*")
+    assert len(rows) == 1 and rows[0][:2] == ["packing.strategy=a", "packing.strategy=b"] and rows[0][2].endswith("*")
