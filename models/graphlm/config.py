@@ -1,15 +1,17 @@
 """GraphLM architecture hyper-parameters and size presets.
 
 `GraphLMConfig` is also the `pretrain.model.*` component of the pretrain stage's config. Models
-never import the stage machinery, so each field declares its command-line metadata in
-`dataclasses.field(metadata=...)`: `help`, `choices`, ranges (`gt`, `ge`), `signature: False` for
+never import the stage machinery, so each field declares its command-line metadata with
+`models.fields.setting`: `help`, `choices`, ranges (`gt`, `ge`), `signature: False` for
 a field that does not change the trained weights, and `derived` for a value the stage fills in
 (`vocab_size` from the tokenizer, `reset_positions` from the packing layout), which is no key.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
+
+from models.fields import setting
 
 MASK_MODES = ("causal", "doc", "graph")
 ATTENTION_IMPLS = ("auto", "flex", "sdpa")
@@ -23,10 +25,6 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
-def _knob(default, help: str, **metadata):
-    return field(default=default, metadata={"help": help, **metadata})
-
-
 @dataclass
 class GraphLMConfig:
     """Shape and behaviour of a GraphLM decoder.
@@ -38,31 +36,31 @@ class GraphLMConfig:
     Not frozen: OmegaConf merges command-line keys into it as a config component.
     """
 
-    vocab_size: int = _knob(50257, "output classes (the tokenizer's, or the corpus's compact table)", derived=True)
-    n_layers: int = _knob(2, "decoder blocks", gt=0)
-    d_model: int = _knob(128, "hidden width (divisible by n_heads, with an even head width for RoPE)", gt=0)
-    n_heads: int = _knob(4, "attention heads", gt=0)
-    d_ff: int = _knob(384, "SwiGLU hidden width", gt=0)
-    rope_theta: float = _knob(10000.0, "RoPE base", gt=0)
-    norm_eps: float = _knob(1e-5, "RMSNorm epsilon", gt=0)
-    tie_embeddings: bool = _knob(True, "share the input embedding and the output projection")
-    mask: str = _knob("doc", "attention inside a pack", choices=MASK_MODES)
-    attention_impl: str = _knob("auto", "attention kernel: flex on CUDA / dense-mask SDPA on CPU (auto)",
+    vocab_size: int = setting(50257, "output classes (the tokenizer's, or the corpus's compact table)", derived=True)
+    n_layers: int = setting(2, "decoder blocks", gt=0)
+    d_model: int = setting(128, "hidden width (divisible by n_heads, with an even head width for RoPE)", gt=0)
+    n_heads: int = setting(4, "attention heads", gt=0)
+    d_ff: int = setting(384, "SwiGLU hidden width", gt=0)
+    rope_theta: float = setting(10000.0, "RoPE base", gt=0)
+    norm_eps: float = setting(1e-5, "RMSNorm epsilon", gt=0)
+    tie_embeddings: bool = setting(True, "share the input embedding and the output projection")
+    mask: str = setting("doc", "attention inside a pack", choices=MASK_MODES)
+    attention_impl: str = setting("auto", "attention kernel: flex on CUDA / dense-mask SDPA on CPU (auto)",
                                 choices=ATTENTION_IMPLS, signature=False)
     #: RoPE positions restart at 0 in every document (the packing layout's `reset_positions`);
     #: inference rebuilds them the same way. Off: positions are absolute in the pack.
-    reset_positions: bool = _knob(False, "RoPE positions restart in every document (from the packing layout)",
+    reset_positions: bool = setting(False, "RoPE positions restart in every document (from the packing layout)",
                                   derived=True)
     #: Smeared keys: each head's key at position t blends in the key at t - 1 of the same document
     #: with a learned per-head weight (sigmoid, 0.5 at init). A query can then match "the token
     #: after an earlier occurrence of the current token" in one layer, which is the induction
     #: (in-context copying) pattern a 2-layer model otherwise forms slowly or not at all.
-    smear_keys: bool = _knob(False, "smeared keys: each attention key blends in the previous token's key "
+    smear_keys: bool = setting(False, "smeared keys: each attention key blends in the previous token's key "
                              "(learned weight per head, within a document), so a 2-layer model learns "
                              "in-context copying (study=lm turns it on)")
-    ce_chunk_tokens: int = _knob(1024, "tokens per chunk of the output projection + cross-entropy (memory)", gt=0)
-    init_std: float = _knob(0.02, "standard deviation of the initial weights", gt=0)
-    compile: bool = _knob(False, "torch.compile the decoder blocks (FlexAttention is always compiled on CUDA)",
+    ce_chunk_tokens: int = setting(1024, "tokens per chunk of the output projection + cross-entropy (memory)", gt=0)
+    init_std: float = setting(0.02, "standard deviation of the initial weights", gt=0)
+    compile: bool = setting(False, "torch.compile the decoder blocks (FlexAttention is always compiled on CUDA)",
                           signature=False)
 
     def validate(self) -> None:

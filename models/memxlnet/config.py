@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from models.fields import setting
 
 # A random-init XLNet small enough to train on a laptop CPU in a few minutes. No dropout: it
 # trains for a few thousand steps on generated data, where dropout only slows learning down.
@@ -18,13 +20,6 @@ _SAVED_NAMES = {"memory_num_tokens": "num_tokens", "memory_update": "update", "m
                 "enable_usage_tracking": "usage_tracking", "enable_temporal_links": "temporal_links"}
 
 
-def _key(default, help: str, **metadata):
-    """A field with the metadata stage configs read (help, choices, ranges; see stages.core.config)."""
-    if isinstance(default, list):
-        return field(default_factory=list, metadata={"help": help, **metadata})
-    return field(default=default, metadata={"help": help, **metadata})
-
-
 @dataclass
 class MemoryConfig:
     """How memory flows from one segment of a document to the next: the `qa` stage's `memory.*` keys.
@@ -35,22 +30,22 @@ class MemoryConfig:
     filled in by whoever adds the tokens to the tokenizer (`derived`: not a stage key).
     """
 
-    num_tokens: int = _key(0, "memory tokens N ([MEM_READ_i]/[MEM_WRITE_i]); 0 = plain XLNet", ge=0)
-    update: str = _key("gated", "memory variant (models/memxlnet/memory.py registry): gated (a gate blends the "
+    num_tokens: int = setting(0, "memory tokens N ([MEM_READ_i]/[MEM_WRITE_i]); 0 = plain XLNet", ge=0)
+    update: str = setting("gated", "memory variant (models/memxlnet/memory.py registry): gated (a gate blends the "
                                 "write states into memory), replace (write states become memory), none (memory "
                                 "keeps its initial value)")
-    init: str = _key("learned", "initial memory", choices=MEMORY_INITS)
-    extends_segment: bool = _key(False, "add the 2N memory tokens to the segment length instead of taking them from "
+    init: str = setting("learned", "initial memory", choices=MEMORY_INITS)
+    extends_segment: bool = setting(False, "add the 2N memory tokens to the segment length instead of taking them from "
                                         "the context window, so that variants with and without memory read the "
                                         "same windows")
-    differentiable: bool = _key(False, "slot memory with content addressing instead of token memory")
-    slots: int = _key(16, "slots of the differentiable memory", ge=1)
-    heads: int = _key(1, "addressing heads of the differentiable memory", ge=1, le=8)
-    sharpness: float = _key(1.0, "softmax temperature factor of content addressing", gt=0)
-    usage_tracking: bool = _key(False, "differentiable memory: prefer little-used slots when writing")
-    temporal_links: bool = _key(False, "differentiable memory: follow write order when reading")
-    read_token_ids: list[int] = _key([], "ids of [MEM_READ_i]", derived=True)
-    write_token_ids: list[int] = _key([], "ids of [MEM_WRITE_i]", derived=True)
+    differentiable: bool = setting(False, "slot memory with content addressing instead of token memory")
+    slots: int = setting(16, "slots of the differentiable memory", ge=1)
+    heads: int = setting(1, "addressing heads of the differentiable memory", ge=1, le=8)
+    sharpness: float = setting(1.0, "softmax temperature factor of content addressing", gt=0)
+    usage_tracking: bool = setting(False, "differentiable memory: prefer little-used slots when writing")
+    temporal_links: bool = setting(False, "differentiable memory: follow write order when reading")
+    read_token_ids: list[int] = setting([], "ids of [MEM_READ_i]", derived=True)
+    write_token_ids: list[int] = setting([], "ids of [MEM_WRITE_i]", derived=True)
 
     @property
     def variant(self) -> str:
