@@ -158,14 +158,14 @@ def test_jobs_name_no_stage_and_stages_import_only_declared_upstreams():
             assert used <= permitted, f"{path.relative_to(root)} imports {sorted(used - permitted)}"
 
 
-@pytest.mark.parametrize("study", ["lm", "qa_memory"])
-def test_every_study_file_is_valid_and_the_committed_reference_results_keep_their_verdict(study):
+@pytest.mark.parametrize("study, verdict", [("lm", "passes"), ("qa_memory", "passes"), ("qa_binding", "fails")])
+def test_every_study_file_is_valid_and_the_committed_reference_results_keep_their_verdict(study, verdict):
     from jobs import results, studies
 
     spec = studies.load(study)
     assert spec.criterion and spec.results and spec.cost
     records = results.load_records(REPO / spec.results)
-    assert "passes.**" in studies.verdict(spec, records)
+    assert f"**Study `{study}` {verdict}.**" in studies.verdict(spec, records)
 
 
 def test_a_study_file_adds_its_seed_metrics_to_the_stage_s_report(toy_stage, tmp_path, monkeypatch):
