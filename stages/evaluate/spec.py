@@ -14,37 +14,30 @@ class EvaluateConfig:
 
     task: str = knob("lm", "lm: perplexity of a pretrain checkpoint; qa: SQuAD v2 scores of a qa checkpoint",
                      choices=("lm", "qa"))
-    max_docs: int = knob(32, "lm: documents scored per context (study=lm scores 100)")
+    max_docs: int = knob(32, "lm: documents scored per context (study=lm scores 100)", ge=1)
     corpus: str = knob("auto", "lm: auto (fresh on a generated sample, heldout on a dump) | heldout (the "
                        "pretrain split) | fresh (the sample regenerated with another seed) | path of a pretokenize artifact")
-    copy_ngram: int = knob(4, "lm: a target token is copyable when the n-gram ending at it occurs in the graph context")
+    copy_ngram: int = knob(4, "lm: a target token is copyable when the n-gram ending at it occurs in the graph context",
+                           ge=1)
     score_mask: str = knob("trained", "lm: mask to score with (trained: the model's own; others are labelled cross_mask)",
                      choices=("trained", "causal", "doc", "graph"))
-    generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)")
-    test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)")
+    generate_tokens: int = knob(32, "lm: tokens in the generation sample (with and without graph context)", ge=0)
+    test_size: int = knob(0, "qa: evaluate only the first N questions (0: all)", ge=0)
     dataset: str = knob("", "qa: dataset to score (empty: the held-out split of the qa stage's dataset)")
     no_answer_threshold: float | None = knob(None, "qa: answer only when the answer margin (span - null score) "
                                                    "exceeds this; unset: the threshold saved with the model")
     test_documents: int = knob(0, "qa, dataset=sample: also score a test split of N generated documents, drawn "
                                "from its own seed stream (disjoint from train and dev), scored once; its metrics "
-                               "are prefixed test_ (0: none)", signature=WHEN_SET)
-    reader_admission_f1: float = knob(0.0, "qa: admit the run's reader (curriculum stage 1, whole documents in "
+                               "are prefixed test_ (0: none)", signature=WHEN_SET, ge=0)
+    reader_admission_f1: float = knob(0.0, "qa: admit the run's reader (curriculum phase 1, whole documents in "
                                       "view) when the dev cross-segment F1 of its best epoch (chosen on dev F1) reaches "
                                       "this; an admitted run also reports its test scores as admitted_test_* (0: no rule)",
-                                      signature=WHEN_SET)
+                                      signature=WHEN_SET, ge=0, le=100)
     batch_size: int = knob(8, "evaluation batch size (the swap ablation pairs questions within a batch)",
-                           signature=False)
+                           signature=False, ge=1)
     seed: int = knob(0, "seed for the random-context baseline and sampling")
 
     def validate(self) -> None:
-        if self.max_docs < 1:
-            raise ValueError("`max_docs` must be >= 1")
-        if self.copy_ngram < 1:
-            raise ValueError("`copy_ngram` must be >= 1; e.g. 4")
-        if self.test_size < 0:
-            raise ValueError("`test_size` must be >= 0 (0 means all questions)")
-        if self.test_documents < 0 or not 0 <= self.reader_admission_f1 <= 100:
-            raise ValueError("test_documents: must be >= 0; reader_admission_f1: an F1 in [0, 100]")
         if self.dataset.endswith(".json") and not os.path.isfile(os.path.expanduser(self.dataset)):
             raise ValueError(f"dataset: {self.dataset} does not exist; pass a SQuAD v2 JSON file or leave it empty")
 

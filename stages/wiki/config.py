@@ -17,11 +17,11 @@ class ExtractConfig:
     dump_index: str = knob("", "multistream index of `dump` (default: the `...-multistream-index.txt.bz2` "
                            "beside it, found by name)", signature=False)
     read_unit_mb: float = knob(16.0, "compressed MB of multistream streams per unit of work (the output "
-                               "does not depend on it)", signature=False)
+                               "does not depend on it)", signature=False, gt=0)
     sample_format: str = knob("xml", "format the generated sample is written in: one XML or CirrusSearch file, "
                               "a multistream .xml.bz2 with its index, or split multistream files",
                               choices=("xml", "cirrus", "multistream", "split"))
-    sample_articles: int = knob(300, "articles in the generated sample")
+    sample_articles: int = knob(300, "articles in the generated sample", ge=10)
     sample_seed: int = knob(0, "seed of the generated sample")
     sample_fact_style: str = knob("whose", "how a generated article repeats a linked article's fact: whose "
                                   "(\", whose depth is 83 metres\") or restate (the linked article's sentence)",
@@ -29,18 +29,10 @@ class ExtractConfig:
     export_markdown: bool = knob(False, "also write a markdown/ tree of Title_<6hex>.md files")
     on_error: str = knob("skip", "bad input (truncated file, invalid JSON, malformed XML): "
                          "skip and count it, or fail with its location", choices=("skip", "fail"))
-    shards: int = knob(2, "article shards (units of parallel work and of output)")
-    workers: int = knob(2, "parallel worker processes", signature=False)
+    shards: int = knob(2, "article shards (units of parallel work and of output)", ge=1)
+    workers: int = knob(2, "parallel worker processes", signature=False, ge=1)
 
     def validate(self) -> None:
-        if self.sample_articles < 10:
-            raise ValueError(f"sample_articles: {self.sample_articles} is too small; use at least 10")
-        if self.shards < 1:
-            raise ValueError(f"shards: {self.shards} must be >= 1")
-        if self.workers < 1:
-            raise ValueError(f"workers: {self.workers} must be >= 1")
-        if self.read_unit_mb <= 0:
-            raise ValueError(f"read_unit_mb: {self.read_unit_mb} must be > 0")
         if not self.dump:
             raise ValueError("dump: empty; pass a dump file path or `sample`")
         if self.dump != "sample":
@@ -70,11 +62,9 @@ class PretokenizeConfig:
     title_heading: bool = knob(True, "start each document with `# Title`")
     append_eot: bool = knob(False, "end each document with the encoding's end-of-text token "
                             "(off: packing inserts separators itself)")
-    workers: int = knob(2, "parallel encoder threads (tiktoken releases the GIL)", signature=False)
+    workers: int = knob(2, "parallel encoder threads (tiktoken releases the GIL)", signature=False, ge=1)
 
     def validate(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers: {self.workers} must be >= 1")
         import tiktoken
 
         known = tiktoken.list_encoding_names()
