@@ -158,12 +158,13 @@ def test_w1_manifest_must_match_its_directory_and_signature(tmp_path, edit):
 
 
 def test_w1_a_component_agrees_with_its_signed_part_on_the_signed_keys_only():
-    """pretrain's `model` records its kernel choice and derived values, which are not signed."""
-    from stages.core.artifacts import _agrees
+    """pretrain's `model` records its kernel choice and derived values, which are not signed; a
+    signed key that differs is named with its component."""
+    from stages.core.artifacts import _first_difference
 
-    assert _agrees({"mask": "doc", "attention_impl": "flex"}, {"mask": "doc"})
-    assert not _agrees({"mask": "graph", "attention_impl": "flex"}, {"mask": "doc"})
-    assert not _agrees({"attention_impl": "flex"}, {"mask": "doc"})
+    assert _first_difference({"model": {"mask": "doc"}}, {"model": {"mask": "doc", "attention_impl": "flex"}}) is None
+    assert _first_difference({"model": {"mask": "doc"}}, {"model": {"mask": "graph"}}) == "model.mask"
+    assert _first_difference({"model": {"mask": "doc"}}, {"model": {"attention_impl": "flex"}}) == "model.mask"
 
 
 def test_w4_artifact_is_readable_by_the_group_even_under_a_private_umask(tmp_path, monkeypatch):
