@@ -32,6 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from jobs import studies
 from stages.core.config import resolve
 from stages.pretrain.config import PretrainConfig
+from stages.qa.config import QAConfig
+from stages.qa.features import context_room
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -53,10 +55,17 @@ def lm_settings() -> dict:
             "world_size": 8, "eval_docs": 500, "eval_contexts": 3, "runs": 12}
 
 
+def qa_settings() -> tuple[QAConfig, int]:
+    """studies/qa_squad.yaml's qa run as the stage resolves it (preset base; memory at its largest
+    swept value), and its number of runs (memory variants x seeds)."""
+    keys = studies.load("qa_squad").keys("qa")
+    runs = len(keys["memory.num_tokens"].split(",")) * len(keys["seed"].split(","))
+    return resolve(QAConfig, {key: value.split(",")[-1] for key, value in keys.items()}), runs
+
+
 LM = lm_settings()
-# studies/qa_squad.yaml: preset base with these keys
-QA = {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "max_n_segs": 6, "memory": 16,
-      "progressive_segments": [2, 4, 6], "epochs_per_stage": 2, "long_context": 4, "runs": 6}
+QA, QA_RUNS = qa_settings()
+MEMORY = QA.memory.num_tokens
 
 
 def counted_flops(fn) -> float:
@@ -85,7 +94,7 @@ def qa_flops_per_segment(length: int) -> float:
     """FlopCounterMode FLOPs of one forward + backward of one XLNet-base segment plus the span head."""
     from transformers import XLNetConfig, XLNetModel
 
-    config = XLNetConfig(vocab_size=32_000 + 2 * QA["memory"], d_model=768, n_layer=12, n_head=12, d_inner=3072)
+    config = XLNetConfig(vocab_size=32_000 + 2 * MEMORY, d_model=768, n_layer=12, n_head=12, d_inner=3072)
     model, head = XLNetModel(config), torch.nn.Linear(768, 2)
     ids = torch.randint(5, 32_000, (1, length))
 
@@ -113,12 +122,12 @@ def squad_segments(long_context: int) -> tuple[float, dict[int, float]] | None:
         for paragraph in article["paragraphs"]:
             n_ctx = len(tok(paragraph["context"], add_special_tokens=False)["input_ids"])
             for qa in paragraph["qas"]:
-                n_q = min(len(tok(qa["question"], add_special_tokens=False)["input_ids"]), QA["max_query_length"])
-                window = QA["max_seq_length"] - n_q - 3  # memory_extends_segment: memory adds to the length
-                step = max(1, min(QA["doc_stride"], window))
+                n_q = min(len(tok(qa["question"], add_special_tokens=False)["input_ids"]), QA.max_query_length)
+                window = context_room(QA.max_seq_length, 0, n_q)  # memory.extends_segment: memory adds to the length
+                step = max(1, min(QA.doc_stride, window))
                 counts.append(1 + max(0, math.ceil((n_ctx - window) / step)))
-    capped = {cap: statistics.mean(min(c, cap) for c in counts) for cap in QA["progressive_segments"]}
-    return statistics.mean(min(c, QA["max_n_segs"]) for c in counts), capped | {"uncapped": statistics.mean(counts)}
+    capped = {cap: statistics.mean(min(c, cap) for c in counts) for cap in QA.curriculum.segments}
+    return statistics.mean(min(c, QA.max_n_segs) for c in counts), capped | {"uncapped": statistics.mean(counts)}
 
 
 def gpu_hours(flops: float, mfu: float = MFU) -> float:
@@ -142,27 +151,28 @@ def main() -> int:
           f"{eval_tokens / 1e6:.1f} M evaluation, forward only)")
     print(f"FLOPs per run (the larger FLOPs/token): {lm_run:.3e}\n")
 
-    qa_segs = squad_segments(QA["long_context"])
-    print(f"## qa_squad (XLNet-base MemXLNet, SQuAD v2, long_context={QA['long_context']})\n")
-    seg0, seg16 = qa_flops_per_segment(QA["max_seq_length"]), qa_flops_per_segment(QA["max_seq_length"] + 2 * QA["memory"])
-    print(f"training FLOPs per segment, FlopCounterMode fwd+bwd: {seg0 / 1e9:.1f} G at {QA['max_seq_length']} "
-          f"tokens (memory 0), {seg16 / 1e9:.1f} G at {QA['max_seq_length'] + 2 * QA['memory']} (memory 16)")
+    qa_segs = squad_segments(QA.data.long_context)
+    print(f"## qa_squad (XLNet-base MemXLNet, SQuAD v2, long_context={QA.data.long_context})\n")
+    seg0, seg16 = qa_flops_per_segment(QA.max_seq_length), qa_flops_per_segment(QA.segment_length())
+    print(f"training FLOPs per segment, FlopCounterMode fwd+bwd: {seg0 / 1e9:.1f} G at {QA.max_seq_length} "
+          f"tokens (memory 0), {seg16 / 1e9:.1f} G at {QA.segment_length()} (memory {MEMORY})")
     if qa_segs is None:
         print("segments per question: ../shared/data absent; assuming the curriculum caps (upper bound)")
-        mean_eval, capped = float(QA["max_n_segs"]), {c: float(c) for c in QA["progressive_segments"]}
+        mean_eval, capped = float(QA.max_n_segs), {c: float(c) for c in QA.curriculum.segments}
     else:
         mean_eval, capped = qa_segs
         print(f"segments per question on the dev half (XLNet spiece, window arithmetic of featurize): uncapped "
-              f"{capped['uncapped']:.2f}, " + ", ".join(f"capped at {c}: {capped[c]:.2f}" for c in QA["progressive_segments"]))
-    train_segments = sum(QA["epochs_per_stage"] * SQUAD_TRAIN_QUESTIONS * capped[c] for c in QA["progressive_segments"])
-    epochs = QA["epochs_per_stage"] * len(QA["progressive_segments"])
+              f"{capped['uncapped']:.2f}, " + ", ".join(f"capped at {c}: {capped[c]:.2f}" for c in QA.curriculum.segments))
+    train_segments = sum(QA.curriculum.epochs_of(phase) * SQUAD_TRAIN_QUESTIONS * capped[c]
+                         for phase, c in enumerate(QA.curriculum.segments))
+    epochs = sum(QA.curriculum.epochs_of(phase) for phase in range(QA.curriculum.phases))
     dev_segments = epochs * SQUAD_DEV_QUESTIONS * mean_eval  # one dev evaluation per epoch, forward only
     qa_runs = {}
-    for memory, seg in ((0, seg0), (16, seg16)):
+    for memory, seg in ((0, seg0), (MEMORY, seg16)):
         qa_runs[memory] = seg * train_segments + seg / 3 * dev_segments
     print(f"segment passes per run: {train_segments / 1e6:.2f} M training ({epochs} epochs over "
           f"{SQUAD_TRAIN_QUESTIONS} questions), {dev_segments / 1e6:.2f} M dev (forward only)")
-    print(f"FLOPs per run: {qa_runs[0]:.3e} (memory 0), {qa_runs[16]:.3e} (memory 16)\n")
+    print(f"FLOPs per run: {qa_runs[0]:.3e} (memory 0), {qa_runs[MEMORY]:.3e} (memory {MEMORY})\n")
 
     print(f"## estimated GPU-hours (H100 bf16 peak {PEAK / 1e12:.0f} TFLOP/s; MFU assumed, not measured)\n")
     lo, hi = MFU_RANGE
@@ -171,8 +181,9 @@ def main() -> int:
     lm_total = lambda m: LM["runs"] * gpu_hours(lm_run, m)
     print(f"| lm_enwiki | {LM['runs']} | {gpu_hours(lm_run):.2f} | {lm_total(MFU):.1f} | "
           f"{lm_total(hi):.1f} .. {lm_total(lo):.1f} |")
-    qa_total = lambda m: 3 * (gpu_hours(qa_runs[0], m) + gpu_hours(qa_runs[16], m))
-    print(f"| qa_squad | {QA['runs']} | {gpu_hours(qa_runs[0]):.2f} (memory 0), {gpu_hours(qa_runs[16]):.2f} (memory 16) | "
+    qa_total = lambda m: QA_RUNS // 2 * (gpu_hours(qa_runs[0], m) + gpu_hours(qa_runs[MEMORY], m))
+    print(f"| qa_squad | {QA_RUNS} | {gpu_hours(qa_runs[0]):.2f} (memory 0), {gpu_hours(qa_runs[MEMORY]):.2f} "
+          f"(memory {MEMORY}) | "
           f"{qa_total(MFU):.1f} | {qa_total(hi):.1f} .. {qa_total(lo):.1f} |")
     print("\nlm_enwiki also runs extract, graph and pretokenize once on CPUs (README, measured scale: about "
           "21,000 + 1,000 + 1,760 CPU-s at enwiki size, extrapolated).")
