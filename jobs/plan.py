@@ -246,8 +246,13 @@ class Planner:
         return node
 
     def _config_of(self, stage: str, signature: str) -> Any:
-        node = self._nodes[node_key(stage, signature)]
-        return node.cfg if node.cfg is not None else node.existing.typed_config()
+        """The config of an upstream role: its node's, or the artifact's (an upstream of an artifact
+        named by `<stage>.from=`, such as the reader of a reused qa run, is no node of this plan)."""
+        node = self._nodes.get(node_key(stage, signature))
+        if node is not None and node.cfg is not None:
+            return node.cfg
+        artifact = node.existing if node is not None else load_artifact(self.root, stage, signature)
+        return artifact.typed_config() if artifact is not None else None
 
     def _derived(self, spec, cfg: Any, upstream: dict[str, str]) -> dict[str, Node]:
         """The nodes `spec` derives from `cfg` (`StageSpec.derived`): jobs of the plan, requested

@@ -141,7 +141,8 @@ ADMITTED = ("cross_segment_f1", "cross_segment_exact", "local_f1", "unanswerable
 def reader_admission(qa_manifest: dict, threshold: float) -> dict:
     """The reader's (curriculum phase 1's) dev cross-segment F1 at its best epoch (best dev F1, the
     epoch its model was kept from) and, with a threshold, whether it is admitted (1.0 or 0.0)."""
-    phases = (qa_manifest.get("record") or {}).get("phases") or []
+    record = qa_manifest.get("record") or {}
+    phases = record.get("phases") or record.get("stages") or []  # "stages": written before the rename
     epochs = phases[0].get("epochs") or [] if phases else []
     if not epochs or "cross_segment_f1" not in epochs[0]:
         return {}
