@@ -100,3 +100,16 @@ def test_a_one_segment_stage_trains_a_memory_model_under_the_local_executor(tmp_
     qa = artifact(root, "qa")
     stages = [json.loads((qa.path / d / "phase_done.json").read_text()) for d in ("phase_1_segs_1", "phase_2_segs_2")]
     assert all(s["steps"] > 1 for s in stages)
+
+
+def test_evaluate_reuses_a_qa_run_that_continued_a_shared_reader(tmp_path):
+    """`qa.from=<signature>` names a qa artifact whose plan also held its shared reader; evaluate
+    derives its own nodes from its upstream configs, the reader's included, which the plan reads
+    from the reader's manifest (it is no node of the evaluate run)."""
+    root = tmp_path / "art"
+    submit("stage=qa", "sample.documents=6", "sample.dev_documents=2", "data.eval_size=4", "batch_size=4",
+           "memory.num_tokens=2", "curriculum.segments=[1,2]", "curriculum.epochs=1", "curriculum.shared_reader=true",
+           "executor=inline", f"root={root}", f"results={tmp_path / 'res'}")
+    qa = artifact(root, "qa")
+    out = submit("stage=evaluate", "task=qa", f"qa.from={qa.signature}", "dry_run=true", f"root={root}")
+    assert f"qa           {qa.signature}  upstream (exists)" in out.stdout and "evaluate" in out.stdout
