@@ -19,6 +19,7 @@ from stages.core.artifacts import load_artifact
 from stages.qa import components, squad_eval
 from stages.qa import data as qa_data
 from stages.qa.config import QAConfig
+from stages.qa.data import DataConfig
 from stages.qa.tokenizer import MAX_SENTENCE_BYTES, trainer_sentences
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def artifact(root, stage):
 
 
 def test_default_tokenizer_trains_on_whole_real_articles(tmp_path):
-    cfg = QAConfig(dataset=str(SQUAD))
+    cfg = QAConfig(data=DataConfig(dataset=str(SQUAD)))
     assert (cfg.tokenizer, cfg.data.long_context) == ("auto", 0)
     train, dev = components.load_splits(cfg, tmp_path)
     texts = list(qa_data.contexts(train))
