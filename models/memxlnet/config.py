@@ -13,11 +13,12 @@ TINY_XLNET = {"d_model": 64, "n_layer": 2, "n_head": 4, "d_inner": 128, "dropout
 
 MEMORY_INITS = ("learned", "zeros")
 
-# Names a model folder written before the memory keys nested under `qa.memory` used.
-_SAVED_NAMES = {"memory_num_tokens": "num_tokens", "memory_update": "update", "memory_init": "init",
-                "use_differentiable_memory": "differentiable", "memory_slots": "slots",
-                "num_memory_heads": "heads", "memory_sharpness": "sharpness",
-                "enable_usage_tracking": "usage_tracking", "enable_temporal_links": "temporal_links"}
+#: The flat names the memory fields had before they nested under `qa.memory` (a model folder
+#: saved then uses them; the qa stage's config names them in its error for an old key).
+FLAT_NAMES = {"memory_num_tokens": "num_tokens", "memory_update": "update", "memory_init": "init",
+              "use_differentiable_memory": "differentiable", "memory_slots": "slots",
+              "num_memory_heads": "heads", "memory_sharpness": "sharpness",
+              "enable_usage_tracking": "usage_tracking", "enable_temporal_links": "temporal_links"}
 
 
 @dataclass
@@ -87,7 +88,7 @@ class MemoryConfig:
         if data.get("memory_read_scale", "raw") != "raw":
             raise ValueError("memory config: saved with memory_read_scale=embedding, which this version no longer "
                              "has; load it with the version that trained it")
-        data = {_SAVED_NAMES.get(key, key): value for key, value in data.items() if key != "memory_read_scale"}
+        data = {FLAT_NAMES.get(key, key): value for key, value in data.items() if key != "memory_read_scale"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

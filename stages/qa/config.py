@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from models.memxlnet.config import MemoryConfig
+from models.memxlnet.config import FLAT_NAMES, MemoryConfig
 from stages.core.config import WHEN_SET, knob
 from stages.qa.curriculum import CurriculumConfig
 from stages.qa.data import DataConfig
@@ -19,10 +19,7 @@ from stages.qa.features import context_room
 from stages.qa.sample import SampleConfig
 
 _MOVED = {
-    "memory": {"memory_num_tokens": "num_tokens", "memory_update": "update", "memory_init": "init",
-               "memory_extends_segment": "extends_segment", "use_differentiable_memory": "differentiable",
-               "memory_slots": "slots", "num_memory_heads": "heads", "memory_sharpness": "sharpness",
-               "enable_usage_tracking": "usage_tracking", "enable_temporal_links": "temporal_links"},
+    "memory": {**FLAT_NAMES, "memory_extends_segment": "extends_segment"},
     "data": {name: name for name in ("dataset", "eval_dataset", "long_context", "train_size", "eval_size")},
     "sample": {"sample_documents": "documents", "sample_dev_documents": "dev_documents", "data_seed": "seed",
                "sample_neighbours": "neighbours", "sample_neighbour_guilds": "neighbour_guilds",
