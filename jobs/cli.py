@@ -21,7 +21,7 @@ from stages.core.locks import ArtifactBusy
 from stages.core.safefs import describe_os_error
 
 COMMANDS = ("run", "status", "logs", "cancel", "collect")
-LAUNCHER_KEYS = config_lib.field_names(LauncherConfig)
+LAUNCHER_KEYS = list(config_lib.field_names(LauncherConfig))
 
 EXAMPLES = """\
 examples:

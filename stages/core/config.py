@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import typing
@@ -83,8 +84,9 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
+@functools.cache
 def components(cls: type) -> dict[str, type]:
-    """The fields of `cls` that are components (dataclass-typed), by name."""
+    """The fields of `cls` that are components (dataclass-typed), by name (computed once per class)."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)
             if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])}
@@ -113,9 +115,11 @@ def describe(cls: type) -> list[FieldInfo]:
             for name, f, tp, default in _leaves(cls, cls())]
 
 
-def field_names(cls: type) -> list[str]:
-    """Every key of `cls`; a component's keys are dotted (`memory.num_tokens`)."""
-    return [name for name, *_ in _leaves(cls, cls())]
+@functools.cache
+def field_names(cls: type) -> tuple[str, ...]:
+    """Every key of `cls`; a component's keys are dotted (`memory.num_tokens`). Computed once per
+    class: the planner asks for every key of the command line and every stage."""
+    return tuple(name for name, *_ in _leaves(cls, cls()))
 
 
 def renamed(cls: type) -> dict[str, str]:
