@@ -46,7 +46,7 @@ def build_model(cfg, tokenizer, read_ids: list[int], write_ids: list[int]) -> Me
     if cfg.model == "tiny":
         d = cfg.tiny_d_model
         return MemXLNetForQA.tiny(len(tokenizer), memory, d_model=d, n_layer=cfg.tiny_layers, n_head=max(1, d // 16),
-                                  d_inner=2 * d)
+                                  d_inner=2 * d, initializer_range=cfg.tiny_init_std)
     model = MemXLNetForQA.from_base(cfg.model, memory)
     model.resize_token_embeddings(len(tokenizer))
     return model

@@ -1,5 +1,6 @@
-"""`study=qa_binding` (studies/qa_binding.yaml): the layout it relies on, pinned with the study's own
-settings and tokenizer; its floors; its test split; its swap ablation; its reader rule and criterion."""
+"""`study=qa_binding` and its second declaration `qa_binding_2` (studies/*.yaml): the layout they rely
+on, pinned with each study's own settings and tokenizer; the floors; the test split; the swap
+ablation; the reader rule and criterion."""
 
 import re
 
@@ -19,8 +20,11 @@ from stages.qa.sample import asked_person, generate_sample, patron_guild_of, reg
 YEAR = re.compile(r"\b\d{4}\b")
 
 
-def _study_config(memory: int = 4) -> QAConfig:
-    keys = studies.load("qa_binding").keys("qa")
+STUDIES = ("qa_binding", "qa_binding_2")
+
+
+def _study_config(study: str, memory: int = 4) -> QAConfig:
+    keys = studies.load(study).keys("qa")
     return resolve(QAConfig, {**{k: v for k, v in keys.items() if k not in ("seed", "memory.num_tokens")},
                               "memory.num_tokens": memory})
 
@@ -33,11 +37,11 @@ def _segments(example, arrays) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def study_data(tmp_path_factory):
+@pytest.fixture(scope="module", params=STUDIES)
+def study_data(request, tmp_path_factory):
     """The study's train/dev splits, its test split and the tokenizer its runs train (same data)."""
-    cfg = _study_config()
-    cache = tmp_path_factory.mktemp("qa_binding")
+    cfg = _study_config(request.param)
+    cache = tmp_path_factory.mktemp(request.param)
     train, dev = components.load_splits(cfg, cache)
     tokenizer, read, write = components.build_tokenizer(cfg, train, cache)
     test = qa_data.load_squad("sample", "test", cache, 200, cfg.sample)
@@ -78,11 +82,12 @@ def test_segment_one_holds_the_subject_and_a_registered_distractor_and_no_year_s
     assert 0.4 < first / len(questions) < 0.6
 
 
-def test_the_floors_a_shortcut_scores_half_a_guess_a_quarter():
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_floors_a_shortcut_scores_half_a_guess_a_quarter(study):
     """The floors the study states, on its test split: answering the year of the first (or the
     last) guild named before the register scores about 50 exact; the year of a random registered
     guild about 25; the binding 100."""
-    cfg = _study_config()
+    cfg = _study_config(study)
     squad = generate_sample(400, cfg.sample.seed, "test", n_neighbours=cfg.sample.neighbours, distractor=True)
     hits = {"first": 0, "last": 0, "binding": 0, "guess": 0}
     rng = np.random.default_rng(0)
@@ -150,8 +155,9 @@ def test_the_reader_rule_admits_on_the_kept_epochs_dev_cross_segment_f1():
     assert "reader_admitted" not in reader_admission(manifest, 0) and reader_admission({}, 90) == {}
 
 
-def test_the_criterion_pairs_admitted_seeds_of_the_test_split_only():
-    (criterion,) = studies.load("qa_binding").criterion
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_criterion_pairs_admitted_seeds_of_the_test_split_only(study):
+    (criterion,) = studies.load(study).criterion
     assert criterion.stage == "evaluate" and criterion.metric.startswith("admitted_test_")
     assert criterion.metric.removeprefix("admitted_test_") in ADMITTED
     records = []
