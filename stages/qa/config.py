@@ -56,9 +56,8 @@ class QAConfig:
     model: str = knob("tiny", "'tiny' = random-init small XLNet; else XLNet weights by HF id or local folder")
     tiny_d_model: int = knob(64, "model=tiny: hidden size (heads = d_model / 16, feed-forward = 2 x d_model)", ge=16)
     tiny_layers: int = knob(2, "model=tiny: transformer layers", ge=1)
-    tiny_init_std: float = knob(0.02, "model=tiny: standard deviation of the random init (XLNet's 0.02 is sized for "
-                                      "d_model 768-1024; about d_model**-0.5 suits a narrow model)",
-                                gt=0, signature=WHEN_SET)
+    tiny_init_std: float = knob(0.02, "model=tiny: standard deviation of the random init (0.02: XLNet's, sized for "
+                                      "d_model 768-1024)", gt=0, signature=WHEN_SET)
     tokenizer: str = knob("auto", "'auto' (the model folder's, else train SentencePiece on the data), "
                                   "a spiece.model path, an HF folder or an HF id")
     tokenizer_vocab_size: int = knob(1000, "vocabulary of the SentencePiece model trained for tokenizer=auto", ge=100)
