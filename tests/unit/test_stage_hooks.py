@@ -158,7 +158,8 @@ def test_jobs_name_no_stage_and_stages_import_only_declared_upstreams():
             assert used <= permitted, f"{path.relative_to(root)} imports {sorted(used - permitted)}"
 
 
-@pytest.mark.parametrize("study, verdict", [("lm", "passes"), ("qa_memory", "passes"), ("qa_binding", "fails")])
+@pytest.mark.parametrize("study, verdict", [("lm", "passes"), ("qa_memory", "passes"), ("qa_binding", "fails"),
+                                            ("qa_binding_2", "fails")])
 def test_every_study_file_is_valid_and_the_committed_reference_results_keep_their_verdict(study, verdict):
     from jobs import results, studies
 
