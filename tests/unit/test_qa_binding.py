@@ -3,11 +3,12 @@ on, pinned with each study's own settings and tokenizer; the floors; the test sp
 ablation; the reader rule and criterion."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jobs import studies
+from jobs import results, studies
 from stages.core.config import resolve
 from stages.qa import components
 from stages.qa import data as qa_data
@@ -175,3 +176,17 @@ def test_the_criterion_pairs_admitted_seeds_of_the_test_split_only(study):
     records = [r for r in records if r["sweep"]["qa.seed"] != "2"]
     estimate, holds, note = studies.judge(criterion, records)
     assert estimate.n == 1 and not holds and "at least 2" in note
+
+
+def test_qa_binding_2s_committed_readers_leave_at_most_one_admissible():
+    """The reported verdict of `qa_binding_2` before its record is complete: two of its three
+    readers finished, and the rule's own admission (the evaluate stage's) admits neither, so at
+    most one can be admitted, and fewer than two fails whatever the unfinished runs give."""
+    spec = studies.load("qa_binding_2")
+    threshold = float(spec.keys("evaluate")["reader_admission_f1"])
+    readers = [r for r in results.load_records(Path(__file__).resolve().parents[2] / spec.results)
+               if r["stage"] == "qa_reader"]
+    admitted = [reader_admission({"record": r["extra"]}, threshold)["reader_admitted"] for r in readers]
+    seeds = len(spec.keys("qa")["seed"].split(","))
+    assert len(readers) == 2 and admitted == [0.0, 0.0]
+    assert seeds - len(readers) + sum(admitted) < 2
